@@ -1,0 +1,176 @@
+"""Typed messages of Likeness: commands, events and live traffic, and the envelope they travel in.
+
+`REGISTRY` knows every message type; readers decode with
+`Envelope.from_bytes(raw).open(REGISTRY)`, which validates and upcasts old versions.
+"""
+
+from __future__ import annotations
+
+from contracts.base import Command, Ephemeral, Event, ImageRef, Message
+from contracts.chain import (
+    AttemptScore,
+    CancelChain,
+    ChainCancelled,
+    ChainCompleted,
+    ChainFailed,
+    ChainPlanned,
+    ChainRefused,
+    ChainRequested,
+    LoraUse,
+    PlannedStep,
+    RequestChain,
+    StepAccepted,
+    StepFailed,
+    StepRendered,
+    StepRequested,
+    StepRetried,
+    StepScored,
+)
+from contracts.character import (
+    CharacterCreated,
+    CharacterPersonaUpdated,
+    CharacterReferenceSet,
+    CharacterThresholdSet,
+)
+from contracts.chat import (
+    CharacterReplied,
+    ChatTokenDelta,
+    ConversationStarted,
+    ImageRequestedInChat,
+    SendChatMessage,
+    UserMessageSent,
+)
+from contracts.envelope import Envelope, TraceContext
+from contracts.errors import ContractError, MalformedMessage, UnknownMessageType, UnsupportedVersion
+from contracts.face import FaceBox, FaceCheckFailed, FaceScored, ScoreFace
+from contracts.fields import (
+    Attempt,
+    Cfg,
+    CharacterId,
+    Denoise,
+    Dimension,
+    LoraStrength,
+    Reason,
+    SamplerSteps,
+    Score,
+    Seed,
+    StepIndex,
+    Timings,
+    UserId,
+)
+from contracts.registry import MessageRegistry, Upcaster
+from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep
+
+__all__ = [
+    "REGISTRY",
+    "Attempt",
+    "AttemptScore",
+    "CancelChain",
+    "Cfg",
+    "ChainCancelled",
+    "ChainCompleted",
+    "ChainFailed",
+    "ChainPlanned",
+    "ChainRefused",
+    "ChainRequested",
+    "CharacterCreated",
+    "CharacterId",
+    "CharacterPersonaUpdated",
+    "CharacterReferenceSet",
+    "CharacterReplied",
+    "CharacterThresholdSet",
+    "ChatTokenDelta",
+    "Command",
+    "ContractError",
+    "ConversationStarted",
+    "Denoise",
+    "Dimension",
+    "Envelope",
+    "Ephemeral",
+    "Event",
+    "FaceBox",
+    "FaceCheckFailed",
+    "FaceScored",
+    "ImageRef",
+    "ImageRequestedInChat",
+    "LoraStrength",
+    "LoraUse",
+    "MalformedMessage",
+    "Message",
+    "MessageRegistry",
+    "PlannedStep",
+    "Reason",
+    "RenderCompleted",
+    "RenderFailed",
+    "RenderPreview",
+    "RenderProgress",
+    "RenderStep",
+    "RequestChain",
+    "SamplerSteps",
+    "Score",
+    "ScoreFace",
+    "Seed",
+    "SendChatMessage",
+    "StepAccepted",
+    "StepFailed",
+    "StepIndex",
+    "StepRendered",
+    "StepRequested",
+    "StepRetried",
+    "StepScored",
+    "Timings",
+    "TraceContext",
+    "UnknownMessageType",
+    "UnsupportedVersion",
+    "Upcaster",
+    "UserId",
+    "UserMessageSent",
+    "all_message_types",
+]
+
+REGISTRY = MessageRegistry(
+    [
+        # chain
+        RequestChain,
+        CancelChain,
+        ChainRequested,
+        ChainRefused,
+        ChainPlanned,
+        StepRequested,
+        StepRendered,
+        StepScored,
+        StepAccepted,
+        StepRetried,
+        StepFailed,
+        ChainCompleted,
+        ChainFailed,
+        ChainCancelled,
+        # render
+        RenderStep,
+        RenderProgress,
+        RenderPreview,
+        RenderCompleted,
+        RenderFailed,
+        # face
+        ScoreFace,
+        FaceScored,
+        FaceCheckFailed,
+        # character
+        CharacterCreated,
+        CharacterReferenceSet,
+        CharacterPersonaUpdated,
+        CharacterThresholdSet,
+        # chat
+        SendChatMessage,
+        ConversationStarted,
+        UserMessageSent,
+        CharacterReplied,
+        ImageRequestedInChat,
+        ChatTokenDelta,
+    ]
+)
+
+
+def all_message_types() -> tuple[type[Message], ...]:
+    """Every registered message model, in registration order."""
+    return tuple(REGISTRY.models.values())

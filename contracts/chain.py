@@ -1,0 +1,292 @@
+"""The chain family: one picture request, planned into edit steps and driven to an image.
+
+The planner is the single writer of the stream `chain-<chain_id>`; every attempt of every step,
+its seed, score and the decision taken are recorded here, so a chain can be audited, re-rendered
+or branched from the log alone.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.base import Command, Event, ImageRef
+from contracts.fields import (
+    Attempt,
+    Cfg,
+    CharacterId,
+    Denoise,
+    Dimension,
+    LoraStrength,
+    Reason,
+    SamplerSteps,
+    Score,
+    Seed,
+    StepIndex,
+    Timings,
+    UserId,
+)
+
+__all__ = [
+    "AttemptScore",
+    "CancelChain",
+    "ChainCancelled",
+    "ChainCompleted",
+    "ChainFailed",
+    "ChainPlanned",
+    "ChainRefused",
+    "ChainRequested",
+    "LoraUse",
+    "PlannedStep",
+    "RequestChain",
+    "StepAccepted",
+    "StepFailed",
+    "StepRendered",
+    "StepRequested",
+    "StepRetried",
+    "StepScored",
+]
+
+
+class LoraUse(BaseModel):
+    """One LoRA applied to a step, at a strength, for a purpose."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    strength: LoraStrength = 1.0
+    role: Literal["style", "character", "concept"]
+
+
+class PlannedStep(BaseModel):
+    """One edit of the plan: everything the renderer needs to reproduce it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: StepIndex
+    kind: Literal["background", "pose", "outfit"]
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    loras: tuple[LoraUse, ...] = ()
+    width: Dimension
+    height: Dimension
+    seed: Seed
+    model: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    steps: SamplerSteps
+    cfg: Cfg
+    denoise: Denoise | None = None
+
+
+class AttemptScore(BaseModel):
+    """How one attempt of a step fared; `score` is None when it never got scored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempt: Attempt
+    seed: Seed
+    score: Score | None = None
+    reason: str | None = None
+
+
+class _ChainRequest(BaseModel):
+    """Fields shared by the request command and the event that records it."""
+
+    chain_id: UUID
+    character_id: CharacterId
+    user_id: UserId
+    request_text: str = Field(min_length=1)
+    reference_image: ImageRef
+    # A branch re-plans from an existing chain, reusing its accepted images up to `branch_from_step`.
+    parent_chain_id: UUID | None = None
+    branch_from_step: StepIndex | None = None
+    # `--count N` fans one request out into N chains; each knows its place among them.
+    variant_index: int = Field(default=0, ge=0)
+    variant_count: int = Field(default=1, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _ChainRequest:
+        if self.variant_index >= self.variant_count:
+            raise ValueError(f"variant_index {self.variant_index} must be below variant_count {self.variant_count}")
+        if self.branch_from_step is not None and self.parent_chain_id is None:
+            raise ValueError("branch_from_step needs parent_chain_id")
+        return self
+
+
+class RequestChain(_ChainRequest, Command):
+    """Ask the planner to make a picture of a character from free text."""
+
+    type: Literal["chain.request"] = "chain.request"
+    version: Literal[1] = 1
+
+
+class CancelChain(Command):
+    """Ask the planner to stop a chain; steps in flight finish but nothing new starts."""
+
+    type: Literal["chain.cancel"] = "chain.cancel"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    reason: str | None = None
+    requested_by: UserId
+
+
+class ChainRequested(_ChainRequest, Event):
+    """A picture request was accepted into the log; the chain exists from here on."""
+
+    type: Literal["chain.requested"] = "chain.requested"
+    version: Literal[1] = 1
+
+
+class ChainRefused(Event):
+    """The request broke a rule (content policy, quota, ...) and will not be planned."""
+
+    type: Literal["chain.refused"] = "chain.refused"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    reason: Reason
+    rule: str = Field(min_length=1)
+
+
+class ChainPlanned(Event):
+    """The ordered edit steps, and the policy the chain will be judged by."""
+
+    type: Literal["chain.planned"] = "chain.planned"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    steps: tuple[PlannedStep, ...] = Field(min_length=1)
+    planner: Literal["llm", "rules"]
+    # E.g. why the rule-based planner served: no LLM configured, or the LLM's plan was invalid.
+    planner_note: str | None = None
+    threshold: Score = 40.0
+    max_retries: int = Field(default=3, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> ChainPlanned:
+        indices = [step.index for step in self.steps]
+        if indices != list(range(len(self.steps))):
+            raise ValueError(f"step indices must be 0..{len(self.steps) - 1} in order, got {indices}")
+        return self
+
+
+class StepRequested(Event):
+    """The planner asked for one attempt of a step to be rendered."""
+
+    type: Literal["chain.step_requested"] = "chain.step_requested"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    seed: Seed
+    input_image: ImageRef
+
+
+class StepRendered(Event):
+    """An attempt was rendered; provenance enough to reproduce it."""
+
+    type: Literal["chain.step_rendered"] = "chain.step_rendered"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    image: ImageRef
+    workflow_hash: str = Field(min_length=1)
+    backend: str = Field(min_length=1)
+    engine: str = Field(min_length=1)
+    timings: Timings = {}
+
+
+class StepScored(Event):
+    """The face check's verdict on an attempt, with the threshold it was held to."""
+
+    type: Literal["chain.step_scored"] = "chain.step_scored"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    score: Score
+    faces_found: int = Field(ge=0)
+    threshold: Score
+
+
+class StepAccepted(Event):
+    """An attempt's image is kept; the next step edits it."""
+
+    type: Literal["chain.step_accepted"] = "chain.step_accepted"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    image: ImageRef
+    score: Score
+    # "best_attempt": no attempt reached the threshold and policy kept the best one.
+    decision: Literal["threshold", "best_attempt"] = "threshold"
+
+
+class StepRetried(Event):
+    """An attempt fell short; the step is rendered again with a new seed."""
+
+    type: Literal["chain.step_retried"] = "chain.step_retried"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    next_attempt: int = Field(ge=2)
+    new_seed: Seed
+    previous_score: Score | None = None
+    reason: Reason
+
+
+class StepFailed(Event):
+    """An attempt could not be rendered or scored at all."""
+
+    type: Literal["chain.step_failed"] = "chain.step_failed"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    reason: Reason
+    stage: Literal["render", "facecheck"]
+
+
+class ChainCompleted(Event):
+    """Every step was accepted; the last step's image is the picture."""
+
+    type: Literal["chain.completed"] = "chain.completed"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    final_image: ImageRef
+    step_images: tuple[ImageRef, ...] = Field(min_length=1)
+
+
+class ChainFailed(Event):
+    """A step ran out of attempts; the chain ends without a picture."""
+
+    type: Literal["chain.failed"] = "chain.failed"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    reason: Reason
+    attempts: tuple[AttemptScore, ...] = ()
+
+
+class ChainCancelled(Event):
+    """The chain was stopped on request."""
+
+    type: Literal["chain.cancelled"] = "chain.cancelled"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    reason: str | None = None
+    requested_by: UserId

@@ -1,0 +1,101 @@
+"""The chat family: a user's conversation with one character.
+
+The chat service is the single writer of the stream `conversation-<conversation_id>`; reply
+tokens stream live as `ChatTokenDelta`, and the whole reply is then recorded once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from contracts.base import Command, Ephemeral, Event
+from contracts.fields import CharacterId, UserId
+
+__all__ = [
+    "CharacterReplied",
+    "ChatTokenDelta",
+    "ConversationStarted",
+    "ImageRequestedInChat",
+    "SendChatMessage",
+    "UserMessageSent",
+]
+
+
+class SendChatMessage(Command):
+    """A user says something to a character; the conversation is started if new."""
+
+    type: Literal["chat.send_message"] = "chat.send_message"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    character_id: CharacterId
+    user_id: UserId
+    text: str = Field(min_length=1, max_length=8000)
+    # Chosen by the sender so it can follow the reply at once and a resend is recognised.
+    message_id: UUID | None = None
+
+
+class ConversationStarted(Event):
+    """A user began talking with a character."""
+
+    type: Literal["chat.conversation_started"] = "chat.conversation_started"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    character_id: CharacterId
+    user_id: UserId
+
+
+class UserMessageSent(Event):
+    """The user's message, as recorded in the conversation."""
+
+    type: Literal["chat.user_message_sent"] = "chat.user_message_sent"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    message_id: UUID
+    text: str = Field(min_length=1)
+
+
+class CharacterReplied(Event):
+    """The character's whole reply, with what it cost to produce."""
+
+    type: Literal["chat.character_replied"] = "chat.character_replied"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    message_id: UUID
+    text: str
+    model: str = Field(min_length=1)
+    # True when no LLM answered and a canned, offline reply was used instead.
+    offline: bool = False
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+    in_reply_to: UUID | None = None
+
+
+class ImageRequestedInChat(Event):
+    """A message asked for a picture; the chain that will make it is named here."""
+
+    type: Literal["chat.image_requested"] = "chat.image_requested"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    message_id: UUID
+    chain_id: UUID
+    request_text: str = Field(min_length=1)
+
+
+class ChatTokenDelta(Ephemeral):
+    """A fragment of a reply while the LLM streams it."""
+
+    type: Literal["chat.token_delta"] = "chat.token_delta"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    message_id: UUID
+    delta: str

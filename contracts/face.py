@@ -1,0 +1,74 @@
+"""The face family: how close a rendered face is to the character's reference face.
+
+Every image gets a defined outcome: `FaceScored` (score 0 with a reason when no face is found)
+or `FaceCheckFailed` when the image cannot be read at all.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.base import Command, Event, ImageRef
+from contracts.fields import Attempt, CharacterId, Reason, Score, StepIndex
+
+__all__ = ["FaceBox", "FaceCheckFailed", "FaceScored", "ScoreFace"]
+
+
+class FaceBox(BaseModel):
+    """One detected face, in pixels of the scored image."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Detectors may place a box partly outside the image, so x and y may be negative.
+    x: float
+    y: float
+    width: float = Field(gt=0)
+    height: float = Field(gt=0)
+    det_score: float = Field(ge=0, le=1)
+    similarity: Score | None = None
+
+
+class ScoreFace(Command):
+    """Compare the face in `image` with the character's reference face."""
+
+    type: Literal["face.score"] = "face.score"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    image: ImageRef
+    reference_image: ImageRef
+    character_id: CharacterId
+
+
+class FaceScored(Event):
+    """The similarity score of an attempt, and the faces it was drawn from."""
+
+    type: Literal["face.scored"] = "face.scored"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    score: Score
+    faces_found: int = Field(ge=0)
+    boxes: tuple[FaceBox, ...] = ()
+    # Model that made the embeddings, e.g. "insightface/buffalo_l"; scores compare only within one.
+    encoder: str = Field(min_length=1)
+    reason: str | None = None
+
+
+class FaceCheckFailed(Event):
+    """The image could not be scored (unreadable, missing from the blob store, ...)."""
+
+    type: Literal["face.check_failed"] = "face.check_failed"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    reason: Reason
