@@ -1,0 +1,260 @@
+"""Append to and read from the event log in Postgres.
+
+    EventStoreError
+    ├── WrongExpectedVersion   the stream moved on since the writer read it: re-read, re-decide
+    └── DuplicateEventId       an event id is already used by a different event
+
+Every append writes the stream's events and their outbox rows (plus any commands the
+decision emits) in one transaction, so nothing is published that was not recorded and
+nothing recorded is left unpublished.
+"""
+
+from __future__ import annotations
+
+import json
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.envelope import Envelope
+from contracts.subjects import command_subject, event_subject
+from services.runtime.eventstore.tables import events
+
+__all__ = [
+    "ANY_VERSION",
+    "AppendResult",
+    "DuplicateEventId",
+    "EventStore",
+    "EventStoreError",
+    "RecordedEvent",
+    "WrongExpectedVersion",
+]
+
+# Append whatever the stream's version is (for writers that need no concurrency check).
+ANY_VERSION: Final = None
+
+
+# One round trip appends: it checks the head, inserts the events and their outbox rows, and
+# reports the head it saw; no row appended means the expected version was stale.
+_APPEND = text(
+    """
+    WITH head AS (
+        SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = :stream_id
+    ), appended AS (
+        INSERT INTO events (stream_id, stream_version, event_id, type, version, data, metadata)
+        SELECT :stream_id, head.version + e.n, e.event_id, e.type, e.version, e.data::jsonb, e.metadata::jsonb
+        FROM head,
+             unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:versions AS int[]),
+                    CAST(:data AS text[]), CAST(:metadata AS text[]))
+             WITH ORDINALITY AS e(event_id, type, version, data, metadata, n)
+        WHERE head.version = :expected
+        RETURNING global_position
+    ), published AS (
+        INSERT INTO outbox (message_id, subject, payload)
+        SELECT m.message_id, m.subject, m.payload
+        FROM unnest(CAST(:message_ids AS uuid[]), CAST(:subjects AS text[]), CAST(:payloads AS bytea[]))
+             AS m(message_id, subject, payload)
+        WHERE EXISTS (SELECT FROM appended)
+    )
+    SELECT head.version AS head, appended.global_position
+    FROM head LEFT JOIN appended ON true
+    """
+)
+
+
+class EventStoreError(Exception):
+    """Root of the event store's errors."""
+
+
+class WrongExpectedVersion(EventStoreError):
+    """The stream is not at the version the writer decided on."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id!r} is at version {actual}, not the expected {expected}")
+        self.stream_id, self.expected, self.actual = stream_id, expected, actual
+
+
+class DuplicateEventId(EventStoreError):
+    """An event id in the batch already names another event."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One row of the log: its global position, when it was recorded, and the envelope."""
+
+    global_position: int
+    recorded_at: datetime
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The stream's version after the append; `idempotent` when the batch was already there."""
+
+    stream_version: int
+    global_positions: tuple[int, ...]
+    idempotent: bool = False
+
+
+class EventStore:
+    """The `events` table, with optimistic concurrency per stream.
+
+    Every write is a single statement, so the engine may (and for speed should) be autocommit.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int | None,
+        batch: Sequence[Envelope],
+        *,
+        commands: Sequence[Envelope] = (),
+    ) -> AppendResult:
+        """Append `batch` after `expected_version` (0: new stream; ANY_VERSION: no check)."""
+        if not batch:
+            raise ValueError("append needs at least one event")
+        if any(envelope.stream != stream_id for envelope in batch):
+            raise ValueError(f"every envelope in the batch must belong to stream {stream_id!r}")
+        while True:
+            try:
+                return await self._insert(stream_id, expected_version, batch, commands)
+            except WrongExpectedVersion:
+                # A writer retrying a batch that did land must not see a conflict: that is idempotency.
+                landed = await self._already_appended(stream_id, batch)
+                if landed is not None:
+                    return landed
+                if expected_version is ANY_VERSION:
+                    continue
+                raise
+            except IntegrityError as exc:
+                landed = await self._already_appended(stream_id, batch)
+                if landed is not None:
+                    return landed
+                constraint = _violated_constraint(exc)
+                if constraint != "events_stream_version_key":
+                    raise DuplicateEventId(f"an event id of this batch is already used ({constraint})") from None
+                if expected_version is ANY_VERSION:
+                    continue
+                actual = await self.stream_version(stream_id)
+                raise WrongExpectedVersion(stream_id, expected_version, actual) from None
+
+    async def _insert(
+        self, stream_id: str, expected_version: int | None, batch: Sequence[Envelope], commands: Sequence[Envelope]
+    ) -> AppendResult:
+        # Outbox payloads carry each event's seq, so the head must be known before the statement.
+        head = await self.stream_version(stream_id) if expected_version is ANY_VERSION else expected_version
+        numbered = [env.model_copy(update={"seq": head + i}) for i, env in enumerate(batch, 1)]
+        messages = [(e, event_subject(e.type, stream_id)) for e in numbered]
+        messages += [(c, command_subject(c.type)) for c in commands]
+        params = {
+            "stream_id": stream_id,
+            "expected": head,
+            "event_ids": [e.event_id for e in numbered],
+            "types": [e.type for e in numbered],
+            "versions": [e.version for e in numbered],
+            "data": [json.dumps(e.data) for e in numbered],
+            "metadata": [json.dumps(_metadata(e)) for e in numbered],
+            "message_ids": [m.event_id for m, _ in messages],
+            "subjects": [subject for _, subject in messages],
+            "payloads": [m.to_bytes() for m, _ in messages],
+        }
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_APPEND, params)).all()
+        positions = tuple(row.global_position for row in rows if row.global_position is not None)
+        if not positions:
+            raise WrongExpectedVersion(stream_id, head, rows[0].head)
+        return AppendResult(head + len(batch), positions)
+
+    async def stream_version(self, stream_id: str) -> int:
+        async with self._engine.connect() as conn:
+            return await _head(conn, stream_id)
+
+    async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
+        """The stream's events after `after_version`, in order."""
+        query = (
+            select(events)
+            .where(events.c.stream_id == stream_id, events.c.stream_version > after_version)
+            .order_by(events.c.stream_version)
+        )
+        async with self._engine.connect() as conn:
+            return [_recorded(row) for row in (await conn.execute(query)).mappings()]
+
+    async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events after a global position, never skipping one whose transaction is still open.
+
+        Identity values are taken at insert time but become visible at commit, so a reader
+        that simply took `global_position > p` could pass over a slower transaction's row for
+        good. Rows written by transactions at or after the oldest still-running one wait.
+        """
+        query = (
+            select(events)
+            .where(
+                events.c.global_position > after_position,
+                events.c.tx_id < text("pg_snapshot_xmin(pg_current_snapshot())"),
+            )
+            .order_by(events.c.global_position)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_recorded(row) for row in (await conn.execute(query)).mappings()]
+
+    async def _already_appended(self, stream_id: str, batch: Sequence[Envelope]) -> AppendResult | None:
+        ids = [env.event_id for env in batch]
+        query = (
+            select(events.c.event_id, events.c.stream_id, events.c.stream_version, events.c.global_position)
+            .where(events.c.event_id.in_(ids))
+            .order_by(events.c.stream_version)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if len(rows) != len(ids) or any(row.stream_id != stream_id for row in rows):
+            return None
+        return AppendResult(rows[-1].stream_version, tuple(row.global_position for row in rows), idempotent=True)
+
+
+async def _head(conn: AsyncConnection, stream_id: str) -> int:
+    query = select(func.coalesce(func.max(events.c.stream_version), 0)).where(events.c.stream_id == stream_id)
+    return int(await conn.scalar(query))
+
+
+def _metadata(env: Envelope) -> dict[str, Any]:
+    return {
+        "occurred_at": env.occurred_at.isoformat(),
+        "correlation_id": env.correlation_id,
+        "causation_id": env.causation_id,
+        "actor": env.actor,
+        "trace": env.trace.model_dump(),
+    }
+
+
+def _recorded(row: Any) -> RecordedEvent:
+    meta = row["metadata"]
+    envelope = Envelope(
+        event_id=row["event_id"],
+        stream=row["stream_id"],
+        seq=row["stream_version"],
+        type=row["type"],
+        version=row["version"],
+        occurred_at=meta["occurred_at"],
+        correlation_id=meta["correlation_id"],
+        causation_id=meta.get("causation_id"),
+        actor=meta.get("actor"),
+        trace=meta.get("trace") or {},
+        data=row["data"],
+    )
+    return RecordedEvent(row["global_position"], row["recorded_at"], envelope)
+
+
+def _violated_constraint(exc: IntegrityError) -> str:
+    cause = getattr(exc.orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None) or str(exc.orig)
