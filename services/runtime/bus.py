@@ -1,0 +1,149 @@
+"""A service's connection to NATS: FastStream subscribers on durable JetStream consumers,
+publishing, live (core NATS) traffic and dead letters.
+
+Malformed or unknown messages are dead-lettered with the reason and acked, so they never
+block the ones behind them; a failing handler is retried with a delay, then dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.js import JetStreamContext
+from prometheus_client import Counter
+
+from contracts.base import Message
+from contracts.envelope import Envelope
+from contracts.subjects import DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject, live_subject
+from services.runtime.handlers import Action, HandlerTable, handle_delivery
+from services.runtime.settings import RuntimeSettings
+from services.runtime.streams import ConsumerSpec, ensure_consumer, ensure_streams
+
+__all__ = ["Bus", "provision"]
+
+log = logging.getLogger(__name__)
+
+HANDLED = Counter("likeness_messages_total", "Deliveries by consumer and outcome", ["consumer", "outcome"])
+
+
+class Bus:
+    """One per process; consumers are declared before `start`."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self._settings = settings
+        self.broker = NatsBroker(
+            settings.nats_url,
+            name=settings.service_name,
+            connect_timeout=int(max(1, settings.nats_timeout_s)),
+            graceful_timeout=settings.graceful_timeout_s,
+        )
+        self._consumers: list[ConsumerSpec] = []
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.broker.connection.jetstream(timeout=self._settings.nats_timeout_s)
+
+    @property
+    def nc(self) -> nats.NATS:
+        return self.broker.connection
+
+    def consume(self, spec: ConsumerSpec, table: HandlerTable, *, workers: int = 1) -> None:
+        """Run `table`'s handlers for every message of the durable consumer `spec`."""
+        settings = self._settings
+        self._consumers.append(spec)
+
+        async def on_message(msg: NatsMessage) -> None:
+            raw = msg.raw_message
+            deliveries = raw.metadata.num_delivered if raw.metadata else 1
+            verdict = await handle_delivery(
+                table,
+                msg.body,
+                raw.subject,
+                deliveries,
+                max_deliver=settings.max_deliver,
+                retry_delay_s=settings.retry_delay_s,
+            )
+            HANDLED.labels(spec.durable, verdict.action.value).inc()
+            if verdict.action is Action.RETRY:
+                log.warning("%s: retrying %s in %.1fs: %s", spec.durable, raw.subject, verdict.delay_s, verdict.reason)
+                await msg.nack(delay=verdict.delay_s)
+                return
+            if verdict.action is Action.DEAD_LETTER:
+                await self.dead_letter(msg.body, subject=raw.subject, reason=verdict.reason, consumer=spec.durable,
+                                       deliveries=deliveries, origin=_origin(raw))
+            await msg.ack()
+
+        subscriber = self.broker.subscriber(
+            spec.filter_subject,
+            stream=JStream(spec.stream, declare=False),
+            durable=spec.durable,
+            config=spec.config(),
+            pull_sub=PullSub(batch_size=max(1, workers), timeout=1.0),
+            ack_policy=AckPolicy.MANUAL,
+            max_workers=workers,
+            title=spec.durable,
+        )
+        subscriber(on_message)
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        js = self.js
+        await ensure_streams(js)
+        for spec in self._consumers:
+            await ensure_consumer(js, spec)
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        """Stop pulling, let in-flight handlers finish (graceful timeout), then drain."""
+        await self.broker.stop()
+
+    async def publish(self, envelope: Envelope, message: Message) -> None:
+        """Publish a message that is not in the log (stateless services' results, commands)."""
+        subject = (
+            command_subject(envelope.type) if message.kind == "command" else event_subject(envelope.type, envelope.stream)
+        )
+        await self.js.publish(
+            subject, envelope.to_bytes(), headers={"Nats-Msg-Id": str(envelope.event_id)},
+            timeout=self._settings.nats_timeout_s,
+        )
+
+    async def publish_live(self, envelope: Envelope) -> None:
+        """Ephemeral traffic: core NATS, fire and forget, lost if nobody listens."""
+        await self.nc.publish(live_subject(envelope.type, envelope.correlation_id), envelope.to_bytes())
+
+    async def dead_letter(
+        self, raw: bytes, *, subject: str, reason: str, consumer: str, deliveries: int, origin: str
+    ) -> None:
+        headers = {
+            "Likeness-Reason": reason[:1000],
+            "Likeness-Original-Subject": subject,
+            "Likeness-Consumer": consumer,
+            "Likeness-Deliveries": str(deliveries),
+            # Dead-lettering the same delivery twice (a crash between publish and ack) stores it once.
+            "Nats-Msg-Id": f"dlq:{consumer}:{origin}",
+        }
+        log.error("%s: dead-lettering %s: %s", consumer, subject, reason)
+        await self.js.publish(dead_letter_subject(self._settings.service_name), raw, headers=headers,
+                              stream=DEAD_LETTERS_STREAM, timeout=self._settings.nats_timeout_s)
+
+    async def ready(self) -> bool:
+        return await self.broker.ping(timeout=1.0)
+
+
+def _origin(raw: nats.aio.msg.Msg) -> str:
+    meta = raw.metadata
+    return f"{meta.stream}:{meta.sequence.stream}" if meta else raw.subject
+
+
+async def provision(nats_url: str, *, timeout_s: float = 10.0) -> None:
+    """Create or update the JetStream streams (used by `likeness up` and deploy jobs)."""
+    nc = await nats.connect(nats_url, connect_timeout=timeout_s, max_reconnect_attempts=1)
+    try:
+        await ensure_streams(nc.jetstream(timeout=timeout_s))
+    finally:
+        await nc.drain()
+
+
