@@ -1,0 +1,1 @@
+"""Characters' personas, conversations, LLM replies and image intent."""

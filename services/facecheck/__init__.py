@@ -1,0 +1,1 @@
+"""Face detection, alignment, embedding and similarity against the reference."""

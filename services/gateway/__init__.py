@@ -1,0 +1,1 @@
+"""Public HTTP API, SSE streams and the web page."""

@@ -1,0 +1,1 @@
+"""Drives ComfyUI backends: workflow templates, backend pool, progress."""

@@ -1,0 +1,120 @@
+"""Runs one service process: bus, event store, outbox relay, HTTP (ops + the service's own
+routes), and a graceful shutdown on SIGTERM/SIGINT.
+
+Shutdown order matters: stop pulling messages and let in-flight handlers finish (anything
+unfinished is never acked, so JetStream redelivers it), then stop the relay, then HTTP, then
+close the database pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.runtime.bus import Bus
+from services.runtime.database import create_engine
+from services.runtime.eventstore import EventStore
+from services.runtime.ops import ReadinessCheck, add_ops_routes
+from services.runtime.outbox import OutboxRelay
+from services.runtime.settings import RuntimeSettings
+
+__all__ = ["Runtime", "run_service"]
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """The heavy resources of one service process, made at start-up and handed to its handlers."""
+
+    def __init__(self, settings: RuntimeSettings, *, database: bool, relay: bool, app: FastAPI | None = None) -> None:
+        self.settings = settings
+        self.bus = Bus(settings)
+        self.engine: AsyncEngine | None = create_engine(settings) if database else None
+        self.store: EventStore | None = EventStore(self.engine) if self.engine is not None else None
+        self.app = app or FastAPI(title=f"likeness {settings.service_name}")
+        self._relay_enabled = relay
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        checks: dict[str, ReadinessCheck] = {"nats": self.bus.ready}
+        if self.engine is not None:
+            checks["postgres"] = self._database_ready
+        add_ops_routes(self.app, settings.service_name, checks)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run a background task for the life of the service (cancelled at shutdown)."""
+        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks[-1].set_name(name)
+
+    async def run(self) -> None:
+        """Start everything, serve until asked to stop, then shut down in order."""
+        await self.bus.start()
+        relay_stop = asyncio.Event()
+        if self._relay_enabled:
+            relay = OutboxRelay(self.settings.database_url, self.bus.js, db_timeout_s=self.settings.db_timeout_s)
+            self.spawn(relay.run(relay_stop), "outbox-relay")
+        server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
+                                             log_level="warning", lifespan="off"))
+        http = asyncio.ensure_future(server.serve())
+        log.info("%s started (http %s:%s)", self.settings.service_name, self.settings.http_host, self.settings.http_port)
+        try:
+            await _first_of(self._stop.wait(), http)
+        finally:
+            log.info("%s stopping", self.settings.service_name)
+            await self.bus.stop()
+            relay_stop.set()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            server.should_exit = True
+            await asyncio.gather(http, return_exceptions=True)
+            if self.engine is not None:
+                await self.engine.dispose()
+            log.info("%s stopped", self.settings.service_name)
+
+    async def _database_ready(self) -> bool:
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            return (await conn.scalar(text("SELECT 1"))) == 1
+
+
+class _QuietServer(uvicorn.Server):
+    """Uvicorn without its own signal handlers: the runtime owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _first_of(*aws: Awaitable) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            if not task.done() and task is not tasks[-1]:
+                task.cancel()
+
+
+def run_service(build: Callable[[], Awaitable[Runtime]]) -> None:
+    """Entry point of `python -m services.<name>`: build the runtime, run it until a signal."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        runtime = await build()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runtime.request_stop)
+        await runtime.run()
+
+    asyncio.run(main())
