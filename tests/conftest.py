@@ -1,0 +1,125 @@
+"""Shared fixtures: real NATS JetStream and real Postgres for the whole session.
+
+By default both are embedded (started from their wheels in a temporary folder). Set
+LIKENESS_TEST_NATS_URL / LIKENESS_TEST_DATABASE_URL to run the same suite against other
+servers (e.g. the system ones); a fresh database is then created for the session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+
+from services.runtime.database import create_engine
+from services.runtime.eventstore import EventStore
+from services.runtime.eventstore.migrations import upgrade
+from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
+from services.runtime.streams import ensure_streams
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Backends:
+    nats_url: str
+    database_url: str
+
+
+@pytest.fixture(scope="session")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
+
+    state = tmp_path_factory.mktemp("backends")
+    nats_url = os.environ.get("LIKENESS_TEST_NATS_URL")
+    external_db = os.environ.get("LIKENESS_TEST_DATABASE_URL")
+    servers = []
+    if nats_url is None:
+        servers.append(EmbeddedNats(state / "nats").start())
+        nats_url = servers[-1].url
+    if external_db is None:
+        servers.append(EmbeddedPostgres(state / "postgres").start())
+        database_url = servers[-1].url
+    else:
+        database_url = _fresh_database(external_db)
+    upgrade(database_url)
+    try:
+        yield Backends(nats_url, database_url)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def _fresh_database(admin_url: str) -> str:
+    import asyncio
+
+    name = f"likeness_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(to_asyncpg_dsn(admin_url), timeout=10)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def nats_url(backends: Backends) -> str:
+    return backends.nats_url
+
+
+@pytest.fixture(scope="session")
+def database_url(backends: Backends) -> str:
+    return backends.database_url
+
+
+@pytest.fixture(scope="session")
+def settings(backends: Backends) -> RuntimeSettings:
+    """Short ack waits and retry delays so redelivery tests finish quickly."""
+    return RuntimeSettings(
+        service_name="tests",
+        environment="test",
+        nats_url=backends.nats_url,
+        database_url=backends.database_url,
+        ack_wait_s=2.0,
+        retry_delay_s=0.2,
+        max_deliver=3,
+        graceful_timeout_s=5.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: RuntimeSettings) -> AsyncIterator:
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine) -> EventStore:
+    return EventStore(engine)
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[nats.NATS]:
+    client = await nats.connect(nats_url, connect_timeout=5)
+    await ensure_streams(client.jetstream(timeout=5))
+    yield client
+    await client.drain()
+
+
+def service_env(backends: Backends, **extra: str) -> dict[str, str]:
+    """Environment for a service or relay subprocess pointed at the test backends."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIKENESS_")}
+    env.update(LIKENESS_NATS_URL=backends.nats_url, LIKENESS_DATABASE_URL=backends.database_url,
+               LIKENESS_ENVIRONMENT="test", PYTHONPATH=str(REPO), **extra)
+    return env

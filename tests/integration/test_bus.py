@@ -1,0 +1,135 @@
+"""The bus on real JetStream: redelivery after a crash, dead letters that never block the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from contracts import REGISTRY, ImageRef, RenderStep, RequestChain
+from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject
+from services.runtime.bus import Bus
+from services.runtime.eventstore import EventStore
+from services.runtime.handlers import HandlerTable
+from services.runtime.settings import RuntimeSettings
+from services.runtime.streams import ConsumerSpec
+from tests.conftest import Backends, service_env
+from tests.factories import new_stream, threshold_event, wrap
+
+pytestmark = pytest.mark.integration
+
+IMAGE = ImageRef(sha256="ab" * 32, media_type="image/png", width=512, height=512, bytes=1234)
+
+
+def render_step(chain_id: uuid.UUID, prompt: str = "put her on a beach") -> RenderStep:
+    return RenderStep(chain_id=chain_id, step=0, attempt=1, seed=7, input_image=IMAGE, prompt=prompt,
+                      width=512, height=512, steps=8, cfg=1.0, model="qwen-image-edit", template="qwen_edit")
+
+
+async def test_a_consumer_crash_before_ack_is_redelivered_and_changes_state_once(
+    backends: Backends, store: EventStore, nc: nats.NATS
+) -> None:
+    stream = new_stream()
+    durable = f"crashtest-{uuid.uuid4().hex[:8]}"
+    subject = f"likeness.evt.character.threshold_set.{stream}"
+    source = threshold_event(stream, 55.0)
+    await nc.jetstream().publish(event_subject(source.type, stream), source.to_bytes(),
+                                 headers={"Nats-Msg-Id": str(source.event_id)})
+    env = service_env(backends, LIKENESS_ACK_WAIT_S="2", CRASHTEST_RUN_S="8")
+    command = [sys.executable, "-m", "tests.integration.crashing_consumer", durable, subject]
+
+    first = subprocess.run(command, env=env, capture_output=True, timeout=60)
+    assert first.returncode == 3, first.stderr.decode()[-2000:]
+    assert b"handled idempotent=False" in first.stdout
+
+    second = subprocess.run(command, env=env, capture_output=True, timeout=60)
+    assert second.returncode == 0, second.stderr.decode()[-2000:]
+    assert b"handled idempotent=True" in second.stdout
+
+    echoes = await store.read_stream(f"{stream}-echo")
+    assert len(echoes) == 1
+    info = await nc.jetstream().consumer_info("LIKENESS_EVENTS", durable)
+    # One message, delivered twice (the crash, then the redelivery), now acked.
+    assert info.num_ack_pending == 0 and info.num_pending == 0 and info.delivered.consumer_seq == 2
+    await nc.jetstream().delete_consumer("LIKENESS_EVENTS", durable)
+
+
+async def dead_letters(nc: nats.NATS, service: str) -> list[nats.aio.msg.Msg]:
+    sub = await nc.jetstream().pull_subscribe(
+        dead_letter_subject(service), durable=None, stream=DEAD_LETTERS_STREAM,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )
+    try:
+        return await sub.fetch(100, timeout=1.0)
+    except nats.errors.TimeoutError:
+        return []
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_bad_messages_are_dead_lettered_with_a_reason_and_never_block_the_next(
+    settings: RuntimeSettings, nc: nats.NATS
+) -> None:
+    service = f"dlq{uuid.uuid4().hex[:8]}"
+    bus = Bus(settings.model_copy(update={"service_name": service}))
+    handled: list[RenderStep] = []
+    table = HandlerTable(REGISTRY, ignore_others=False)
+
+    @table.on(RenderStep)
+    async def on_render(message: RenderStep, _envelope) -> None:
+        if message.prompt == "always fails":
+            raise RuntimeError("ComfyUI said no")
+        handled.append(message)
+
+    subject = command_subject("render.step")
+    spec = ConsumerSpec(f"{service}-render", COMMANDS_STREAM, subject, ack_wait_s=2.0)
+    bus.consume(spec, table)
+    await bus.start()
+    try:
+        chain = uuid.uuid4()
+        good = wrap(render_step(chain), f"chain-{chain}")
+        wrong_type = good.model_copy(update={"type": "render.teleport", "event_id": uuid.uuid4()})
+        wrong_version = good.model_copy(update={"version": 99, "event_id": uuid.uuid4()})
+        other_command = wrap(RequestChain(chain_id=chain, character_id="luna", user_id="u1",
+                                          request_text="beach", reference_image=IMAGE), f"chain-{chain}")
+        invalid_body = good.model_copy(update={"data": {**good.data, "width": -5}, "event_id": uuid.uuid4()})
+        failing = wrap(render_step(chain, "always fails"), f"chain-{chain}")
+        bad = {
+            "malformed": b'{"event_id": "not json',
+            "wrong type": wrong_type.to_bytes(),
+            "wrong version": wrong_version.to_bytes(),
+            "type on the wrong subject": other_command.to_bytes(),
+            "invalid body": invalid_body.to_bytes(),
+            "handler keeps failing": failing.to_bytes(),
+        }
+        js = nc.jetstream()
+        for payload in bad.values():
+            await js.publish(subject, payload, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+        await js.publish(subject, good.to_bytes(), headers={"Nats-Msg-Id": str(good.event_id)})
+
+        async def until_done() -> None:
+            while not handled or len(await dead_letters(nc, service)) < len(bad):
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(until_done(), 30)
+    finally:
+        await bus.stop()
+        await nc.jetstream().delete_consumer(COMMANDS_STREAM, spec.durable)
+
+    assert handled == [good.open(REGISTRY)]
+    letters = await dead_letters(nc, service)
+    reasons = [m.headers["Likeness-Reason"] for m in letters]
+    assert len(letters) == len(bad)
+    assert any("not a Likeness envelope" in r for r in reasons)
+    assert any("unknown message type 'render.teleport'" in r for r in reasons)
+    assert any("version 99 is newer" in r for r in reasons)
+    assert any("does not belong on subject" in r for r in reasons)
+    assert any("width" in r for r in reasons)
+    assert any(r.startswith("failed 3 times") and "ComfyUI said no" in r for r in reasons)
+    assert {m.headers["Likeness-Original-Subject"] for m in letters} == {subject}
+    assert letters[0].data == bad["malformed"]
