@@ -88,7 +88,12 @@ class Bus:
         )
         subscriber(on_message)
 
+    async def connect(self) -> None:
+        """Connect without consuming yet, so start-up hooks can use NATS (object store, ...)."""
+        await self.broker.connect()
+
     async def start(self) -> None:
+        """Provision streams and consumers, then start pulling messages."""
         await self.broker.connect()
         js = self.js
         await ensure_streams(js)

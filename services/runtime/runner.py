@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.runtime.blobs import BlobStore
 from services.runtime.bus import Bus
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
@@ -30,23 +31,41 @@ __all__ = ["Runtime", "run_service"]
 
 log = logging.getLogger(__name__)
 
+StartupHook = Callable[["Runtime"], Awaitable[None]]
+
 
 class Runtime:
     """The heavy resources of one service process, made at start-up and handed to its handlers."""
 
-    def __init__(self, settings: RuntimeSettings, *, database: bool, relay: bool, app: FastAPI | None = None) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        database: bool,
+        relay: bool,
+        blobs: bool = False,
+        app: FastAPI | None = None,
+    ) -> None:
         self.settings = settings
         self.bus = Bus(settings)
         self.engine: AsyncEngine | None = create_engine(settings) if database else None
         self.store: EventStore | None = EventStore(self.engine) if self.engine is not None else None
         self.app = app or FastAPI(title=f"likeness {settings.service_name}")
         self._relay_enabled = relay
+        self._blobs_enabled = blobs
+        self.blobs: BlobStore | None = None
+        self._startup: list[StartupHook] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         checks: dict[str, ReadinessCheck] = {"nats": self.bus.ready}
         if self.engine is not None:
             checks["postgres"] = self._database_ready
         add_ops_routes(self.app, settings.service_name, checks)
+
+    def on_startup(self, hook: StartupHook) -> StartupHook:
+        """Run `hook(runtime)` once NATS is connected and before any message is consumed."""
+        self._startup.append(hook)
+        return hook
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -58,6 +77,11 @@ class Runtime:
 
     async def run(self) -> None:
         """Start everything, serve until asked to stop, then shut down in order."""
+        await self.bus.connect()
+        if self._blobs_enabled:
+            self.blobs = await BlobStore.open(self.bus.js, settings=self.settings)
+        for hook in self._startup:
+            await hook(self)
         await self.bus.start()
         relay_stop = asyncio.Event()
         if self._relay_enabled:
