@@ -105,6 +105,10 @@ class _ChainRequest(BaseModel):
     # `--count N` fans one request out into N chains; each knows its place among them.
     variant_index: int = Field(default=0, ge=0)
     variant_count: int = Field(default=1, ge=1, le=16)
+    # The chains of one `--count N` request share a batch id (the first chain's id).
+    batch_id: UUID | None = None
+    # The image the first step edits; None means the character's reference image.
+    input_image: ImageRef | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> _ChainRequest:
@@ -164,6 +168,8 @@ class ChainPlanned(Event):
     planner_note: str | None = None
     threshold: Score = 40.0
     max_retries: int = Field(default=3, ge=0, le=10)
+    # What happens when every attempt of a step drifts: end the chain, or keep the best attempt.
+    on_exhausted: Literal["fail", "accept_best"] = "fail"
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> ChainPlanned:

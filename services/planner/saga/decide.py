@@ -1,0 +1,223 @@
+"""The chain saga's policy: given a chain's state and what just happened, which events to
+record and which commands to send. Pure: no I/O, no clock, no randomness (seeds are derived).
+
+A result that does not match the attempt in flight (a redelivery, a late answer after a retry
+or a cancel) decides nothing, which is what makes the planner's handlers idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Literal
+from uuid import UUID
+
+from contracts import (
+    AttemptScore,
+    CancelChain,
+    ChainCancelled,
+    ChainCompleted,
+    ChainFailed,
+    ChainPlanned,
+    ChainRefused,
+    ChainRequested,
+    Command,
+    Event,
+    FaceCheckFailed,
+    FaceScored,
+    ImageRef,
+    PlannedStep,
+    RenderCompleted,
+    RenderFailed,
+    RenderStep,
+    RequestChain,
+    ScoreFace,
+    StepAccepted,
+    StepFailed,
+    StepRendered,
+    StepRequested,
+    StepRetried,
+    StepScored,
+)
+from services.planner.saga.state import AttemptRecord, ChainState, Status
+
+__all__ = ["Decision", "PlanAccepted", "PlanRefused", "StartChain", "decide", "retry_seed"]
+
+# Kinds of render failure that say nothing about the plan: another attempt may well succeed.
+_TRANSIENT_RENDER_FAILURES = {"unreachable", "timeout", "interrupted", "internal"}
+
+
+@dataclass(frozen=True)
+class PlanAccepted:
+    steps: tuple[PlannedStep, ...]
+    planner: Literal["llm", "rules"]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanRefused:
+    reason: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class StartChain:
+    """A chain request, planned by the application (planning may call an LLM, so not in here)."""
+
+    request: RequestChain
+    plan: PlanAccepted | PlanRefused
+    threshold: float = 40.0
+    max_retries: int = 3
+    on_exhausted: Literal["fail", "accept_best"] = "fail"
+
+
+@dataclass(frozen=True)
+class Decision:
+    events: list[Event] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+
+
+Trigger = StartChain | CancelChain | RenderCompleted | RenderFailed | FaceScored | FaceCheckFailed
+
+
+def decide(state: ChainState, trigger: Trigger) -> Decision:
+    match trigger:
+        case StartChain():
+            return _start(state, trigger)
+        case CancelChain():
+            if state.status is not Status.RUNNING:
+                return Decision()
+            return Decision([ChainCancelled(chain_id=trigger.chain_id, reason=trigger.reason,
+                                            requested_by=trigger.requested_by)])
+    current = state.current
+    if state.status is not Status.RUNNING or current is None or (trigger.step, trigger.attempt) != (
+        state.step, current.number
+    ):
+        return Decision()
+    match trigger:
+        case RenderCompleted() if current.image is None and current.reason is None:
+            return _rendered(state, trigger)
+        case RenderFailed() if current.image is None and current.reason is None:
+            return _render_failed(state, current, trigger)
+        case FaceScored() if current.image is not None and current.score is None and current.reason is None:
+            return _scored(state, current, trigger)
+        case FaceCheckFailed() if current.image is not None and current.score is None and current.reason is None:
+            failed = StepFailed(chain_id=state.chain_id, step=state.step, attempt=current.number,
+                                reason=trigger.reason, stage="facecheck")
+            return Decision([failed, _chain_failed(state, f"face check failed: {trigger.reason}", current)])
+    return Decision()
+
+
+def retry_seed(chain_id: UUID, step: int, attempt: int) -> int:
+    """A new seed for a retry, the same every time the same attempt is decided."""
+    digest = hashlib.sha256(f"{chain_id}:{step}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _start(state: ChainState, start: StartChain) -> Decision:
+    if state.status is not Status.NEW:
+        return Decision()
+    request = start.request
+    requested = ChainRequested(**request.model_dump(exclude={"type", "version"}))
+    if isinstance(start.plan, PlanRefused):
+        return Decision([requested, ChainRefused(chain_id=request.chain_id, reason=start.plan.reason,
+                                                 rule=start.plan.rule)])
+    planned = ChainPlanned(chain_id=request.chain_id, steps=start.plan.steps, planner=start.plan.planner,
+                           planner_note=start.plan.note, threshold=start.threshold, max_retries=start.max_retries,
+                           on_exhausted=start.on_exhausted)
+    first = start.plan.steps[0]
+    step_input = request.input_image or request.reference_image
+    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input)
+    return Decision([requested, planned, *events], commands)
+
+
+def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef):
+    requested = StepRequested(chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image)
+    render = RenderStep(
+        chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image, prompt=step.prompt,
+        negative_prompt=step.negative_prompt, loras=step.loras, width=step.width, height=step.height,
+        steps=step.steps, cfg=step.cfg, denoise=step.denoise, model=step.model, template=step.template,
+    )
+    return [requested], [render]
+
+
+def _rendered(state: ChainState, done: RenderCompleted) -> Decision:
+    assert state.request is not None
+    rendered = StepRendered(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
+                            workflow_hash=done.workflow_hash, backend=done.backend, engine=done.engine,
+                            timings=done.timings)
+    score = ScoreFace(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
+                      reference_image=state.request.reference_image, character_id=state.request.character_id)
+    return Decision([rendered], [score])
+
+
+def _render_failed(state: ChainState, current: AttemptRecord, failed: RenderFailed) -> Decision:
+    where = f" at node {failed.node_id} ({failed.node_type})" if failed.node_id else ""
+    reason = f"render {failed.error_kind}{where}: {failed.reason}"
+    step_failed = StepFailed(chain_id=failed.chain_id, step=failed.step, attempt=failed.attempt, reason=reason,
+                             stage="render")
+    if failed.error_kind in _TRANSIENT_RENDER_FAILURES and _attempts_left(state, current):
+        retry = _retry(state, current, reason, previous_score=None)
+        return Decision([step_failed, *retry.events], retry.commands)
+    return Decision([step_failed, _chain_failed(state, reason, replace(current, reason=reason))])
+
+
+def _scored(state: ChainState, current: AttemptRecord, scored: FaceScored) -> Decision:
+    assert state.plan is not None and current.image is not None
+    threshold = state.plan.threshold
+    step_scored = StepScored(chain_id=scored.chain_id, step=scored.step, attempt=scored.attempt, score=scored.score,
+                             faces_found=scored.faces_found, threshold=threshold)
+    if scored.score >= threshold:
+        return _accept(state, current.image, scored.score, current.number, "threshold", [step_scored])
+    reason = f"face score {scored.score:.1f} below threshold {threshold:g}"
+    if scored.reason:
+        reason += f" ({scored.reason})"
+    if _attempts_left(state, current):
+        retry = _retry(state, current, reason, previous_score=scored.score)
+        return Decision([step_scored, *retry.events], retry.commands)
+    attempts = [*state.attempts[:-1], AttemptRecord(current.number, current.seed, current.input_image,
+                                                     current.image, scored.score)]
+    if state.plan.on_exhausted == "accept_best":
+        best = max(attempts, key=lambda a: a.score or 0.0)
+        if best.image is not None and best.score is not None:
+            return _accept(state, best.image, best.score, best.number, "best_attempt", [step_scored])
+    best_score = max(a.score or 0.0 for a in attempts)
+    summary = (f"face drifted on all {len(attempts)} attempts of step {state.step}: "
+               f"best score {best_score:.1f} below threshold {threshold:g}")
+    return Decision([step_scored, _chain_failed(state, summary, attempts[-1], attempts)])
+
+
+def _accept(state: ChainState, image: ImageRef, score: float, attempt: int, why: str, events: list[Event]) -> Decision:
+    assert state.plan is not None and state.chain_id is not None
+    accepted = StepAccepted(chain_id=state.chain_id, step=state.step, attempt=attempt, image=image, score=score,
+                            decision=why)
+    images = (*state.accepted, image)
+    if state.step + 1 == len(state.plan.steps):
+        done = ChainCompleted(chain_id=state.chain_id, final_image=image, step_images=images)
+        return Decision([*events, accepted, done])
+    following = state.plan.steps[state.step + 1]
+    more, commands = _request_step(state.chain_id, following, 1, following.seed, image)
+    return Decision([*events, accepted, *more], commands)
+
+
+def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_score: float | None) -> Decision:
+    assert state.chain_id is not None and state.planned_step is not None
+    next_attempt = current.number + 1
+    seed = retry_seed(state.chain_id, state.step, next_attempt)
+    retried = StepRetried(chain_id=state.chain_id, step=state.step, next_attempt=next_attempt, new_seed=seed,
+                          previous_score=previous_score, reason=reason)
+    events, commands = _request_step(state.chain_id, state.planned_step, next_attempt, seed, current.input_image)
+    return Decision([retried, *events], commands)
+
+
+def _attempts_left(state: ChainState, current: AttemptRecord) -> bool:
+    assert state.plan is not None
+    return current.number < 1 + state.plan.max_retries
+
+
+def _chain_failed(state: ChainState, reason: str, last: AttemptRecord,
+                  attempts: list[AttemptRecord] | None = None) -> ChainFailed:
+    assert state.chain_id is not None
+    records = attempts if attempts is not None else [*state.attempts[:-1], last]
+    scores = tuple(AttemptScore(attempt=a.number, seed=a.seed, score=a.score, reason=a.reason) for a in records)
+    return ChainFailed(chain_id=state.chain_id, step=state.step, reason=reason, attempts=scores)
