@@ -1,0 +1,124 @@
+"""The `likeness` command: up, down, status, migrate, schemas (one sub-command per function below)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from services.runtime.launcher import LauncherSettings, RunInfo
+
+__all__ = ["main"]
+
+_CHECK_TIMEOUT_S = 5.0
+
+
+def cmd_up(settings: LauncherSettings, _args: argparse.Namespace) -> int:
+    """Start NATS, Postgres and every service; supervise until Ctrl-C or SIGTERM."""
+    from services.runtime.supervisor import up
+
+    return up(settings)
+
+
+def cmd_down(settings: LauncherSettings, _args: argparse.Namespace) -> int:
+    """Stop the running `up` (SIGTERM) and wait until it has stopped everything."""
+    info = RunInfo.read(settings.state_dir)
+    if info is None or not info.up_alive():
+        print(f"Likeness is not running (state dir {settings.state_dir})")
+        return 0
+    timeout_s = settings.stop_timeout_s + 30.0  # services, then Postgres and NATS, each with their own timeout
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+        psutil.Process(info.pid).wait(timeout=timeout_s)
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        pass
+    except psutil.TimeoutExpired:
+        print(f"`up` (pid {info.pid}) still running after {timeout_s:.0f}s", file=sys.stderr)
+        return 1
+    print("Likeness is down")
+    return 0
+
+
+def cmd_status(settings: LauncherSettings, _args: argparse.Namespace) -> int:
+    """Print a table of NATS, Postgres and each service's health; 0 all good, 1 some not, 2 not running."""
+    from services.runtime.probe import probe_all
+
+    info = RunInfo.read(settings.state_dir)
+    if info is None or not info.up_alive():
+        print(f"Likeness is not running (state dir {settings.state_dir})")
+        return 2
+    rows = asyncio.run(probe_all(info, _CHECK_TIMEOUT_S))
+    table = [("NAME", "PID", "ADDRESS", "STATE", "DETAIL"), *(row.cells() for row in rows)]
+    widths = [max(len(cells[i]) for cells in table) for i in range(4)]
+    for cells in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(cells[:4], widths, strict=True)) + "  " + cells[4])
+    return 0 if all(row.ok for row in rows) else 1
+
+
+def cmd_migrate(settings: LauncherSettings, _args: argparse.Namespace) -> int:
+    """Apply the event-log migrations to the configured, running or embedded database."""
+    from services.runtime.embedded import EmbeddedError, EmbeddedPostgres
+    from services.runtime.supervisor import StartupError, migrate
+
+    running = RunInfo.read(settings.state_dir)
+    # While `up` runs, its embedded Postgres is used as is: starting our own would stop it afterwards.
+    url = settings.database_url or (running.database_url if running and running.up_alive() else None)
+    try:
+        if url is not None:
+            migrate(url)
+        else:
+            with EmbeddedPostgres(settings.state_dir / "postgres", start_timeout_s=settings.startup_timeout_s) as pg:
+                migrate(pg.url)
+    except (StartupError, EmbeddedError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_schemas(_settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """Write a JSON Schema file per message type (and the envelope) into --out."""
+    from contracts.schemas import export_schemas
+
+    written = export_schemas(Path(args.out))
+    print(f"{len(written)} schemas written to {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="likeness", description="Run and inspect Likeness locally.")
+    parser.add_argument("--state-dir", type=Path, help="state directory (default: $LIKENESS_STATE_DIR or .likeness)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    handlers: dict[str, Callable[[LauncherSettings, argparse.Namespace], int]] = {
+        "up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate, "schemas": cmd_schemas,
+    }
+    for name, handler in handlers.items():
+        sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
+        sub.set_defaults(handler=handler)
+        if name == "schemas":
+            sub.add_argument("--out", default="schemas", help="output directory (default: ./schemas)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `likeness` script."""
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    # Only the launcher's own story at INFO; libraries (alembic, httpx) speak up at WARNING.
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("likeness").setLevel(logging.INFO)
+    settings = LauncherSettings()
+    if args.state_dir is not None:
+        settings.state_dir = args.state_dir
+    return args.handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
