@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
 from services.runtime.settings import RuntimeSettings
 
 __all__ = ["PlannerSettings"]
 
 
 class PlannerSettings(RuntimeSettings):
-    """Settings of the planner service."""
+    """Settings of the planner service: the saga's policy and the optional LLM."""
 
     service_name: str = "planner"
+
+    # Face similarity (0..100) a step must reach; a character may set its own.
+    threshold: float = Field(default=40.0, ge=0, le=100)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    on_exhausted: Literal["fail", "accept_best"] = "fail"
+
+    # Any OpenAI-compatible endpoint; with no base URL the rule-based planner serves.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr = SecretStr("")
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+
+    # How many messages each consumer handles at once in this process.
+    workers: int = Field(default=8, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _llm_complete(self) -> PlannerSettings:
+        if self.llm_base_url and not self.llm_model:
+            raise ValueError("LIKENESS_LLM_MODEL is required when LIKENESS_LLM_BASE_URL is set")
+        return self

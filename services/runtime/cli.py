@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,18 +92,55 @@ def cmd_schemas(_settings: LauncherSettings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edit(settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """Submit a picture request for a character (id or photo path) and follow the chain live."""
+    from services.planner.cli import edit, run
+
+    return run(edit(_runtime_settings(settings), args.character, args.request, Path(args.out), args.timeout))
+
+
+def cmd_audit(settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """Print a chain from the event log: every attempt, seed, score and decision."""
+    from services.planner.cli import audit, run
+
+    return run(audit(_runtime_settings(settings), args.chain_id))
+
+
+def _runtime_settings(settings: LauncherSettings):
+    """URLs of the given servers, else those of the running `up`."""
+    from services.runtime.settings import RuntimeSettings
+
+    running = RunInfo.read(settings.state_dir)
+    alive = running is not None and running.up_alive()
+    nats_url = settings.nats_url or (running.nats_url if alive else None)
+    database_url = settings.database_url or (running.database_url if alive else None)
+    if nats_url is None or database_url is None:
+        print("Likeness is not running: start it with `make up` (or set LIKENESS_NATS_URL and "
+              "LIKENESS_DATABASE_URL)", file=sys.stderr)
+        raise SystemExit(2)
+    return RuntimeSettings(service_name="cli", nats_url=nats_url, database_url=database_url)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="likeness", description="Run and inspect Likeness locally.")
     parser.add_argument("--state-dir", type=Path, help="state directory (default: $LIKENESS_STATE_DIR or .likeness)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Callable[[LauncherSettings, argparse.Namespace], int]] = {
         "up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate, "schemas": cmd_schemas,
+        "edit": cmd_edit, "audit": cmd_audit,
     }
     for name, handler in handlers.items():
         sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
         sub.set_defaults(handler=handler)
         if name == "schemas":
             sub.add_argument("--out", default="schemas", help="output directory (default: ./schemas)")
+        if name == "edit":
+            sub.add_argument("--character", required=True, help="character id, or a path to a face photo")
+            sub.add_argument("request", help='e.g. "on a beach at sunset, in a red dress --seed 7"')
+            sub.add_argument("--out", default="likeness-out", help="where the final image is saved")
+            sub.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the chain")
+        if name == "audit":
+            sub.add_argument("chain_id", type=uuid.UUID)
     return parser
 
 

@@ -1,0 +1,381 @@
+"""Event store throughput and replay cost, next to raw asyncpg baselines measured in the same run.
+
+    PYTHONPATH=. .venv/bin/python bench/eventstore.py [--profile]
+
+Prints figures only (no assertions):
+  * appends/s: one writer, one event per append, sequential (expected version known);
+  * appends/s: 8 concurrent writers, each on its own stream (events/s in total);
+  * events/s: one writer, batches of 10 and of 100 events per append;
+  * baseline: raw asyncpg single-row INSERT (autocommit, jsonb column) into a scratch table,
+    one connection and 8 connections; ratio = our rate / raw rate;
+  * diagnostics: the same raw INSERT into a table with a NOTIFY trigger (as the outbox has), and
+    the store's append statement sent through bare asyncpg with pre-built parameters;
+  * replay: read_stream + open every envelope with REGISTRY + a trivial fold over a
+    10,000-event stream (min / median of a few runs), next to a raw asyncpg fetch of the rows
+    and a bare-asyncpg read path that builds the same envelopes.
+Targets: >= 5,000 appends/s; fold of 10,000 events <= 100 ms.
+
+--profile: also cProfile one replay and print where its time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._backends import backends, machine, pg_settings  # noqa: E402
+from contracts import REGISTRY, CharacterThresholdSet, Envelope  # noqa: E402
+from services.runtime.database import create_engine  # noqa: E402
+from contracts.subjects import event_subject  # noqa: E402
+from services.runtime.eventstore import EventStore  # noqa: E402
+from services.runtime.eventstore.store import _APPEND, _metadata  # noqa: E402
+from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn  # noqa: E402
+
+N_SEQ = 3000  # single writer, one event per append
+N_WRITERS = 8
+N_PER_WRITER = 400  # 3,200 events in total
+N_BATCHED = 3000  # events per batched run
+BATCHES = (10, 100)
+N_RAW = 3000
+FOLD_EVENTS = 10_000
+FOLD_LOAD_BATCH = 500
+FOLD_REPS = 7
+WARMUP = 100
+
+TARGET_APPENDS_S = 5000
+TARGET_FOLD_MS = 100.0
+
+
+def new_stream(tag: str) -> str:
+    return f"character-b{tag}{uuid.uuid4().hex[:12]}"
+
+
+def events_for(stream: str, n: int) -> list[Envelope]:
+    """n cheap real contract events (a character's threshold changed), built before timing."""
+    character_id = stream.removeprefix("character-")
+    now = datetime.now(UTC)
+    return [
+        Envelope.wrap(
+            CharacterThresholdSet(character_id=character_id, threshold=float(i % 100)),
+            event_id=uuid.uuid4(),
+            stream=stream,
+            occurred_at=now,
+            correlation_id=stream,
+            actor="bench",
+        )
+        for i in range(n)
+    ]
+
+
+CPU: dict[str, float] = {}  # this process's CPU seconds per timed case (client-side cost)
+
+
+async def timed(fn: Callable[[], Awaitable[object]], cpu_key: str | None = None) -> float:
+    cpu, started = time.process_time(), time.perf_counter()
+    await fn()
+    elapsed = time.perf_counter() - started
+    if cpu_key:
+        CPU[cpu_key] = time.process_time() - cpu
+    return elapsed
+
+
+# --------------------------------------------------------------------------------------------- appends
+
+
+async def append_one_by_one(store: EventStore, stream: str, envs: list[Envelope]) -> None:
+    for version, env in enumerate(envs):
+        await store.append(stream, version, [env])
+
+
+async def append_batched(store: EventStore, stream: str, envs: list[Envelope], size: int) -> None:
+    for start in range(0, len(envs), size):
+        await store.append(stream, start, envs[start:start + size])
+
+
+async def raw_inserts(
+    conns: list[asyncpg.Connection], payload: str, n_per_conn: int, table: str = "bench_scratch"
+) -> None:
+    """Single-row INSERTs in autocommit: one round trip and one commit each, nothing else."""
+    sql = f"INSERT INTO {table} (data) VALUES ($1::jsonb)"
+
+    async def one(conn: asyncpg.Connection) -> None:
+        for _ in range(n_per_conn):
+            await conn.execute(sql, payload)
+
+    await asyncio.gather(*(one(c) for c in conns))
+
+
+# --------------------------------------------------------------------------------------------- replay
+
+
+def fold(recorded: list) -> tuple[int, float | None]:
+    """Open every envelope (validate + upcast) and keep a count and the last value."""
+    count, last = 0, None
+    for rec in recorded:
+        message = rec.envelope.open(REGISTRY)
+        count += 1
+        last = message.threshold
+    return count, last
+
+
+async def replay(store: EventStore, stream: str) -> tuple[float, float, float]:
+    """(total, read_stream, open+fold) seconds."""
+    t0 = time.perf_counter()
+    recorded = await store.read_stream(stream)
+    t1 = time.perf_counter()
+    count, _ = fold(recorded)
+    t2 = time.perf_counter()
+    assert count == FOLD_EVENTS, count
+    return t2 - t0, t1 - t0, t2 - t1
+
+
+_RAW_READ = "SELECT * FROM events WHERE stream_id = $1 AND stream_version > 0 ORDER BY stream_version"
+
+
+async def raw_fetch(conn: asyncpg.Connection, stream: str) -> float:
+    t0 = time.perf_counter()
+    rows = await conn.fetch(_RAW_READ, stream)
+    elapsed = time.perf_counter() - t0
+    assert len(rows) == FOLD_EVENTS
+    return elapsed
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def append_statement() -> tuple[str, list[str]]:
+    """The store's one-statement append as asyncpg SQL, and its parameter order."""
+    compiled = _APPEND.compile(dialect=asyncpg_dialect.dialect())
+    return compiled.string, list(compiled.positiontup)
+
+
+def append_params(stream: str, head: int, batch: list[Envelope]) -> dict[str, object]:
+    """What EventStore._insert binds (mirrors it, for the raw-asyncpg diagnostic)."""
+    numbered = [env.model_copy(update={"seq": head + i}) for i, env in enumerate(batch, 1)]
+    return {
+        "stream_id": stream,
+        "expected": head,
+        "event_ids": [e.event_id for e in numbered],
+        "types": [e.type for e in numbered],
+        "versions": [e.version for e in numbered],
+        "data": [json.dumps(e.data) for e in numbered],
+        "metadata": [json.dumps(_metadata(e)) for e in numbered],
+        "message_ids": [e.event_id for e in numbered],
+        "subjects": [event_subject(e.type, stream) for e in numbered],
+        "payloads": [e.to_bytes() for e in numbered],
+    }
+
+
+async def raw_append_sql(conns: list[asyncpg.Connection], n_per_conn: int) -> float:
+    """The append statement through bare asyncpg with its parameters built beforehand: what the
+    server (plus the wire) costs per append, without SQLAlchemy and pydantic on the client."""
+    sql, order = append_statement()
+    work = []
+    for k in range(len(conns)):
+        stream = new_stream(f"q{k}")
+        work.append([[append_params(stream, i, [env])[name] for name in order]
+                     for i, env in enumerate(events_for(stream, n_per_conn))])
+
+    async def one(conn: asyncpg.Connection, argsets: list[list[object]]) -> None:
+        for args in argsets:
+            await conn.fetch(sql, *args)
+
+    return await timed(lambda: asyncio.gather(*(one(c, w) for c, w in zip(conns, work))), f"bare{len(conns)}")
+
+
+async def lean_replay(conn: asyncpg.Connection, stream: str) -> float:
+    """Fetch with bare asyncpg (json codec), build each Envelope as _recorded does, open, fold."""
+    t0 = time.perf_counter()
+    rows = await conn.fetch(_RAW_READ, stream)
+    count, last = 0, None
+    for row in rows:
+        meta = row["metadata"]
+        env = Envelope(
+            event_id=row["event_id"], stream=row["stream_id"], seq=row["stream_version"], type=row["type"],
+            version=row["version"], occurred_at=meta["occurred_at"], correlation_id=meta["correlation_id"],
+            causation_id=meta.get("causation_id"), actor=meta.get("actor"), trace=meta.get("trace") or {},
+            data=row["data"],
+        )
+        last = env.open(REGISTRY).threshold
+        count += 1
+    assert count == FOLD_EVENTS
+    return time.perf_counter() - t0
+
+
+async def main(nats_url: str, database_url: str, profile: bool) -> None:
+    print(await pg_settings(database_url))
+    settings = RuntimeSettings(nats_url=nats_url, database_url=database_url, environment="test")
+    engine = create_engine(settings)
+    store = EventStore(engine)
+    dsn = to_asyncpg_dsn(database_url)
+    raw_conns = [await asyncpg.connect(dsn, timeout=10) for _ in range(N_WRITERS)]
+    json_conn = await asyncpg.connect(dsn, timeout=10)
+    await json_conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    try:
+        await raw_conns[0].execute(
+            "CREATE TABLE bench_scratch (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, data jsonb NOT NULL);"
+            "CREATE TABLE bench_scratch_notify (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, data jsonb NOT NULL);"
+            "CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN PERFORM pg_notify('likeness_bench', ''); RETURN NULL; END $$;"
+            "CREATE TRIGGER bench_notify AFTER INSERT ON bench_scratch_notify"
+            " FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();"
+        )
+        sample = events_for(new_stream("s"), 1)[0]
+        payload = json.dumps(sample.data)
+
+        # Warm up both paths (pool connections, prepared statements, caches).
+        warm = new_stream("w")
+        await append_one_by_one(store, warm, events_for(warm, WARMUP))
+        await asyncio.gather(*(store.stream_version(new_stream("w")) for _ in range(N_WRITERS)))
+        await raw_inserts(raw_conns, payload, WARMUP // N_WRITERS)
+        await raw_inserts(raw_conns, payload, WARMUP // N_WRITERS, table="bench_scratch_notify")
+        await raw_append_sql(raw_conns, WARMUP // N_WRITERS)
+
+        rows: list[tuple[str, int, int, float]] = []  # (case, appends, events, seconds)
+
+        # Baselines first, then ours, then the baselines again: take the best of each side's runs
+        # so a noisy neighbour on this small machine does not tilt the ratio one way.
+        raw1 = [await timed(lambda: raw_inserts(raw_conns[:1], payload, N_RAW))]
+        rawc = [await timed(lambda: raw_inserts(raw_conns, payload, N_RAW // N_WRITERS))]
+
+        stream = new_stream("a")
+        envs = events_for(stream, N_SEQ)
+        seq_s = await timed(lambda: append_one_by_one(store, stream, envs), "seq")
+        rows.append(("EventStore.append, 1 writer, 1 ev/append", N_SEQ, N_SEQ, seq_s))
+
+        streams = [new_stream(f"c{i}") for i in range(N_WRITERS)]
+        per = {s: events_for(s, N_PER_WRITER) for s in streams}
+        conc_s = await timed(lambda: asyncio.gather(*(append_one_by_one(store, s, per[s]) for s in streams)), "conc")
+        n_conc = N_WRITERS * N_PER_WRITER
+        rows.append((f"EventStore.append, {N_WRITERS} writers, 1 ev/app", n_conc, n_conc, conc_s))
+
+        for size in BATCHES:
+            stream = new_stream(f"b{size}")
+            envs = events_for(stream, N_BATCHED)
+            secs = await timed(lambda: append_batched(store, stream, envs, size))
+            rows.append((f"EventStore.append, 1 writer, {size} ev/append", N_BATCHED // size, N_BATCHED, secs))
+
+        raw1.append(await timed(lambda: raw_inserts(raw_conns[:1], payload, N_RAW)))
+        rawc.append(await timed(lambda: raw_inserts(raw_conns, payload, N_RAW // N_WRITERS)))
+        raw1_rate = N_RAW / min(raw1)
+        rawc_rate = (N_RAW // N_WRITERS * N_WRITERS) / min(rawc)
+
+        # Diagnostics: what NOTIFY costs, and what the append statement costs without the Python client.
+        n_diag = N_RAW // N_WRITERS * N_WRITERS
+        diag = [
+            ("raw INSERT + NOTIFY trigger, 1 conn", n_diag, n_diag,
+             await timed(lambda: raw_inserts(raw_conns[:1], payload, n_diag, table="bench_scratch_notify"))),
+            (f"raw INSERT + NOTIFY trigger, {N_WRITERS} conns", n_diag, n_diag,
+             await timed(lambda: raw_inserts(raw_conns, payload, n_diag // N_WRITERS, table="bench_scratch_notify"))),
+            ("append SQL via bare asyncpg, 1 conn", n_diag, n_diag, await raw_append_sql(raw_conns[:1], n_diag)),
+            (f"append SQL via bare asyncpg, {N_WRITERS} conns", n_diag, n_diag,
+             await raw_append_sql(raw_conns, n_diag // N_WRITERS)),
+        ]
+
+        def line(case: str, appends: int, events: int, secs: float, base: float) -> str:
+            return (f"{case:<42}{appends:>7}{events:>7}{secs:>6.2f}{appends / secs:>10.0f}{events / secs:>9.0f}"
+                    f"{appends / secs / base:>7.2f}")
+
+        print()
+        print(f"{'append throughput':<42}{'apps':>7}{'events':>7}{'secs':>6}{'apps/s':>10}{'evts/s':>9}{'vs raw':>7}")
+        print(line("raw INSERT jsonb, 1 conn (baseline)", N_RAW, N_RAW, min(raw1), raw1_rate))
+        print(line(f"raw INSERT jsonb, {N_WRITERS} conns (baseline)", n_diag, n_diag, min(rawc), rawc_rate))
+        for case, appends, events, secs in rows:
+            print(line(case, appends, events, secs, rawc_rate if "writers" in case else raw1_rate))
+        print("diagnostics (same run)")
+        for case, appends, events, secs in diag:
+            print(line("  " + case, appends, events, secs, rawc_rate if "conns" in case else raw1_rate))
+        print(f"  (raw baseline before/after ours, 1 conn: {N_RAW / raw1[0]:.0f} / {N_RAW / raw1[1]:.0f} inserts/s, "
+              f"{N_WRITERS} conns: {n_diag / rawc[0]:.0f} / {n_diag / rawc[1]:.0f}; best taken. 'vs raw' compares"
+              f" appends/s (commits) with the 1-conn or {N_WRITERS}-conn baseline)")
+        print(f"  (this process's CPU per append: EventStore 1 writer {CPU['seq'] / N_SEQ * 1000:.2f} ms, "
+              f"{N_WRITERS} writers {CPU['conc'] / n_conc * 1000:.2f} ms; bare asyncpg 1 conn "
+              f"{CPU['bare1'] / n_diag * 1000:.2f} ms, {N_WRITERS} conns {CPU[f'bare{N_WRITERS}'] / n_diag * 1000:.2f} ms)")
+
+        # Replay: one 10,000-event stream, loaded in batches.
+        stream = new_stream("f")
+        load_s = await timed(lambda: append_batched(store, stream, events_for(stream, FOLD_EVENTS), FOLD_LOAD_BATCH))
+        await replay(store, stream)  # warm
+        await raw_fetch(raw_conns[0], stream)
+        await lean_replay(json_conn, stream)
+        runs = [await replay(store, stream) for _ in range(FOLD_REPS)]
+        raw_runs = [await raw_fetch(raw_conns[0], stream) for _ in range(FOLD_REPS)]
+        json_runs = [await raw_fetch(json_conn, stream) for _ in range(FOLD_REPS)]
+        lean_runs = [await lean_replay(json_conn, stream) for _ in range(FOLD_REPS)]
+
+        def stats(values: list[float]) -> str:
+            return f"{ms(min(values))} {ms(statistics.median(values))}"
+
+        print()
+        print(f"replay of a {FOLD_EVENTS:,}-event stream (loaded in {load_s:.2f}s), {FOLD_REPS} runs"
+              f"{'min ms':>19}{'median':>9}")
+        print(f"{'  read_stream + open(REGISTRY) + fold':<68}{stats([r[0] for r in runs])}")
+        print(f"{'    of which read_stream (SQLAlchemy rows -> RecordedEvent)':<68}{stats([r[1] for r in runs])}")
+        print(f"{'    of which open every envelope + fold':<68}{stats([r[2] for r in runs])}")
+        print(f"{'  raw asyncpg fetch of the same rows, jsonb as text (baseline)':<68}{stats(raw_runs)}")
+        print(f"{'  raw asyncpg fetch, jsonb decoded with json.loads':<68}{stats(json_runs)}")
+        print(f"{'  bare asyncpg fetch (json) + Envelope per row + open + fold':<68}{stats(lean_runs)}")
+
+        seq_rate = N_SEQ / seq_s
+        conc_rate = n_conc / conc_s
+        fold_min, fold_med = min(r[0] for r in runs), statistics.median(r[0] for r in runs)
+        print()
+        print("targets")
+        print(f"  appends/s >= {TARGET_APPENDS_S:,}, 1 writer              {seq_rate:>8.0f}   "
+              f"{verdict(seq_rate >= TARGET_APPENDS_S)}   (raw single-row INSERT, 1 conn: {raw1_rate:.0f}/s)")
+        print(f"  appends/s >= {TARGET_APPENDS_S:,}, {N_WRITERS} writers             {conc_rate:>8.0f}   "
+              f"{verdict(conc_rate >= TARGET_APPENDS_S)}   (raw INSERT, {N_WRITERS} conns: {rawc_rate:.0f}/s)")
+        print(f"  fold of {FOLD_EVENTS:,} events <= {TARGET_FOLD_MS:.0f} ms (median)  {fold_med * 1000:>8.1f}   "
+              f"{verdict(fold_med * 1000 <= TARGET_FOLD_MS)}   (min {fold_min * 1000:.1f} ms)")
+
+        if profile:
+            await profile_replay(store, stream)
+    finally:
+        for conn in [*raw_conns, json_conn]:
+            await conn.close()
+        await engine.dispose()
+
+
+async def profile_replay(store: EventStore, stream: str) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await replay(store, stream)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(18)
+    stats.sort_stats("cumulative").print_stats(25)
+    print("\ncProfile of one replay (profiler overhead inflates the totals):")
+    print(out.getvalue())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", action="store_true", help="cProfile one replay and print the hot spots")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    print(f"machine: {machine()}")
+    with backends() as (nats_url, database_url):
+        asyncio.run(main(nats_url, database_url, args.profile))
+    print(f"\ntotal {time.perf_counter() - started:.1f}s; machine at the end: {machine()}")

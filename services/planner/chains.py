@@ -1,0 +1,92 @@
+"""The planner's application layer: load a chain, decide, append with the expected version.
+
+A conflict (another replica appended first) re-reads and re-decides. Event and command ids are
+derived from the message that caused them, so handling the same message twice appends nothing
+new: either the saga sees the result is stale, or the store sees the ids are already there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from uuid import UUID
+
+from contracts import REGISTRY, Envelope, Message
+from services.planner.saga.decide import Decision, Trigger, decide
+from services.planner.saga.state import ChainState, evolve
+from services.runtime.eventstore import EventStore, WrongExpectedVersion
+from services.runtime.ids import derived_id
+
+__all__ = ["ChainService", "chain_stream"]
+
+log = logging.getLogger(__name__)
+
+# Conflicts only happen when replicas race on one chain; a handful of rounds always settles it.
+_MAX_ROUNDS = 10
+
+TriggerFor = Callable[[ChainState], Awaitable[Trigger | None]]
+
+
+def chain_stream(chain_id: UUID) -> str:
+    return f"chain-{chain_id}"
+
+
+class ChainService:
+    """Runs the saga against the event store, with a bounded cache of folded chain states."""
+
+    def __init__(self, store: EventStore, clock: Callable[[], datetime], *, cache_size: int = 10_000) -> None:
+        self._store = store
+        self._clock = clock
+        self._cache: OrderedDict[str, ChainState] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def handle(self, chain_id: UUID, cause: Envelope, trigger_for: TriggerFor) -> Decision:
+        """Decide on what `cause` brought and append the outcome; returns what was decided."""
+        stream = chain_stream(chain_id)
+        for _ in range(_MAX_ROUNDS):
+            state = await self.load(stream)
+            trigger = await trigger_for(state)
+            decision = decide(state, trigger) if trigger is not None else Decision()
+            if not decision.events:
+                return decision
+            events = [self._wrap(e, stream, cause, f"event-{i}") for i, e in enumerate(decision.events)]
+            commands = [self._wrap(c, stream, cause, f"command-{i}") for i, c in enumerate(decision.commands)]
+            try:
+                result = await self._store.append(stream, state.version, events, commands=commands)
+            except WrongExpectedVersion:
+                self._cache.pop(stream, None)
+                continue
+            if not result.idempotent:
+                for event in decision.events:
+                    state = evolve(state, event)
+                self._remember(stream, state)
+            return decision
+        raise RuntimeError(f"{stream}: still conflicting after {_MAX_ROUNDS} rounds")
+
+    async def load(self, stream: str) -> ChainState:
+        """The chain's state: the cached fold plus whatever was appended since."""
+        state = self._cache.get(stream) or ChainState()
+        for recorded in await self._store.read_stream(stream, after_version=state.version):
+            state = evolve(state, recorded.envelope.open(REGISTRY), version=recorded.envelope.seq)
+        self._remember(stream, state)
+        return state
+
+    def _remember(self, stream: str, state: ChainState) -> None:
+        self._cache[stream] = state
+        self._cache.move_to_end(stream)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _wrap(self, message: Message, stream: str, cause: Envelope, purpose: str) -> Envelope:
+        return Envelope.wrap(
+            message,
+            event_id=derived_id(cause.event_id, purpose),
+            stream=stream,
+            occurred_at=self._clock(),
+            correlation_id=cause.correlation_id,
+            causation_id=str(cause.event_id),
+            actor=cause.actor,
+            trace=cause.trace,
+        )

@@ -1,0 +1,141 @@
+"""`likeness edit` and `likeness audit`: submit a chain and follow it live; print a chain's record."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+
+from contracts import REGISTRY, ChainRequested, Envelope, ImageRef, Message, RequestChain
+from contracts.subjects import command_subject, live_subject, stream_filter
+from services.planner.audit import ChainAudit, build_audit
+from services.planner.chains import chain_stream
+from services.planner.console import describe, describe_live
+from services.runtime.blobs import BlobError, BlobStore
+from services.runtime.database import create_engine
+from services.runtime.eventstore import EventStore
+from services.runtime.settings import RuntimeSettings
+
+__all__ = ["audit", "edit"]
+
+_FINAL = {"chain.completed": 0, "chain.failed": 1, "chain.refused": 1, "chain.cancelled": 1}
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+async def _reference(store: EventStore, blobs: BlobStore, character: str) -> tuple[str, ImageRef]:
+    """A character id with its reference image, or a photo path turned into an ad-hoc character."""
+    path = Path(character)
+    if path.is_file():
+        try:
+            ref = await blobs.put_image(path.read_bytes())
+        except BlobError as exc:
+            raise CliError(f"{path}: {exc}") from None
+        return f"photo-{ref.sha256[:12]}", ref
+    for recorded in reversed(await store.read_stream(f"character-{character}")):
+        image = recorded.envelope.data.get("image")
+        if recorded.envelope.type == "character.reference_set" and image:
+            return character, ImageRef.model_validate(image)
+    raise CliError(f"character {character!r} has no reference image (and {character!r} is not a photo file)")
+
+
+async def edit(settings: RuntimeSettings, character: str, request: str, out_dir: Path, timeout_s: float) -> int:
+    """Submit a chain, print its events as they happen, save the final image; 0 done, 1 failed."""
+    nc = await nats.connect(settings.nats_url, connect_timeout=settings.nats_timeout_s, max_reconnect_attempts=3)
+    engine = create_engine(settings)
+    try:
+        blobs = await BlobStore.open(nc.jetstream(), settings=settings)
+        store = EventStore(engine)
+        character_id, reference = await _reference(store, blobs, character)
+        chain_id = uuid.uuid4()
+        stream = chain_stream(chain_id)
+        outcome: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def on_event(msg: nats.aio.msg.Msg) -> None:
+            message = Envelope.from_bytes(msg.data).open(REGISTRY)
+            print(describe(message), flush=True)
+            if message.type in _FINAL:
+                await outcome.put(message)
+
+        async def on_live(msg: nats.aio.msg.Msg) -> None:
+            line = describe_live(Envelope.from_bytes(msg.data).open(REGISTRY))
+            if line:
+                print(line, flush=True)
+
+        # Subscribe before submitting: nothing of this chain can have happened yet.
+        await nc.subscribe(stream_filter("chain", stream), cb=on_event)
+        await nc.subscribe(live_subject("render.progress", stream), cb=on_live)
+        command = RequestChain(chain_id=chain_id, character_id=character_id, user_id="cli", request_text=request,
+                               reference_image=reference)
+        envelope = Envelope.wrap(command, event_id=uuid.uuid4(), stream=stream, occurred_at=datetime.now(UTC),
+                                 correlation_id=stream, actor="cli")
+        await nc.jetstream().publish(command_subject(command.type), envelope.to_bytes(),
+                                     headers={"Nats-Msg-Id": str(envelope.event_id)}, timeout=settings.nats_timeout_s)
+        print(f"chain {chain_id} submitted", flush=True)
+        try:
+            final = await asyncio.wait_for(outcome.get(), timeout_s)
+        except asyncio.TimeoutError:
+            raise CliError(f"chain {chain_id} did not finish within {timeout_s:.0f}s (see `likeness audit {chain_id}`)")
+        if final.type == "chain.completed":
+            out_dir.mkdir(parents=True, exist_ok=True)
+            target = out_dir / f"{chain_id}.{final.final_image.media_type.split('/')[1]}"
+            target.write_bytes(await blobs.get(final.final_image.sha256))
+            print(f"final image: {target}")
+        return _FINAL[final.type]
+    finally:
+        await nc.drain()
+        await engine.dispose()
+
+
+async def audit(settings: RuntimeSettings, chain_id: uuid.UUID) -> int:
+    """Print the chain's full record from the events table."""
+    engine = create_engine(settings)
+    try:
+        recorded = await EventStore(engine).read_stream(chain_stream(chain_id))
+    finally:
+        await engine.dispose()
+    if not recorded:
+        raise CliError(f"no chain {chain_id} in the log")
+    report = build_audit(str(chain_id), [(r.envelope.open(REGISTRY), r.envelope.occurred_at) for r in recorded])
+    print(render_audit(report))
+    return 0
+
+
+def render_audit(report: ChainAudit) -> str:
+    lines = [f"chain {report.chain_id}: {report.status}"]
+    if isinstance(report.request, ChainRequested):
+        lines.append(f"  request: {report.request.request_text!r} (character {report.request.character_id})")
+    lines.append(f"  planner: {report.planner} {report.planner_note or ''}".rstrip())
+    lines.append(f"  threshold: {report.threshold}")
+    for step in report.steps:
+        loras = ", ".join(f"{l.name}@{l.strength:g}" for l in step.loras) or "none"
+        lines.append(f"  step {step.index} [{step.kind}] {step.prompt!r}")
+        lines.append(f"    model {step.model}, template {step.template}, loras: {loras}")
+        if step.negative_prompt:
+            lines.append(f"    negative: {step.negative_prompt!r}")
+        for a in step.attempts:
+            timing = " ".join(f"{k}={v:.0f}ms" for k, v in a.timings.items())
+            score = "-" if a.score is None else f"{a.score:.1f}"
+            lines.append(f"    attempt {a.attempt}: seed {a.seed} score {score} -> {a.decision}"
+                         f"{f' ({a.reason})' if a.reason and a.decision != 'accepted' else ''}")
+            if a.workflow_hash:
+                lines.append(f"      workflow {a.workflow_hash[:16]} backend {a.backend} engine {a.engine} {timing}")
+    if report.final_image:
+        lines.append(f"  final image: sha256 {report.final_image.sha256}")
+    if report.outcome:
+        lines.append(f"  outcome: {report.outcome}")
+    return "\n".join(lines)
+
+
+def run(coro) -> int:
+    try:
+        return asyncio.run(coro)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,46 @@
+"""One line of text per chain event, for people following a chain in a terminal."""
+
+from __future__ import annotations
+
+from contracts import Message
+
+__all__ = ["describe", "describe_live"]
+
+
+def describe(message: Message) -> str:
+    """A short human line: step, attempt, seed, score, decision."""
+    m = message
+    match m.type:
+        case "chain.requested":
+            return f"requested: {m.request_text!r}"
+        case "chain.refused":
+            return f"refused: {m.reason} (rule {m.rule})"
+        case "chain.planned":
+            kinds = " -> ".join(s.kind for s in m.steps)
+            note = f" ({m.planner_note})" if m.planner_note else ""
+            return f"planned by {m.planner}{note}: {kinds}; threshold {m.threshold:g}"
+        case "chain.step_requested":
+            return f"step {m.step} attempt {m.attempt}: rendering (seed {m.seed})"
+        case "chain.step_rendered":
+            return f"step {m.step} attempt {m.attempt}: rendered by {m.engine} on {m.backend}"
+        case "chain.step_scored":
+            return f"step {m.step} attempt {m.attempt}: face score {m.score:.1f} (threshold {m.threshold:g})"
+        case "chain.step_accepted":
+            return f"step {m.step}: accepted attempt {m.attempt}"
+        case "chain.step_retried":
+            return f"step {m.step}: retry as attempt {m.next_attempt} with seed {m.new_seed}: {m.reason}"
+        case "chain.step_failed":
+            return f"step {m.step} attempt {m.attempt}: {m.stage} failed: {m.reason}"
+        case "chain.completed":
+            return f"completed: {len(m.step_images)} steps"
+        case "chain.failed":
+            return f"FAILED at step {m.step}: {m.reason}"
+        case "chain.cancelled":
+            return f"cancelled: {m.reason or ''}"
+    return m.type
+
+
+def describe_live(message: Message) -> str | None:
+    if message.type == "render.progress":
+        return f"  step {message.step} attempt {message.attempt}: {message.value}/{message.max}"
+    return None
