@@ -68,8 +68,8 @@ class ChainService:
     async def load(self, stream: str) -> ChainState:
         """The chain's state: the cached fold plus whatever was appended since."""
         state = self._cache.get(stream) or ChainState()
-        for recorded in await self._store.read_stream(stream, after_version=state.version):
-            state = evolve(state, recorded.envelope.open(REGISTRY), version=recorded.envelope.seq)
+        for seq, message in await self._store.replay(stream, REGISTRY, after_version=state.version):
+            state = evolve(state, message, version=seq)
         self._remember(stream, state)
         return state
 

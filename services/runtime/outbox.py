@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 from services.runtime.eventstore.tables import OUTBOX_CHANNEL
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
 
-__all__ = ["OutboxRelay"]
+__all__ = ["OutboxNotifier", "OutboxRelay"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,41 @@ PUBLISHED = Counter("likeness_outbox_published_total", "Outbox messages publishe
 LEADER = Gauge("likeness_outbox_relay_leader", "1 while this process is the publishing relay")
 
 
+class OutboxNotifier:
+    """Tells relays in other processes that the outbox has new rows: a NOTIFY after the commit.
+
+    Pokes are coalesced (one NOTIFY in flight at a time), so a burst of appends costs a few
+    notifications, and the append itself never waits for one.
+    """
+
+    def __init__(self, database_url: str, *, timeout_s: float = 10.0) -> None:
+        self._dsn = to_asyncpg_dsn(database_url)
+        self._timeout_s = timeout_s
+        self._dirty = asyncio.Event()
+
+    def poke(self) -> None:
+        self._dirty.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=self._timeout_s, command_timeout=self._timeout_s)
+                try:
+                    while not stop.is_set():
+                        await _wait_any(stop, self._dirty, 60.0)
+                        if self._dirty.is_set():
+                            self._dirty.clear()
+                            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+                finally:
+                    with suppress(Exception):
+                        await asyncio.wait_for(conn.close(), self._timeout_s)
+            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+                log.warning("outbox notifier interrupted (%r); retrying", exc)
+                await _sleep_or_stop(stop, 1.0)
+
+
 class OutboxRelay:
-    """Drains the outbox into JetStream whenever a commit notifies it (and on a slow poll)."""
+    """Drains the outbox into JetStream when woken (after a commit) and on a slow poll."""
 
     def __init__(
         self,
@@ -60,6 +93,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.is_leader = False
 
+    def wake(self) -> None:
+        """Drain now: a writer in this process has just committed."""
+        self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; reconnects to Postgres after a failure."""
         while not stop.is_set():
@@ -77,7 +114,7 @@ class OutboxRelay:
                     return
             self.is_leader = True
             LEADER.set(1)
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self.wake())
             while not stop.is_set():
                 self._wake.clear()
                 if await self.drain(conn) == 0:

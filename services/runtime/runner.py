@@ -24,7 +24,7 @@ from services.runtime.bus import Bus
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.ops import ReadinessCheck, add_ops_routes
-from services.runtime.outbox import OutboxRelay
+from services.runtime.outbox import OutboxNotifier, OutboxRelay
 from services.runtime.settings import RuntimeSettings
 
 __all__ = ["Runtime", "run_service"]
@@ -84,8 +84,15 @@ class Runtime:
             await hook(self)
         await self.bus.start()
         relay_stop = asyncio.Event()
+        if self.store is not None:
+            # Relays elsewhere learn of our appends by NOTIFY; one in this process is woken directly.
+            notifier = OutboxNotifier(self.settings.database_url, timeout_s=self.settings.db_timeout_s)
+            self.store.on_append(notifier.poke)
+            self.spawn(notifier.run(relay_stop), "outbox-notifier")
         if self._relay_enabled:
             relay = OutboxRelay(self.settings.database_url, self.bus.js, db_timeout_s=self.settings.db_timeout_s)
+            if self.store is not None:
+                self.store.on_append(relay.wake)
             self.spawn(relay.run(relay_stop), "outbox-relay")
         server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
                                              log_level="warning", lifespan="off"))

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import json
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
-from uuid import UUID
 
+import asyncpg
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from contracts.base import Message
 from contracts.envelope import Envelope
+from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
 from services.runtime.eventstore.tables import events
 
@@ -43,30 +45,31 @@ ANY_VERSION: Final = None
 
 # One round trip appends: it checks the head, inserts the events and their outbox rows, and
 # reports the head it saw; no row appended means the expected version was stale.
-_APPEND = text(
-    """
+_APPEND = """
     WITH head AS (
-        SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = :stream_id
+        SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $1
     ), appended AS (
         INSERT INTO events (stream_id, stream_version, event_id, type, version, data, metadata)
-        SELECT :stream_id, head.version + e.n, e.event_id, e.type, e.version, e.data::jsonb, e.metadata::jsonb
-        FROM head,
-             unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:versions AS int[]),
-                    CAST(:data AS text[]), CAST(:metadata AS text[]))
+        SELECT $1, head.version + e.n, e.event_id, e.type, e.version, e.data::jsonb, e.metadata::jsonb
+        FROM head, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
              WITH ORDINALITY AS e(event_id, type, version, data, metadata, n)
-        WHERE head.version = :expected
+        WHERE head.version = $2
         RETURNING global_position
     ), published AS (
         INSERT INTO outbox (message_id, subject, payload)
         SELECT m.message_id, m.subject, m.payload
-        FROM unnest(CAST(:message_ids AS uuid[]), CAST(:subjects AS text[]), CAST(:payloads AS bytea[]))
-             AS m(message_id, subject, payload)
+        FROM unnest($8::uuid[], $9::text[], $10::bytea[]) AS m(message_id, subject, payload)
         WHERE EXISTS (SELECT FROM appended)
     )
     SELECT head.version AS head, appended.global_position
     FROM head LEFT JOIN appended ON true
-    """
-)
+"""
+
+# Replay needs only what a fold reads, as text: no envelope, no metadata, no JSON decoding here.
+_REPLAY = """
+    SELECT stream_version, type, version, data::text FROM events
+    WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version
+"""
 
 
 class EventStoreError(Exception):
@@ -107,10 +110,23 @@ class EventStore:
     """The `events` table, with optimistic concurrency per stream.
 
     Every write is a single statement, so the engine may (and for speed should) be autocommit.
+    The hot paths (append, replay) talk to asyncpg directly on the engine's pooled connections:
+    SQLAlchemy's result layer costs more than the database round trip does.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._append_listeners: list[Callable[[], None]] = []
+
+    def on_append(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every committed append (wakes the outbox relay at once)."""
+        self._append_listeners.append(listener)
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection
 
     async def append(
         self,
@@ -136,11 +152,11 @@ class EventStore:
                 if expected_version is ANY_VERSION:
                     continue
                 raise
-            except IntegrityError as exc:
+            except asyncpg.UniqueViolationError as exc:
                 landed = await self._already_appended(stream_id, batch)
                 if landed is not None:
                     return landed
-                constraint = _violated_constraint(exc)
+                constraint = exc.constraint_name
                 if constraint != "events_stream_version_key":
                     raise DuplicateEventId(f"an event id of this batch is already used ({constraint})") from None
                 if expected_version is ANY_VERSION:
@@ -156,23 +172,25 @@ class EventStore:
         numbered = [env.model_copy(update={"seq": head + i}) for i, env in enumerate(batch, 1)]
         messages = [(e, event_subject(e.type, stream_id)) for e in numbered]
         messages += [(c, command_subject(c.type)) for c in commands]
-        params = {
-            "stream_id": stream_id,
-            "expected": head,
-            "event_ids": [e.event_id for e in numbered],
-            "types": [e.type for e in numbered],
-            "versions": [e.version for e in numbered],
-            "data": [json.dumps(e.data) for e in numbered],
-            "metadata": [json.dumps(_metadata(e)) for e in numbered],
-            "message_ids": [m.event_id for m, _ in messages],
-            "subjects": [subject for _, subject in messages],
-            "payloads": [m.to_bytes() for m, _ in messages],
-        }
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(_APPEND, params)).all()
-        positions = tuple(row.global_position for row in rows if row.global_position is not None)
+        async with self._driver() as conn:
+            rows = await conn.fetch(
+                _APPEND,
+                stream_id,
+                head,
+                [e.event_id for e in numbered],
+                [e.type for e in numbered],
+                [e.version for e in numbered],
+                [json.dumps(e.data) for e in numbered],
+                [json.dumps(_metadata(e)) for e in numbered],
+                [m.event_id for m, _ in messages],
+                [subject for _, subject in messages],
+                [m.to_bytes() for m, _ in messages],
+            )
+        positions = tuple(row["global_position"] for row in rows if row["global_position"] is not None)
         if not positions:
-            raise WrongExpectedVersion(stream_id, head, rows[0].head)
+            raise WrongExpectedVersion(stream_id, head, rows[0]["head"])
+        for listener in self._append_listeners:
+            listener()
         return AppendResult(head + len(batch), positions)
 
     async def stream_version(self, stream_id: str) -> int:
@@ -188,6 +206,14 @@ class EventStore:
         )
         async with self._engine.connect() as conn:
             return [_recorded(row) for row in (await conn.execute(query)).mappings()]
+
+    async def replay(
+        self, stream_id: str, registry: MessageRegistry, *, after_version: int = 0
+    ) -> list[tuple[int, Message]]:
+        """The stream's typed messages after `after_version` with their versions: the fast fold path."""
+        async with self._driver() as conn:
+            rows = await conn.fetch(_REPLAY, stream_id, after_version)
+        return [(row[0], registry.parse_json(row[1], row[2], row[3])) for row in rows]
 
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events after a global position, never skipping one whose transaction is still open.
@@ -253,8 +279,3 @@ def _recorded(row: Any) -> RecordedEvent:
         data=row["data"],
     )
     return RecordedEvent(row["global_position"], row["recorded_at"], envelope)
-
-
-def _violated_constraint(exc: IntegrityError) -> str:
-    cause = getattr(exc.orig, "__cause__", None)
-    return getattr(cause, "constraint_name", None) or str(exc.orig)
