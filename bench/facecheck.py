@@ -10,6 +10,7 @@ crop. SCRFD detectors come from shared/models/scrfd; an insightface pack with a 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import statistics
@@ -43,34 +44,42 @@ def timings(repeat: int, pack: Path | None) -> None:
     crop = face_of(2)
     images = {"t1.jpg 1280x886, 6 faces": photo, "face crop 256x256": crop}
     dlib = load_dlib()
+    hog = __import__("dlib").get_frontal_face_detector()
+    encoder = None
+    if pack is not None:
+        from services.facecheck.insightface_encoder import load_insightface
+
+        encoder = load_insightface(pack)
     print(f"{'pipeline':48} {'image':28} {'ms/image':>9} {'x decode':>9}")
     for label, data in images.items():
-        baseline = per_call_ms(lambda: decode_image(data), repeat)
+        baseline = per_call_ms(functools.partial(decode_image, data), repeat)
         pixels = decode_image(data)
         bgr = np.ascontiguousarray(pixels[:, :, ::-1])
         rows = [("decode only (baseline)", baseline),
-                ("dlib HOG+5pt+chip+resnet (full, faces: %d)" % len(dlib.encode(pixels)),
-                 per_call_ms(lambda: dlib.encode(decode_image(data)), repeat))]
+                (f"dlib HOG+5pt+chip+resnet (full, faces: {len(dlib.encode(pixels))})",
+                 per_call_ms(lambda data=data: dlib.encode(decode_image(data)), repeat)),
+                ("dlib HOG detection only (full res, upsample 1)",
+                 per_call_ms(lambda data=data: hog.run(decode_image(data), 1, 0.0), repeat))]
         for name in SCRFD_MODELS:
             path = SCRFD_DIR / name
             if not path.is_file():
-                rows.append((f"insightface {name} detection", float("nan")))
+                rows.append((f"insightface {name} detection (model missing)", float("nan")))
                 continue
             detector = _scrfd(path)
             found = len(detector.detect(bgr)[0])
             rows.append((f"insightface {name.removesuffix('.onnx')} det (faces: {found})",
-                         per_call_ms(lambda: detector.detect(np.ascontiguousarray(decode_image(data)[:, :, ::-1])),
-                                     repeat)))
-        if pack is not None:
-            from services.facecheck.insightface_encoder import load_insightface
-
-            encoder = load_insightface(pack)
+                         per_call_ms(lambda data=data, detector=detector: detector.detect(_bgr(data)), repeat)))
+        if encoder is not None:
             rows.append((f"insightface {pack.name} full (det+align+arcface)",
-                         per_call_ms(lambda: encoder.encode(decode_image(data)), repeat)))
+                         per_call_ms(lambda data=data: encoder.encode(decode_image(data)), repeat)))
         for name, ms in rows:
             print(f"{name:48} {label:28} {ms:9.1f} {ms / baseline:9.1f}")
     if pack is None:
         print("insightface embedding: no pack with a recognition model here (--pack DIR or LIKENESS_FACE_MODEL_DIR)")
+
+
+def _bgr(data: bytes) -> np.ndarray:
+    return np.ascontiguousarray(decode_image(data)[:, :, ::-1])
 
 
 def _scrfd(path: Path):

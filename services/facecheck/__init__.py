@@ -1,1 +1,1 @@
-"""Face detection, alignment, embedding and similarity against the reference."""
+"""Face detection, alignment, embedding and similarity against the reference (errors: `services.facecheck.errors`)."""

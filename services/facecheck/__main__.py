@@ -1,11 +1,12 @@
-"""`python -m services.facecheck`: run the facecheck service alone against the configured NATS and Postgres."""
+"""`python -m services.facecheck`: run the facecheck service alone against the configured NATS."""
 
-from services.runtime.runner import Runtime, run_service
+from services.facecheck.service import build_runtime
 from services.facecheck.settings import FacecheckSettings
+from services.runtime.runner import Runtime, run_service
 
 
 async def build() -> Runtime:
-    return Runtime(FacecheckSettings(), database=False, relay=False)
+    return build_runtime(FacecheckSettings())
 
 
 if __name__ == "__main__":
