@@ -1,11 +1,12 @@
-"""`python -m services.renderer`: run the renderer service alone against the configured NATS and Postgres."""
+"""`python -m services.renderer`: run the renderer service alone against the configured NATS."""
 
-from services.runtime.runner import Runtime, run_service
+from services.renderer.service import build_runtime
 from services.renderer.settings import RendererSettings
+from services.runtime.runner import Runtime, run_service
 
 
 async def build() -> Runtime:
-    return Runtime(RendererSettings(), database=False, relay=False)
+    return build_runtime(RendererSettings())
 
 
 if __name__ == "__main__":

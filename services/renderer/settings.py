@@ -2,12 +2,75 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+
 from services.runtime.settings import RuntimeSettings
 
-__all__ = ["RendererSettings"]
+__all__ = ["BackendServes", "RendererSettings"]
+
+# RenderPreview allows 256 KiB of base64, i.e. 192 KiB of image; stay below it.
+_PREVIEW_CEILING = 190 * 1024
+
+
+class BackendServes(BaseModel):
+    """What one backend declares it serves; empty means anything."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
 
 
 class RendererSettings(RuntimeSettings):
     """Settings of the renderer service."""
 
     service_name: str = "renderer"
+
+    # Comma-separated ComfyUI base URLs; empty: the draft engine renders without any model.
+    comfyui_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    # JSON {url: {"models": [...], "styles": [...]}}: route jobs to the backends that serve their model/style.
+    comfyui_serves: dict[str, BackendServes] = {}
+    # A folder of extra API-format templates; a file named like a built-in one replaces it.
+    templates_dir: Path | None = None
+
+    render_timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    health_interval_s: float = Field(default=15.0, gt=0)
+    health_timeout_s: float = Field(default=5.0, gt=0)
+    idle_free_s: float = Field(default=600.0, gt=0)
+    workers: int = Field(default=4, ge=1, le=256)
+    preview_max_bytes: int = Field(default=48 * 1024, ge=1024, le=_PREVIEW_CEILING)
+    preview_interval_s: float = Field(default=0.25, ge=0)
+
+    @field_validator("comfyui_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(url.strip() for url in value.split(",") if url.strip())
+        return value
+
+    @field_validator("comfyui_urls")
+    @classmethod
+    def _http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"LIKENESS_COMFYUI_URLS: {url!r} is not an http(s):// URL")
+        return tuple(url.rstrip("/") for url in urls)
+
+    @model_validator(mode="after")
+    def _serves_known_urls(self) -> RendererSettings:
+        unknown = {url.rstrip("/") for url in self.comfyui_serves} - set(self.comfyui_urls)
+        if unknown:
+            raise ValueError(f"LIKENESS_COMFYUI_SERVES names backends not in LIKENESS_COMFYUI_URLS: {sorted(unknown)}")
+        return self
+
+    @property
+    def consumer_ack_wait_s(self) -> float:
+        """Longer than a render plus its blob transfers, so JetStream never redelivers a job still running."""
+        return max(self.ack_wait_s, self.render_timeout_s + 6 * self.nats_timeout_s * 2 + 30)

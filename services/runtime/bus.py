@@ -7,6 +7,7 @@ block the ones behind them; a failing handler is retried with a delay, then dead
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import nats
@@ -58,14 +59,19 @@ class Bus:
         async def on_message(msg: NatsMessage) -> None:
             raw = msg.raw_message
             deliveries = raw.metadata.num_delivered if raw.metadata else 1
-            verdict = await handle_delivery(
-                table,
-                msg.body,
-                raw.subject,
-                deliveries,
-                max_deliver=settings.max_deliver,
-                retry_delay_s=settings.retry_delay_s,
-            )
+            try:
+                verdict = await handle_delivery(
+                    table,
+                    msg.body,
+                    raw.subject,
+                    deliveries,
+                    max_deliver=settings.max_deliver,
+                    retry_delay_s=settings.retry_delay_s,
+                )
+            except asyncio.CancelledError:
+                # Shutting down mid-handler: hand the message back now rather than after ack_wait.
+                await asyncio.shield(msg.nack())
+                raise
             HANDLED.labels(spec.durable, verdict.action.value).inc()
             if verdict.action is Action.RETRY:
                 log.warning("%s: retrying %s in %.1fs: %s", spec.durable, raw.subject, verdict.delay_s, verdict.reason)

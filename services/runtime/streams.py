@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError
 
 from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, EVENTS_STREAM, PREFIX
 
@@ -83,11 +83,9 @@ async def ensure_streams(js: JetStreamContext) -> None:
 
 
 async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    """Create the durable, or update its editable settings (ack wait, limits) to the spec's."""
     try:
-        await js.consumer_info(spec.stream, spec.durable)
-    except NotFoundError:
-        try:
-            await js.add_consumer(spec.stream, config=spec.config())
-        except BadRequestError as exc:
-            # Another replica created it between our look-up and our add.
-            log.info("consumer %s already created elsewhere (%s)", spec.durable, exc)
+        await js.add_consumer(spec.stream, config=spec.config())
+    except BadRequestError as exc:
+        # A setting the server cannot change in place (e.g. the filter): keep the consumer as it is.
+        log.warning("consumer %s kept with its existing settings: %s", spec.durable, exc)

@@ -66,7 +66,7 @@ async def dead_letters(nc: nats.NATS, service: str) -> list[nats.aio.msg.Msg]:
     )
     try:
         return await sub.fetch(100, timeout=1.0)
-    except nats.errors.TimeoutError:
+    except (nats.errors.TimeoutError, asyncio.TimeoutError):
         return []
     finally:
         await sub.unsubscribe()

@@ -58,7 +58,7 @@ async def received_by_event_id(nc: nats.NATS, streams: list[str], expected: int)
         while True:
             try:
                 batch = await sub.fetch(500, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 break
             for msg in batch:
                 counts[msg.headers["Nats-Msg-Id"]] += 1

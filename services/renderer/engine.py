@@ -1,0 +1,53 @@
+"""What every render engine offers: `render(job, input_image, progress) -> RenderOutput`, raising `RenderError`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from contracts.render import RenderStep
+
+__all__ = ["Preview", "Progress", "RenderEngine", "RenderOutput", "RenderUpdate", "Tick"]
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A progress tick: `value` of `max` on `node`."""
+
+    value: int
+    max: int
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A live preview frame as the backend sent it (not yet shrunk for the bus)."""
+
+    media_type: str
+    data: bytes
+    node: str | None = None
+
+
+RenderUpdate = Tick | Preview
+Progress = Callable[[RenderUpdate], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """The rendered image and what produced it."""
+
+    image: bytes
+    media_type: str
+    workflow_hash: str
+    backend: str
+    engine: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class RenderEngine(Protocol):
+    """Renders one attempt of one step; raises `RenderError` with a kind from `RenderFailed`."""
+
+    name: str
+
+    async def render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput: ...

@@ -1,0 +1,143 @@
+"""The pool of ComfyUI backends: health probes, least-loaded choice, routing by model/style, idle VRAM freeing.
+
+Decisions are the pure functions of `policy`; this module keeps the state and does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+
+from services.renderer.comfyui.http import ComfyHTTP
+from services.renderer.errors import RenderError
+from services.renderer.policy import BackendView, foreign_load, preference, should_free
+
+__all__ = ["Backend", "BackendPool"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backend:
+    """One ComfyUI server and what this process knows of it."""
+
+    url: str
+    models: frozenset[str] = frozenset()
+    styles: frozenset[str] = frozenset()
+    healthy: bool = True
+    down_reason: str | None = None
+    in_flight: int = 0
+    foreign: int = 0
+    last_used: float = 0.0
+    last_active: float | None = None
+    freed: bool = True
+    api: ComfyHTTP | None = field(default=None, repr=False)
+
+    def view(self) -> BackendView:
+        return BackendView(self.url, self.healthy, self.in_flight, self.foreign, self.last_used, self.models,
+                           self.styles)
+
+
+class BackendPool:
+    """Chooses a backend per job and keeps the backends' health and load up to date."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        http: httpx.AsyncClient,
+        *,
+        serves: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+        probe_timeout_s: float = 5.0,
+        probe_interval_s: float = 15.0,
+        idle_free_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        serves = serves or {}
+        self.backends = {}
+        for url in urls:
+            models, styles = serves.get(url, ((), ()))
+            backend = Backend(url.rstrip("/"), frozenset(models), frozenset(styles))
+            backend.api = ComfyHTTP(backend.url, http, request_timeout_s=probe_timeout_s,
+                                    connect_timeout_s=probe_timeout_s)
+            self.backends[backend.url] = backend
+        self.probe_interval_s = probe_interval_s
+        self.idle_free_s = idle_free_s
+        self._clock = clock
+
+    def candidates(self, model: str, style: str | None) -> list[str]:
+        """Backends to try for this job, best first; refuses a job no backend declares it serves."""
+        order = preference([b.view() for b in self.backends.values()], model, style)
+        if not order:
+            declared = "; ".join(f"{b.url}: models {sorted(b.models) or 'any'}, styles {sorted(b.styles) or 'any'}"
+                                 for b in self.backends.values())
+            raise RenderError("validation", f"no ComfyUI backend serves model {model!r}"
+                                            f"{f' in style {style!r}' if style else ''} ({declared})")
+        return order
+
+    @asynccontextmanager
+    async def lease(self, url: str) -> AsyncIterator[Backend]:
+        """Count a job as in flight on `url` while the block runs."""
+        backend = self.backends[url]
+        backend.in_flight += 1
+        backend.last_used = self._clock()
+        backend.freed = False
+        try:
+            yield backend
+        finally:
+            backend.in_flight -= 1
+            backend.last_active = self._clock()
+
+    def mark_down(self, url: str, reason: str) -> None:
+        backend = self.backends[url]
+        if backend.healthy:
+            log.warning("ComfyUI backend %s is down: %s", url, reason)
+        backend.healthy, backend.down_reason = False, reason
+
+    async def probe(self, backend: Backend) -> bool:
+        """GET /system_stats (health) and GET /prompt (queue depth of every client)."""
+        assert backend.api is not None
+        try:
+            await backend.api.system_stats()
+            remaining = await backend.api.queue_remaining()
+        except RenderError as exc:
+            self.mark_down(backend.url, exc.reason)
+            return False
+        if not backend.healthy:
+            log.info("ComfyUI backend %s is back", backend.url)
+        backend.healthy, backend.down_reason = True, None
+        backend.foreign = foreign_load(remaining, backend.in_flight)
+        return True
+
+    async def probe_all(self) -> None:
+        await asyncio.gather(*(self.probe(b) for b in self.backends.values()))
+
+    async def free_idle(self) -> list[str]:
+        """POST /free to each backend idle for `idle_free_s` since our last job there; returns their urls."""
+        now, freed = self._clock(), []
+        for backend in self.backends.values():
+            if not backend.healthy or not should_free(in_flight=backend.in_flight, last_active=backend.last_active,
+                                                      freed=backend.freed, now=now, idle_s=self.idle_free_s):
+                continue
+            assert backend.api is not None
+            try:
+                await backend.api.free()
+            except RenderError as exc:
+                log.info("could not free %s: %s", backend.url, exc.reason)
+                continue
+            backend.freed = True
+            freed.append(backend.url)
+            log.info("asked idle ComfyUI backend %s to unload models and free memory", backend.url)
+        return freed
+
+    async def run(self) -> None:
+        """Probe and free idle backends every `probe_interval_s`, until cancelled."""
+        while True:
+            await self.probe_all()
+            await self.free_idle()
+            await asyncio.sleep(self.probe_interval_s)

@@ -1,0 +1,87 @@
+"""Wiring of the renderer process: the engine (ComfyUI pool, or draft without backends) and the command consumer."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from contracts import REGISTRY
+from contracts.envelope import Envelope
+from contracts.render import RenderStep
+from contracts.subjects import COMMANDS_STREAM, command_subject
+from services.renderer.comfy_engine import ComfyUIEngine
+from services.renderer.comfyui.client import Timeouts
+from services.renderer.draft import DraftEngine
+from services.renderer.engine import RenderEngine
+from services.renderer.handlers import RenderHandler
+from services.renderer.pool import BackendPool
+from services.renderer.settings import RendererSettings
+from services.renderer.templates import BUILTIN_DIR, TemplateLibrary
+from services.runtime.handlers import HandlerTable
+from services.runtime.runner import Runtime
+from services.runtime.streams import ConsumerSpec
+
+__all__ = ["CONSUMER", "RendererService", "build_runtime"]
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "renderer"
+
+
+class RendererService:
+    """Builds the engine at start-up (after NATS and the blob store are up) and handles RenderStep."""
+
+    def __init__(self, settings: RendererSettings) -> None:
+        self.settings = settings
+        # Loaded now, so a bad template stops the process before it consumes anything.
+        self.templates = TemplateLibrary.load([BUILTIN_DIR, settings.templates_dir])
+        self.handler: RenderHandler | None = None
+
+    async def start(self, rt: Runtime) -> None:
+        assert rt.blobs is not None, "the renderer needs the blob store"
+        engine = self._engine(rt)
+        self.handler = RenderHandler(rt.bus, rt.blobs, engine, preview_max_bytes=self.settings.preview_max_bytes,
+                                     preview_interval_s=self.settings.preview_interval_s)
+
+    async def handle(self, job: RenderStep, envelope: Envelope) -> None:
+        assert self.handler is not None, "start() runs before any message is consumed"
+        await self.handler(job, envelope)
+
+    def _engine(self, rt: Runtime) -> RenderEngine:
+        s = self.settings
+        if not s.comfyui_urls:
+            log.warning("LIKENESS_COMFYUI_URLS is empty: rendering with the DRAFT engine (no edit model; "
+                        "pictures are labelled 'DRAFT — no edit model')")
+            return DraftEngine()
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the service log
+        http = httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=max(20, 4 * s.workers)))
+        serves = {url.rstrip("/"): (d.models, d.styles) for url, d in s.comfyui_serves.items()}
+        pool = BackendPool(s.comfyui_urls, http, serves=serves, probe_timeout_s=s.health_timeout_s,
+                           probe_interval_s=s.health_interval_s, idle_free_s=s.idle_free_s)
+        timeouts = Timeouts(connect_s=s.connect_timeout_s, request_s=s.request_timeout_s, poll_s=s.poll_interval_s)
+        rt.spawn(_keep(pool, http), "comfyui-pool")
+        log.info("rendering on ComfyUI backends %s with templates %s", ", ".join(s.comfyui_urls),
+                 ", ".join(self.templates.names))
+        return ComfyUIEngine(pool, self.templates, http, timeouts=timeouts, deadline_s=s.render_timeout_s)
+
+
+async def _keep(pool: BackendPool, http: httpx.AsyncClient) -> None:
+    # The pool's loop owns the HTTP client: cancelled at shutdown, after in-flight renders finished.
+    try:
+        await pool.run()
+    finally:
+        await http.aclose()
+
+
+def build_runtime(settings: RendererSettings) -> Runtime:
+    """The renderer's runtime: blob store on, no database, RenderStep consumer with a long ack wait."""
+    rt = Runtime(settings, database=False, relay=False, blobs=True)
+    service = RendererService(settings)
+    rt.on_startup(service.start)
+    table: HandlerTable = HandlerTable(REGISTRY, ignore_others=False)
+    table.on(RenderStep)(service.handle)
+    spec = ConsumerSpec(CONSUMER, COMMANDS_STREAM, command_subject("render.step"),
+                        ack_wait_s=settings.consumer_ack_wait_s)
+    rt.bus.consume(spec, table, workers=settings.workers)
+    return rt

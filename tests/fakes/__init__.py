@@ -1,0 +1,1 @@
+"""In-tree fakes that speak the real wire protocols over real sockets."""

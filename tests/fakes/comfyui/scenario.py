@@ -1,0 +1,44 @@
+"""What the fake ComfyUI does for a test: which image it outputs, and how it misbehaves."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+__all__ = ["ImagePolicy", "Scenario", "same_as_input"]
+
+# (the API graph as queued, the bytes of the file its LoadImage reads or None) -> output image bytes
+ImagePolicy = Callable[[dict[str, Any], bytes | None], bytes]
+
+
+def same_as_input(graph: dict[str, Any], input_bytes: bytes | None) -> bytes:
+    """Default policy: the uploaded input re-encoded as PNG (a grey square for text-to-image)."""
+    if input_bytes is None:
+        image = Image.new("RGB", (64, 64), (128, 128, 128))
+    else:
+        with Image.open(io.BytesIO(input_bytes)) as opened:
+            image = opened.convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@dataclass
+class Scenario:
+    """Knobs of one fake server; tests may change them between renders."""
+
+    image_for: ImagePolicy = same_as_input
+    step_delay_s: float = 0.0  # per sampler step (KSampler & co. report progress and previews)
+    node_delay_s: float = 0.0  # per executed node
+    fail_at_node: str | None = None  # a node id or class_type: execution_error there
+    fail_type: str = "torch.OutOfMemoryError"
+    fail_message: str = "Allocation on device failed"
+    previews: bool = True
+    hang: bool = False  # accept TCP, never answer HTTP or the websocket handshake
+    drop_socket_at_step: int | None = None  # close the client's socket after that sampler step, once
+    reconnect_hold_s: float = 0.0  # after a drop, hold that client's next handshake this long
+    extra_classes: set[str] = field(default_factory=set)
