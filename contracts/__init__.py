@@ -9,6 +9,7 @@ from __future__ import annotations
 from contracts.base import Command, Ephemeral, Event, ImageRef, Message
 from contracts.chain import (
     AttemptScore,
+    BatchCompleted,
     CancelChain,
     ChainCancelled,
     ChainCompleted,
@@ -62,6 +63,7 @@ from contracts.registry import MessageRegistry, Upcaster
 from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep
 
 __all__ = [
+    "BatchCompleted",
     "REGISTRY",
     "Attempt",
     "AttemptScore",
@@ -145,6 +147,7 @@ REGISTRY = MessageRegistry(
         ChainCompleted,
         ChainFailed,
         ChainCancelled,
+        BatchCompleted,
         # render
         RenderStep,
         RenderProgress,

@@ -31,6 +31,7 @@ from contracts.fields import (
 
 __all__ = [
     "AttemptScore",
+    "BatchCompleted",
     "CancelChain",
     "ChainCancelled",
     "ChainCompleted",
@@ -170,6 +171,8 @@ class ChainPlanned(Event):
     max_retries: int = Field(default=3, ge=0, le=10)
     # What happens when every attempt of a step drifts: end the chain, or keep the best attempt.
     on_exhausted: Literal["fail", "accept_best"] = "fail"
+    # The art style the plan was made for; the renderer routes on it.
+    style: str | None = None
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> ChainPlanned:
@@ -296,3 +299,16 @@ class ChainCancelled(Event):
     chain_id: UUID
     reason: str | None = None
     requested_by: UserId
+
+
+class BatchCompleted(Event):
+    """Every chain of a `--count N` request has finished; their pictures as one WebP grid."""
+
+    type: Literal["chain.batch_completed"] = "chain.batch_completed"
+    version: Literal[1] = 1
+
+    batch_id: UUID
+    chain_ids: tuple[UUID, ...] = Field(min_length=1)
+    completed: tuple[UUID, ...] = ()
+    # None when no chain of the batch produced a picture.
+    grid_image: ImageRef | None = None

@@ -15,13 +15,16 @@ from contracts import (
     RenderFailed,
     RequestChain,
 )
-from services.planner.chains import ChainService
+from services.planner.batches import BatchRecorder
+from services.planner.chains import ChainService, chain_stream
 from services.planner.saga.decide import PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings
 from services.runtime.handlers import HandlerTable
 
 __all__ = ["RequestPlanner", "command_handlers", "result_handlers"]
+
+_CHAIN_ENDS = {"chain.completed", "chain.failed", "chain.cancelled"}
 
 
 class RequestPlanner(Protocol):
@@ -32,7 +35,9 @@ class RequestPlanner(Protocol):
         ...
 
 
-def command_handlers(chains: ChainService, planner: RequestPlanner, settings: PlannerSettings) -> HandlerTable:
+def command_handlers(
+    chains: ChainService, planner: RequestPlanner, batches: BatchRecorder, settings: PlannerSettings
+) -> HandlerTable:
     table = HandlerTable(REGISTRY, ignore_others=False)
 
     @table.on(RequestChain)
@@ -49,17 +54,21 @@ def command_handlers(chains: ChainService, planner: RequestPlanner, settings: Pl
 
     @table.on(CancelChain)
     async def on_cancel(cancel: CancelChain, envelope: Envelope) -> None:
-        await chains.handle(cancel.chain_id, envelope, _always(cancel))
+        decision = await chains.handle(cancel.chain_id, envelope, _always(cancel))
+        if decision.events:
+            await batches.chain_ended(await chains.load(chain_stream(cancel.chain_id)), envelope)
 
     return table
 
 
-def result_handlers(chains: ChainService) -> HandlerTable:
+def result_handlers(chains: ChainService, batches: BatchRecorder) -> HandlerTable:
     """Renderer and facecheck results; each is a trigger for the chain it belongs to."""
     table = HandlerTable(REGISTRY, ignore_others=True)
 
     async def on_result(result: Message, envelope: Envelope) -> None:
-        await chains.handle(result.chain_id, envelope, _always(result))
+        decision = await chains.handle(result.chain_id, envelope, _always(result))
+        if any(event.type in _CHAIN_ENDS for event in decision.events):
+            await batches.chain_ended(await chains.load(chain_stream(result.chain_id)), envelope)
 
     for model in (RenderCompleted, RenderFailed, FaceScored, FaceCheckFailed):
         table.on(model)(on_result)

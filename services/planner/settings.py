@@ -27,6 +27,10 @@ class PlannerSettings(RuntimeSettings):
     llm_api_key: SecretStr = SecretStr("")
     llm_timeout_s: float = Field(default=30.0, gt=0)
 
+    # The content bound of users until accounts carry their own, and the style of unknown characters.
+    user_max_rating: Literal["sfw", "suggestive", "nsfw"] = "sfw"
+    default_style: str = "photoreal"
+
     # How many messages each consumer handles at once in this process.
     workers: int = Field(default=8, ge=1, le=256)
 

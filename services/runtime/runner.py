@@ -55,6 +55,7 @@ class Runtime:
         self._blobs_enabled = blobs
         self.blobs: BlobStore | None = None
         self._startup: list[StartupHook] = []
+        self._shutdown: list[StartupHook] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         checks: dict[str, ReadinessCheck] = {"nats": self.bus.ready}
@@ -65,6 +66,11 @@ class Runtime:
     def on_startup(self, hook: StartupHook) -> StartupHook:
         """Run `hook(runtime)` once NATS is connected and before any message is consumed."""
         self._startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: StartupHook) -> StartupHook:
+        """Run `hook(runtime)` at shutdown, after consumers stopped and before the pools close."""
+        self._shutdown.append(hook)
         return hook
 
     def request_stop(self) -> None:
@@ -109,6 +115,8 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             server.should_exit = True
             await asyncio.gather(http, return_exceptions=True)
+            for hook in self._shutdown:
+                await hook(self)
             if self.engine is not None:
                 await self.engine.dispose()
             log.info("%s stopped", self.settings.service_name)

@@ -21,6 +21,7 @@ import contracts
 from contracts import (
     REGISTRY,
     AttemptScore,
+    BatchCompleted,
     CancelChain,
     ChainCancelled,
     ChainCompleted,
@@ -154,6 +155,7 @@ SAMPLES: list[Message] = [
         attempts=(AttemptScore(attempt=1, seed=1, score=10.0), AttemptScore(attempt=2, seed=2, reason="no face")),
     ),
     ChainCancelled(chain_id=CHAIN, reason=None, requested_by="u-1"),
+    BatchCompleted(batch_id=CHAIN, chain_ids=(CHAIN,), completed=(CHAIN,), grid_image=image(9)),
     RenderStep(
         chain_id=CHAIN,
         step=0,

@@ -70,9 +70,14 @@ _CHANGE = re.compile(
     r"(background|backdrop|scene|setting|location|outfit|clothes|clothing|pose|position)\s+(?:to|into|with|for)\s+",
     re.I,
 )
-_KEEP = re.compile(r"\b(?:keep(?:ing)?|preserve|leave|don'?t\s+change|do\s+not\s+change|without\s+changing|same)\b", re.I)
+_KEEP = re.compile(
+    r"\b(?:keep(?:ing)?|preserve|leave|don'?t\s+change|do\s+not\s+change|without\s+changing|no\s+changes?\s+to|same)\b",
+    re.I,
+)
 _NEGATE = re.compile(r"\b(?:not|no|without|never|avoid|don'?t|do\s+not|doesn'?t|does\s+not)\b", re.I)
-_WEAR = re.compile(r"\b(?:wearing|wears|wear|clad\s+in|changed?\s+into|dress(?:ed)?\s+(?:(?:her|him|them)\s+)?(?:up\s+)?in)\b", re.I)
+_WEAR = re.compile(
+    r"\b(?:wearing|wears|wear|clad\s+in|changed?\s+into|dress(?:ed)?\s+(?:(?:her|him|them)\s+)?(?:up\s+)?in)\b", re.I
+)
 _COSTUME = re.compile(r"\bdress(?:ed)?\s+(?:(?:her|him|them)\s+)?(?:up\s+)?(?:as|like)\b", re.I)
 _PUT_ON = re.compile(r"\bput(?:s|ting)?\s+on\b", re.I)
 _ADD = re.compile(r"\b(?:add(?:s|ing)?|give\s+(?:her|him|them))\b", re.I)

@@ -70,4 +70,8 @@ class LlmUnavailable(LlmError):
 
 
 class InvalidLlmAnswer(LlmError):
-    """The LLM answered, but not a plan that validates."""
+    """The LLM answered, but not a plan that validates; `answer` is what it said."""
+
+    def __init__(self, reason: str, *, answer: str = "") -> None:
+        super().__init__(reason)
+        self.answer = answer

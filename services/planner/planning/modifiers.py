@@ -69,12 +69,13 @@ def parse_modifiers(request: str) -> ParsedRequest:
         if flag == "--no":
             negatives.append(value)
             continue
-        if flag in values:
+        field = flag.removeprefix("--")
+        if field in values:
             raise InvalidModifier(flag, f"{flag} is given twice; give it once")
-        values[flag.removeprefix("--")] = _convert(flag, value)
+        values[field] = _convert(flag, value)
     text_parts.append(request[pos:])
     text = " ".join(" ".join(text_parts).split())
-    return ParsedRequest(text, Modifiers(negative_prompt=", ".join(negatives), **values))
+    return ParsedRequest(text, Modifiers(negative_prompt=", ".join(n for n in negatives if n), **values))
 
 
 def _canonical(raw: str) -> str:

@@ -8,7 +8,6 @@ entry, at start-up, so a bad edit to a data file never reaches a user's request.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,12 +85,6 @@ class ContentWords(_Entry):
     suggestive: tuple[str, ...] = ()
     nsfw: tuple[str, ...] = ()
 
-    def rating_words(self) -> list[tuple[Rating, re.Pattern[str]]]:
-        """(rating, pattern of its words), most explicit first."""
-        pairs = [("nsfw", self.nsfw), ("suggestive", self.suggestive)]
-        return [(rating, re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(w) for w in words) + r")(?:e?s)?(?![\w-])",
-                                    re.IGNORECASE)) for rating, words in pairs if words]
-
 
 @dataclass(frozen=True)
 class Registry:
@@ -118,11 +111,11 @@ class Registry:
         default_style = styles.get("default") if isinstance(styles, dict) else None
         if default_style not in style_map:
             raise RegistryError(f"styles.json: 'default' must name one of the styles, got {default_style!r}")
-        for style in style_map.values():
-            _check_style(style, model_map, lora_map)
         for lora in lora_map.values():
             if unknown := [m for m in lora.models if m not in model_map]:
                 raise RegistryError(f"loras.json: LoRA {lora.name!r}: models {unknown} are not in models.json")
+        for style in style_map.values():
+            _check_style(style, model_map, lora_map)
         words = _content_words(content_words)
         return cls(model_map, style_map, lora_map, default_style, words)
 
@@ -169,7 +162,8 @@ def _check_style(style: StyleSpec, models: Mapping[str, ModelSpec], loras: Mappi
     if style.model not in models:
         raise RegistryError(f"{where}: model {style.model!r} is not in models.json")
     if models[style.model].kind != "edit":
-        raise RegistryError(f"{where}: model {style.model!r} is {models[style.model].kind}, a chain needs an edit model")
+        kind = models[style.model].kind
+        raise RegistryError(f"{where}: model {style.model!r} is {kind}, a chain needs an edit model")
     if style.lora is None:
         return
     if style.lora not in loras:

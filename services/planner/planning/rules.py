@@ -40,7 +40,7 @@ _KEPT_KIND: dict[str, EditKind] = {
     "location": "background", "place": "background", "outfit": "outfit", "clothes": "outfit",
     "clothing": "outfit", "attire": "outfit", "pose": "pose", "position": "pose", "posture": "pose",
 }
-_LEADING = re.compile(r"^(?:(?:a|an|the|any|some|more|her|his|their|my|your)\s+)+", re.IGNORECASE)
+_LEADING = re.compile(r"^(?:(?:a|an|the|any|some|more|same|her|his|their|my|your)\s+)+", re.IGNORECASE)
 _KEEP_TAIL = re.compile(
     r"\s+(?:the\s+same|unchanged|as\s+(?:it\s+)?is|as\s+they\s+are|alone|intact|too|as\s+well|please)\s*$", re.I
 )
@@ -91,7 +91,9 @@ def _kept(keeps) -> tuple[set[EditKind], list[str]]:
     return suppressed, preserved
 
 
-def _route_negations(intents: list[EditIntent], negations: Sequence[Segment]) -> tuple[list[EditIntent], tuple[str, ...]]:
+def _route_negations(
+    intents: list[EditIntent], negations: Sequence[Segment]
+) -> tuple[list[EditIntent], tuple[str, ...]]:
     """Each negated thing joins its own kind's step, else the plan-wide negative prompt."""
     by_kind: dict[str | None, list[str]] = {}
     for segment in negations:
@@ -112,7 +114,8 @@ def _background(segments: Sequence[Segment], p: Pronouns, preserved: Sequence[st
     for index, segment in enumerate(scenes):
         words = _BACKGROUND_WORD.sub("", segment.text)
         if index == 0:
-            plain = segment.prep in STRIPPED_PREPOSITIONS or not segment.prep
+            # "with a beach background" names the place as plainly as "on a beach".
+            plain = segment.prep in STRIPPED_PREPOSITIONS or not segment.prep or words != segment.text
             scene = words if plain else f"a scene {segment.prep} {words}"
         else:
             scene += f" {segment.prep or 'in'} {words}" if _names_only_a_city(words) else (
@@ -148,7 +151,7 @@ def _pose(segments: Sequence[Segment], p: Pronouns, preserved: Sequence[str]) ->
     poses = []
     for segment in segments:
         first, _, rest = segment.text.partition(" ")
-        gerund = GERUNDS.get(first.lower(), first)
+        gerund = GERUNDS.get(first.lower(), first.lower())
         poses.append(f"{gerund} {rest}".strip())
     description = normalise_pronouns(", ".join(poses), p)
     return EditIntent(kind="pose", description=description, prompt=pose_prompt(description, p, preserved))

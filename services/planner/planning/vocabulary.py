@@ -45,7 +45,8 @@ SCENES = _alternation(
     "slopes|glacier|volcano|canyon|cliff|savanna|vineyard|lounge|hotel|lobby|spa|sauna|hot spring|onsen|"
     "arcade|cinema|theater|theatre|bakery|bookstore|skyscraper|skyline|landscape|backdrop|background|"
     "scenery|tower|eiffel tower|times square|colosseum|big ben|golden gate bridge|neon city|"
-    "cyberpunk city|fantasy world|wonderland|snowfield|flower field|sunflower field|cherry blossoms"
+    "cyberpunk city|fantasy world|wonderland|snowfield|flower field|sunflower field|cherry blossoms|fireplace|"
+    "bed|gala|ballroom|opera|nature|outdoors|indoors|patio|porch|backyard|courtyard|plaza|square|harbourfront"
 )
 PLACES = _alternation(
     "paris|london|tokyo|kyoto|osaka|new york|nyc|rome|venice|florence|milan|barcelona|madrid|lisbon|berlin|"
@@ -76,7 +77,9 @@ POSE_CUE = re.compile(
     r"kneel(?:s|ing)?|squat(?:s|ting)?|crouch(?:es|ing)?|lean(?:s|ing)?|wav(?:e|ing)|walk(?:s|ing)?|"
     r"run(?:s|ning)?|danc(?:e|es|ing)|jump(?:s|ing)?|pos(?:e|es|ing)|stretch(?:es|ing)?|hug(?:s|ging)?|"
     r"hold(?:s|ing)?|read(?:s|ing)?|drink(?:s|ing)|eating|smil(?:e|es|ing)|laugh(?:s|ing)?|wink(?:s|ing)?|"
-    r"sleep(?:s|ing)?|playing|swimming|surfing|skiing|cooking|singing|meditating|floating|flying"
+    r"sleep(?:s|ing)?|playing|swimming|surfing|skiing|cooking|singing|meditating|floating|flying|hiking|climbing|"
+    r"typing|sunbathing|relaxing|resting|working|writing|studying|shopping|cycling|biking|skating|skateboarding|"
+    r"fishing|gardening|texting|sipping|painting|drawing|talking on the phone|posing"
     r")(?![\w-])",
     re.IGNORECASE,
 )

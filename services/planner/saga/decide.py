@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from contracts import (
     AttemptScore,
@@ -41,7 +41,7 @@ from contracts import (
 )
 from services.planner.saga.state import AttemptRecord, ChainState, Status
 
-__all__ = ["Decision", "PlanAccepted", "PlanRefused", "StartChain", "decide", "retry_seed"]
+__all__ = ["Decision", "PlanAccepted", "PlanRefused", "StartChain", "decide", "retry_seed", "variant_chain_id"]
 
 # Kinds of render failure that say nothing about the plan: another attempt may well succeed.
 _TRANSIENT_RENDER_FAILURES = {"unreachable", "timeout", "interrupted", "internal"}
@@ -52,6 +52,9 @@ class PlanAccepted:
     steps: tuple[PlannedStep, ...]
     planner: Literal["llm", "rules"]
     note: str | None = None
+    style: str | None = None
+    # `--count N`: the first chain of the request asks for N - 1 more like it.
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -117,26 +120,38 @@ def retry_seed(chain_id: UUID, step: int, attempt: int) -> int:
 def _start(state: ChainState, start: StartChain) -> Decision:
     if state.status is not Status.NEW:
         return Decision()
-    request = start.request
+    request, plan = start.request, start.plan
+    # Only the request a user made fans out; the chains it asks for already know their place.
+    siblings = plan.count - 1 if isinstance(plan, PlanAccepted) and request.variant_count == 1 else 0
+    if siblings:
+        request = request.model_copy(update={"batch_id": request.chain_id, "variant_count": plan.count})
     requested = ChainRequested(**request.model_dump(exclude={"type", "version"}))
-    if isinstance(start.plan, PlanRefused):
-        return Decision([requested, ChainRefused(chain_id=request.chain_id, reason=start.plan.reason,
-                                                 rule=start.plan.rule)])
-    planned = ChainPlanned(chain_id=request.chain_id, steps=start.plan.steps, planner=start.plan.planner,
-                           planner_note=start.plan.note, threshold=start.threshold, max_retries=start.max_retries,
-                           on_exhausted=start.on_exhausted)
-    first = start.plan.steps[0]
+    if isinstance(plan, PlanRefused):
+        return Decision([requested, ChainRefused(chain_id=request.chain_id, reason=plan.reason, rule=plan.rule)])
+    planned = ChainPlanned(chain_id=request.chain_id, steps=plan.steps, planner=plan.planner, planner_note=plan.note,
+                           threshold=start.threshold, max_retries=start.max_retries, on_exhausted=start.on_exhausted,
+                           style=plan.style)
+    first = plan.steps[0]
     step_input = request.input_image or request.reference_image
-    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input)
-    return Decision([requested, planned, *events], commands)
+    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style)
+    variants = [
+        request.model_copy(update={"chain_id": variant_chain_id(request.chain_id, i), "variant_index": i})
+        for i in range(1, siblings + 1)
+    ]
+    return Decision([requested, planned, *events], [*commands, *variants])
 
 
-def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef):
+def variant_chain_id(batch_id: UUID, index: int) -> UUID:
+    """The chain id of variant `index` of a batch; derived, so a replayed fan-out asks for the same chains."""
+    return uuid5(batch_id, f"variant-{index}")
+
+
+def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef, style: str | None):
     requested = StepRequested(chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image)
     render = RenderStep(
         chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image, prompt=step.prompt,
         negative_prompt=step.negative_prompt, loras=step.loras, width=step.width, height=step.height,
-        steps=step.steps, cfg=step.cfg, denoise=step.denoise, model=step.model, template=step.template,
+        steps=step.steps, cfg=step.cfg, denoise=step.denoise, model=step.model, template=step.template, style=style,
     )
     return [requested], [render]
 
@@ -196,7 +211,7 @@ def _accept(state: ChainState, image: ImageRef, score: float, attempt: int, why:
         done = ChainCompleted(chain_id=state.chain_id, final_image=image, step_images=images)
         return Decision([*events, accepted, done])
     following = state.plan.steps[state.step + 1]
-    more, commands = _request_step(state.chain_id, following, 1, following.seed, image)
+    more, commands = _request_step(state.chain_id, following, 1, following.seed, image, state.plan.style)
     return Decision([*events, accepted, *more], commands)
 
 
@@ -206,7 +221,9 @@ def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_scor
     seed = retry_seed(state.chain_id, state.step, next_attempt)
     retried = StepRetried(chain_id=state.chain_id, step=state.step, next_attempt=next_attempt, new_seed=seed,
                           previous_score=previous_score, reason=reason)
-    events, commands = _request_step(state.chain_id, state.planned_step, next_attempt, seed, current.input_image)
+    assert state.plan is not None
+    events, commands = _request_step(state.chain_id, state.planned_step, next_attempt, seed, current.input_image,
+                                     state.plan.style)
     return Decision([retried, *events], commands)
 
 

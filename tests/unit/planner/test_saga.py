@@ -182,3 +182,16 @@ def test_an_unreadable_output_fails_the_face_check_stage() -> None:
     out = run(FaceCheckFailed(chain_id=CHAIN, step=0, attempt=1, reason="cannot identify image file"))
     assert [e.type for e in out.events] == ["chain.step_failed", "chain.failed"]
     assert out.events[0].stage == "facecheck"
+
+
+def test_count_fans_out_into_sibling_chains_that_do_not_fan_out_again() -> None:
+    leader = start("background")
+    fanned = decide(ChainState(), StartChain(leader.request, PlanAccepted(steps("background"), "rules", count=3)))
+    requested = fanned.events[0]
+    assert (requested.batch_id, requested.variant_count, requested.variant_index) == (CHAIN, 3, 0)
+    siblings = [c for c in fanned.commands if isinstance(c, RequestChain)]
+    assert [(s.variant_index, s.variant_count, s.batch_id) for s in siblings] == [(1, 3, CHAIN), (2, 3, CHAIN)]
+    assert len({s.chain_id for s in siblings} | {CHAIN}) == 3
+    # A sibling plans with the same --count but is already part of a batch: no second fan-out.
+    sibling = decide(ChainState(), StartChain(siblings[0], PlanAccepted(steps("background"), "rules", count=3)))
+    assert not [c for c in sibling.commands if isinstance(c, RequestChain)]

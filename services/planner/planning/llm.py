@@ -1,0 +1,249 @@
+"""The LLM planner: asks any OpenAI-compatible endpoint for a plan, validates it, falls back to the rules.
+
+An invalid answer (not JSON, or not the plan schema) is shown to the LLM and asked again once;
+a second invalid answer, a timeout or an HTTP error hands the request to the rule-based planner and
+the draft's note says why. Setting examples for Grok, OpenAI and Ollama are in LLM.md next to this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import httpx
+import openai
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.planner.planning.decision import KIND_ORDER, Draft, EditIntent, EditKind
+from services.planner.planning.errors import InvalidLlmAnswer, LlmUnavailable
+from services.planner.planning.instructions import PRONOUNS
+from services.planner.planning.profiles import Gender
+from services.planner.planning.rules import draft_by_rules
+
+__all__ = [
+    "PLAN_SCHEMA", "ChatModel", "LlmPlanAnswer", "LlmPlanner", "LlmSettings", "LlmStep", "OpenAICompatibleChat",
+    "parse_answer",
+]
+
+Messages = Sequence[Mapping[str, str]]
+
+
+class LlmSettings(BaseModel):
+    """Where the LLM is and how long to wait for it; filled from the service's settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    # Local servers (Ollama, llama.cpp) ignore the key, but the SDK insists on one.
+    api_key: str = "not-needed"
+    timeout_s: float = Field(default=30.0, gt=0)
+    # None leaves the server's default: some models (OpenAI reasoning models) reject any other value.
+    temperature: float | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _placeholder_for_blank(cls, key: str) -> str:
+        return key or "not-needed"
+
+
+class ChatModel(Protocol):
+    """One chat completion whose answer should be JSON matching `schema`; returns the raw text."""
+
+    async def complete(self, messages: Messages, schema: Mapping[str, Any]) -> str: ...
+
+
+class LlmStep(BaseModel):
+    """One step as the LLM writes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: EditKind
+    instruction: str = Field(min_length=8, max_length=600)
+    negative: str = Field(default="", max_length=400)
+
+
+class LlmPlanAnswer(BaseModel):
+    """The whole answer: one to three steps, at most one of each kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: tuple[LlmStep, ...] = Field(min_length=1, max_length=3)
+
+    @field_validator("steps")
+    @classmethod
+    def _one_step_per_kind(cls, steps: tuple[LlmStep, ...]) -> tuple[LlmStep, ...]:
+        kinds = [step.kind for step in steps]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"at most one step of each kind, got {kinds}")
+        return steps
+
+
+# Written out by hand in the subset every json_schema implementation accepts in strict mode
+# (no minLength/maxItems); LlmPlanAnswer checks the bounds after.
+PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "steps": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": list(KIND_ORDER)},
+                    "instruction": {"type": "string"},
+                    "negative": {"type": "string"},
+                },
+                "required": ["kind", "instruction", "negative"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["steps"],
+    "additionalProperties": False,
+}
+
+_SYSTEM = """You plan picture edits for a character chat app. A picture of the character is edited in \
+small steps by an instruction-edit model; each step changes one thing. Turn the user's request into at \
+most one step of each kind:
+- "background": the place, the scene, the time of day, the weather
+- "outfit": clothes and accessories
+- "pose": body position, gesture, expression, what the person is doing
+Rules:
+- Plan only the edits the request asks for: one, two or three steps.
+- Refer to the character as "{subject}" / "{object}" / "{possessive}".
+- "instruction" is one imperative sentence for the edit model that says the change and then what stays \
+unchanged, e.g. "Change the background to a sunny beach at sunset, keep the person unchanged".
+- Negations ("no hat", "not in a dress", "without glasses") are never edits: put the negated things, \
+comma-separated, in "negative" of the step they concern; otherwise "negative" is "".
+- What the user wants kept ("keep her hair") is added to every instruction's "keep ... unchanged".
+Answer with only a JSON object: {{"steps": [{{"kind": "background" | "outfit" | "pose", \
+"instruction": "...", "negative": "..."}}]}}"""
+
+
+class LlmPlanner:
+    """Drafts intents with an LLM; never raises for the LLM's failures, the rules answer instead."""
+
+    def __init__(self, chat: ChatModel) -> None:
+        self._chat = chat
+
+    async def draft(self, request_text: str, gender: Gender) -> Draft:
+        """An LLM draft, or the rules' draft with a note saying why the LLM's was not used."""
+        rules = draft_by_rules(request_text, gender)
+        pronouns = PRONOUNS[gender]
+        system = _SYSTEM.format(subject=pronouns.subject, object=pronouns.object, possessive=pronouns.possessive)
+        messages: list[dict[str, str]] = [{"role": "system", "content": system},
+                                          {"role": "user", "content": request_text}]
+        try:
+            return await self._ask_twice(messages, rules.positive_text)
+        except LlmUnavailable as exc:
+            return _fallback(rules, f"LLM unavailable: {exc}")
+        except InvalidLlmAnswer as exc:
+            return _fallback(rules, f"LLM answer invalid twice: {exc}")
+
+    async def _ask_twice(self, messages: list[dict[str, str]], positive_text: str) -> Draft:
+        """The first valid answer of two; the second attempt is told what was wrong with the first."""
+        try:
+            return _draft_of(await self._ask(messages), positive_text, None)
+        except InvalidLlmAnswer as first:
+            retry = [*messages, {"role": "assistant", "content": _clip(first.answer) or "(no answer)"},
+                     {"role": "user", "content": f"That answer was not a valid plan: {first}. "
+                                                 "Answer again with only the JSON object."}]
+            note = f"LLM answer invalid once ({first}); the second was used"
+            return _draft_of(await self._ask(retry), positive_text, note)
+
+    async def _ask(self, messages: list[dict[str, str]]) -> LlmPlanAnswer:
+        return parse_answer(await self._chat.complete(messages, PLAN_SCHEMA))
+
+
+def parse_answer(raw: str) -> LlmPlanAnswer:
+    """Validate the LLM's text as a plan; `InvalidLlmAnswer` (reason, and the answer) when it is not one."""
+    text = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", raw)
+    try:
+        return LlmPlanAnswer.model_validate(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise InvalidLlmAnswer(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", answer=raw) from None
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:3])
+        raise InvalidLlmAnswer(f"not a plan ({where})", answer=raw) from None
+
+
+def _draft_of(answer: LlmPlanAnswer, positive_text: str, note: str | None) -> Draft:
+    # The safe order is a face-safety decision, not the LLM's: steps are put back in KIND_ORDER.
+    steps = sorted(answer.steps, key=lambda step: KIND_ORDER.index(step.kind))
+    intents = tuple(
+        EditIntent(kind=step.kind, description=step.instruction, prompt=step.instruction,
+                   negative=tuple(t.strip() for t in step.negative.split(",") if t.strip()))
+        for step in steps
+    )
+    return Draft(intents=intents, planner="llm", note=note, positive_text=positive_text)
+
+
+def _fallback(rules: Draft, why: str) -> Draft:
+    return rules.model_copy(update={"note": "; ".join(n for n in (why, rules.note) if n)})
+
+
+def _clip(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class OpenAICompatibleChat:
+    """`ChatModel` over the openai SDK: json_schema structured output, json_object where unsupported."""
+
+    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings) -> None:
+        self._client = client
+        self._settings = settings
+        # None until known; False once the server rejected json_schema and accepted json_object.
+        self._json_schema: bool | None = None
+
+    @classmethod
+    def from_settings(cls, settings: LlmSettings) -> OpenAICompatibleChat:
+        # The SDK's own retries would multiply the timeout; the planner decides what a failure costs.
+        timeout = httpx.Timeout(settings.timeout_s, connect=min(5.0, settings.timeout_s))
+        client = openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, timeout=timeout,
+                                    max_retries=0)
+        return cls(client, settings)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def complete(self, messages: Messages, schema: Mapping[str, Any]) -> str:
+        if self._json_schema is not False:
+            strict = {"type": "json_schema", "json_schema": {"name": "edit_plan", "strict": True, "schema": schema}}
+            try:
+                return await self._ask(messages, strict)
+            except _SchemaRejected:
+                pass  # An older or smaller server: JSON mode with the shape in the prompt still works.
+        answer = await self._ask(messages, {"type": "json_object"})
+        self._json_schema = False
+        return answer
+
+    async def _ask(self, messages: Messages, response_format: Mapping[str, Any]) -> str:
+        options: dict[str, Any] = {}
+        if self._settings.temperature is not None:
+            options["temperature"] = self._settings.temperature
+        try:
+            # The SDK timeout bounds each read; this bounds the whole call, trickling answers included.
+            async with asyncio.timeout(self._settings.timeout_s):
+                response = await self._client.chat.completions.create(
+                    model=self._settings.model, messages=list(messages), response_format=response_format, **options)
+        except (TimeoutError, openai.APITimeoutError):
+            raise LlmUnavailable(f"no answer within {self._settings.timeout_s:g}s") from None
+        except openai.APIConnectionError as exc:
+            raise LlmUnavailable(f"cannot reach {self._settings.base_url}: {exc}") from None
+        except openai.APIStatusError as exc:
+            if response_format.get("type") == "json_schema" and exc.status_code in (400, 422):
+                raise _SchemaRejected from None
+            detail = exc.body.get("message") if isinstance(exc.body, dict) else None
+            raise LlmUnavailable(f"HTTP {exc.status_code}: {detail or exc.message}") from None
+        message = response.choices[0].message if response.choices else None
+        if message is None or not message.content:
+            refusal = getattr(message, "refusal", None)
+            raise InvalidLlmAnswer(f"refused: {refusal}" if refusal else "empty answer")
+        return message.content
+
+
+class _SchemaRejected(Exception):
+    """The server answered 400/422 to a json_schema request."""

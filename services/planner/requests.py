@@ -1,0 +1,39 @@
+"""Plans a `RequestChain`: the character from the log, then the rules or the LLM."""
+
+from __future__ import annotations
+
+import random
+
+from contracts import RequestChain
+from services.planner.characters import character_profile
+from services.planner.planning import Planner, Refusal, UserPolicy
+from services.planner.saga.decide import PlanAccepted, PlanRefused
+from services.runtime.eventstore import EventStore
+
+__all__ = ["RequestPlanning"]
+
+
+class RequestPlanning:
+    """The planner service's `RequestPlanner`: planning as the saga needs it."""
+
+    def __init__(
+        self, planner: Planner, store: EventStore, *, user_policy: UserPolicy, default_style: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._planner = planner
+        self._store = store
+        self._user_policy = user_policy
+        self._default_style = default_style
+        # Seeds need only differ between requests; the plan records the ones drawn.
+        self._rng = rng or random.Random()
+
+    async def plan(self, request: RequestChain) -> tuple[PlanAccepted | PlanRefused, float | None]:
+        profile, threshold = await character_profile(self._store, request.character_id,
+                                                     default_style=self._default_style)
+        decision = await self._planner.plan(request.request_text, profile, self._user_policy,
+                                            seed_source=self._rng, variant_index=request.variant_index)
+        if isinstance(decision, Refusal):
+            return PlanRefused(decision.reason, decision.rule), threshold
+        accepted = PlanAccepted(decision.steps, decision.planner, decision.note, style=decision.style,
+                                count=decision.count)
+        return accepted, threshold
