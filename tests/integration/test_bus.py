@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from contracts import REGISTRY, ImageRef, RenderStep, RequestChain
+from contracts import REGISTRY, CharacterThresholdSet, ImageRef, RenderStep, RequestChain
 from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject
 from services.runtime.bus import Bus
 from services.runtime.eventstore import EventStore
@@ -133,3 +133,30 @@ async def test_bad_messages_are_dead_lettered_with_a_reason_and_never_block_the_
     assert any(r.startswith("failed 3 times") and "ComfyUI said no" in r for r in reasons)
     assert {m.headers["Likeness-Original-Subject"] for m in letters} == {subject}
     assert letters[0].data == bad["malformed"]
+
+
+async def test_shutdown_lets_the_handler_in_flight_finish_and_ack(settings: RuntimeSettings, nc: nats.NATS) -> None:
+    service = f"graceful{uuid.uuid4().hex[:8]}"
+    bus = Bus(settings.model_copy(update={"service_name": service}))
+    started, finished = asyncio.Event(), asyncio.Event()
+    table = HandlerTable(REGISTRY, ignore_others=True)
+
+    async def slow(_message, _envelope) -> None:
+        started.set()
+        await asyncio.sleep(1.0)
+        finished.set()
+
+    stream = new_stream()
+    table.on(CharacterThresholdSet)(slow)
+    spec = ConsumerSpec(f"{service}-events", "LIKENESS_EVENTS", f"likeness.evt.character.*.{stream}", ack_wait_s=30)
+    bus.consume(spec, table)
+    await bus.start()
+    event = threshold_event(stream)
+    await nc.jetstream().publish(event_subject(event.type, stream), event.to_bytes(),
+                                 headers={"Nats-Msg-Id": str(event.event_id)})
+    await asyncio.wait_for(started.wait(), 10)
+    await bus.stop()
+    assert finished.is_set(), "stop() returned before the handler in flight finished"
+    info = await nc.jetstream().consumer_info("LIKENESS_EVENTS", spec.durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)
