@@ -1,0 +1,281 @@
+"""A fake OpenAI-compatible server: real HTTP on a real socket, scripted answers, recorded requests.
+
+In tests: `with FakeOpenAI([Reply.json(plan), "not json", Hang()]) as llm:` then point a client at
+`llm.url` and read `llm.requests`. As a process (end-to-end tests):
+`python -m tests.fakes.openai_server --port 0 --script script.json [--record requests.jsonl]`, which
+prints `fake-openai listening on http://127.0.0.1:PORT/v1` once it accepts connections. A script is
+{"replies": [reply, ...], "default": reply, "model": "fake-model", "json_schema": true}; a reply is
+"text" | {"content": "text"} | {"json": {...}} | {"hang": seconds} | {"error": {"status": 500, "message": "..."}}.
+`GET /_fake/requests` lists what was received, `POST /_fake/replies` (a JSON list) queues more.
+Speaks POST /v1/chat/completions (JSON, or SSE `data: {...}` chunks ending `data: [DONE]`, with usage
+when `stream_options.include_usage` is set) and GET /v1/models, in OpenAI's wire shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+__all__ = ["ErrorReply", "FakeOpenAI", "Hang", "Reply", "ReplyLike", "create_app", "reply_from_json"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An assistant message with this content."""
+
+    content: str
+    finish_reason: str = "stop"
+
+    @classmethod
+    def json(cls, value: Any) -> Reply:
+        return cls(json.dumps(value))
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Answer nothing for `seconds` (or until the client leaves or the server stops), then HTTP 504."""
+
+    seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """An HTTP error with OpenAI's error body."""
+
+    status: int
+    message: str
+    type: str = "server_error"
+    code: str | None = None
+
+
+ReplyLike = Reply | Hang | ErrorReply | str
+Responder = Callable[[dict[str, Any]], ReplyLike]
+
+
+def reply_from_json(value: Any) -> ReplyLike:
+    """A reply from its script-file form."""
+    match value:
+        case str():
+            return Reply(value)
+        case {"content": str(content)}:
+            return Reply(content, value.get("finish_reason", "stop"))
+        case {"json": document}:
+            return Reply.json(document)
+        case {"hang": seconds}:
+            return Hang(float(seconds))
+        case {"error": dict(error)}:
+            return ErrorReply(int(error.get("status", 500)), error.get("message", "scripted error"),
+                              error.get("type", "server_error"), error.get("code"))
+    raise ValueError(f"not a reply: {value!r}")
+
+
+class FakeOpenAI:
+    """The fake server: replies queued or computed, requests recorded; run in a thread as a context manager."""
+
+    def __init__(self, replies: Iterable[ReplyLike] = (), *, responder: Responder | None = None,
+                 default: ReplyLike | None = None, model: str = "fake-model", json_schema: bool = True,
+                 api_key: str | None = None, record: Path | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.replies: deque[ReplyLike] = deque(replies)
+        self.responder, self.default = responder, default
+        self.model, self.json_schema, self.api_key, self.record = model, json_schema, api_key, record
+        self.host, self.port = host, port
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        self._requests: list[dict[str, Any]] = []
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL an OpenAI client takes (ends in /v1)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the chat completion requests received so far."""
+        with self.lock:
+            return list(self._requests)
+
+    def push(self, *replies: ReplyLike) -> None:
+        with self.lock:
+            self.replies.extend(replies)
+
+    def log(self, body: dict[str, Any]) -> None:
+        with self.lock:
+            self._requests.append(body)
+            if self.record is not None:
+                with self.record.open("a", encoding="utf-8") as file:
+                    file.write(json.dumps(body) + "\n")
+
+    def next_reply(self, body: dict[str, Any]) -> Reply | Hang | ErrorReply:
+        """The next queued reply, else the responder's, else the default, else an error that says so."""
+        with self.lock:
+            reply = self.replies.popleft() if self.replies else None
+        if reply is None and self.responder is not None:
+            reply = self.responder(body)
+        reply = reply if reply is not None else self.default
+        if reply is None:
+            return ErrorReply(500, "fake openai: no scripted reply left")
+        return Reply(reply) if isinstance(reply, str) else reply
+
+    def _bind(self) -> tuple[socket.socket, uvicorn.Server]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        self.port = sock.getsockname()[1]
+        # A short graceful shutdown: a hanging request must not hold a test's teardown.
+        config = uvicorn.Config(create_app(self), log_level="warning", lifespan="off", access_log=False,
+                                timeout_graceful_shutdown=1)
+        return sock, uvicorn.Server(config)
+
+    def start(self) -> FakeOpenAI:
+        sock, self._server = self._bind()
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.closing.set()
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until SIGINT/SIGTERM, after printing where."""
+        sock, server = self._bind()
+        # The socket already listens, so a client that reads this line can connect at once.
+        print(f"fake-openai listening on {self.url}", flush=True)
+        server.run(sockets=[sock])
+
+    __enter__ = start
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
+           code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}}, status)
+
+
+def create_app(fake: FakeOpenAI) -> FastAPI:
+    """The fake's HTTP app."""
+    app = FastAPI(title="fake OpenAI-compatible server")
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": fake.model, "object": "model", "created": 0, "owned_by": "fake"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        if fake.api_key is not None and request.headers.get("authorization") != f"Bearer {fake.api_key}":
+            return _error(401, "Incorrect API key provided", code="invalid_api_key")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.")
+        fake.log(body)
+        if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return _error(400, "'model' and a non-empty 'messages' are required", param="messages")
+        if (body.get("response_format") or {}).get("type") == "json_schema" and not fake.json_schema:
+            return _error(400, "response_format of type json_schema is not supported", param="response_format")
+        reply = fake.next_reply(body)
+        if isinstance(reply, Hang):
+            await _hang(request, reply.seconds, fake.closing)
+            return _error(504, "fake openai: hung as scripted", "server_error")
+        if isinstance(reply, ErrorReply):
+            return _error(reply.status, reply.message, reply.type, code=reply.code)
+        # Words stand in for tokens: the shape matters to clients, not the count.
+        prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
+        completion = len(reply.content.split())
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body["model"],
+                "system_fingerprint": "fp_fake"}
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(_chunks(head, reply, usage if include_usage else None),
+                                     media_type="text/event-stream")
+        message = {"role": "assistant", "content": reply.content, "refusal": None}
+        return JSONResponse({**head, "object": "chat.completion", "usage": usage, "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}]})
+
+    @app.get("/_fake/requests")
+    async def recorded() -> list[dict[str, Any]]:
+        return fake.requests
+
+    @app.post("/_fake/replies")
+    async def queue(request: Request) -> dict[str, int]:
+        fake.push(*(reply_from_json(value) for value in await request.json()))
+        return {"queued": len(fake.replies)}
+
+    return app
+
+
+async def _hang(request: Request, seconds: float, closing: threading.Event) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not closing.is_set():
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _chunks(head: dict[str, Any], reply: Reply, usage: dict[str, int] | None) -> AsyncIterator[bytes]:
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
+        if usage is not None:
+            chunk.setdefault("usage", None)
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    def delta(content: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}]
+
+    yield event(delta({"role": "assistant", "content": ""}))
+    words = reply.content.split(" ")
+    for index, word in enumerate(words):
+        yield event(delta({"content": word if index == len(words) - 1 else word + " "}))
+    yield event(delta({}, reply.finish_reason))
+    if usage is not None:
+        yield event([], usage=usage)
+    yield b"data: [DONE]\n\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake as a process until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.openai_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--script", type=Path, help="JSON file of scripted replies")
+    parser.add_argument("--record", type=Path, help="append each request body to this JSONL file")
+    parser.add_argument("--api-key", help="require this bearer key")
+    args = parser.parse_args(argv)
+    script = json.loads(args.script.read_text(encoding="utf-8")) if args.script else {}
+    default = script.get("default")
+    FakeOpenAI([reply_from_json(r) for r in script.get("replies", [])],
+               default=None if default is None else reply_from_json(default), model=script.get("model", "fake-model"),
+               json_schema=script.get("json_schema", True), api_key=args.api_key, record=args.record,
+               host=args.host, port=args.port).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
