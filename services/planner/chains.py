@@ -43,22 +43,35 @@ class ChainService:
         self._cache_size = cache_size
 
     async def handle(self, chain_id: UUID, cause: Envelope, trigger_for: TriggerFor) -> Decision:
-        """Decide on what `cause` brought and append the outcome; returns what was decided."""
+        """Decide on what `cause` brought and append the outcome; returns what was decided.
+
+        The first round decides on the cached state without reading: if another replica moved
+        the chain on, the append's expected version fails and the next round reads. A cached
+        state that decides nothing is re-read once too, since it may simply be behind.
+        """
         stream = chain_stream(chain_id)
+        state = self._cache.get(stream)
         for _ in range(_MAX_ROUNDS):
-            state = await self.load(stream)
+            fresh = state is None
+            if state is None:
+                state = await self.load(stream)
             trigger = await trigger_for(state)
             decision = decide(state, trigger) if trigger is not None else Decision()
             if not decision.events:
-                return decision
+                if fresh:
+                    return decision
+                state = None
+                continue
             events = [self._wrap(e, stream, cause, f"event-{i}") for i, e in enumerate(decision.events)]
             commands = [self._wrap(c, stream, cause, f"command-{i}") for i, c in enumerate(decision.commands)]
             try:
                 result = await self._store.append(stream, state.version, events, commands=commands)
             except WrongExpectedVersion:
-                self._cache.pop(stream, None)
+                state = None
                 continue
-            if not result.idempotent:
+            if result.idempotent:
+                self._cache.pop(stream, None)
+            else:
                 for event in decision.events:
                     state = evolve(state, event)
                 self._remember(stream, state)
@@ -66,7 +79,7 @@ class ChainService:
         raise RuntimeError(f"{stream}: still conflicting after {_MAX_ROUNDS} rounds")
 
     async def load(self, stream: str) -> ChainState:
-        """The chain's state: the cached fold plus whatever was appended since."""
+        """The chain's state as the log has it now: the cached fold plus whatever was appended since."""
         state = self._cache.get(stream) or ChainState()
         for seq, message in await self._store.replay(stream, REGISTRY, after_version=state.version):
             state = evolve(state, message, version=seq)

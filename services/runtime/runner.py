@@ -90,16 +90,14 @@ class Runtime:
             await hook(self)
         await self.bus.start()
         relay_stop = asyncio.Event()
-        if self.store is not None:
-            # Relays elsewhere learn of our appends by NOTIFY; one in this process is woken directly.
-            notifier = OutboxNotifier(self.settings.database_url, timeout_s=self.settings.db_timeout_s)
-            self.store.on_append(notifier.poke)
-            self.spawn(notifier.run(relay_stop), "outbox-notifier")
+        relay = None
         if self._relay_enabled:
             relay = OutboxRelay(self.settings.database_url, self.bus.js, db_timeout_s=self.settings.db_timeout_s)
-            if self.store is not None:
-                self.store.on_append(relay.wake)
             self.spawn(relay.run(relay_stop), "outbox-relay")
+        if self.store is not None:
+            notifier = OutboxNotifier(self.settings.database_url, timeout_s=self.settings.db_timeout_s)
+            self.spawn(notifier.run(relay_stop), "outbox-notifier")
+            self.store.on_append(_wake_relay(relay, notifier))
         server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
                                              log_level="warning", lifespan="off"))
         http = asyncio.ensure_future(server.serve())
@@ -125,6 +123,18 @@ class Runtime:
         assert self.engine is not None
         async with self.engine.connect() as conn:
             return (await conn.scalar(text("SELECT 1"))) == 1
+
+
+def _wake_relay(relay: OutboxRelay | None, notifier: OutboxNotifier) -> Callable[[], None]:
+    """After an append: wake our own relay if it is the one publishing, else NOTIFY the one that is."""
+
+    def wake() -> None:
+        if relay is not None and relay.is_leader:
+            relay.wake()
+        else:
+            notifier.poke()
+
+    return wake
 
 
 class _QuietServer(uvicorn.Server):
