@@ -1,0 +1,412 @@
+"""Chains end to end: `likeness up` runs every service as its own process on real NATS and Postgres.
+
+Pictures are rendered by the fake ComfyUI (its own process, real HTTP + websocket), whose output
+each test scripts through a queue file (tests/e2e/comfy_script.py: "same", "other", "noface",
+"error"), and face-checked by the real facecheck service (dlib). Chains are submitted with
+`likeness edit` as a subprocess; each test then reads the chain's stream from the `events` table
+and asserts the exact sequence of event types plus the facts that matter.
+
+Three deployments, each started once for the tests that need it (a class each):
+  TestDeployment   all five services; the renderer knows two ComfyUI backends, one of them down
+  TestLlmPlanner   the planner asks a fake OpenAI-compatible server for plans
+  TestUnreachable  the renderer's only ComfyUI backend is a closed port
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.planner.planning.fakes import plan_json
+from tests.e2e.comfy_script import ENV as SCRIPT_ENV
+from tests.e2e.comfy_script import ERROR_MESSAGE, ComfyScript
+from tests.e2e.stack import CHAIN_SERVICES, REPO, Background, EditRun, Recorded, Stack, clean_env
+from tests.faces import face_of
+from tests.fakes.comfyui import closed_url
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+THRESHOLD = 40.0
+CHAIN_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 60.0
+
+REQUESTED, PLANNED, REFUSED = "chain.requested", "chain.planned", "chain.refused"
+STEP_REQUESTED, RENDERED, SCORED = "chain.step_requested", "chain.step_rendered", "chain.step_scored"
+ACCEPTED, RETRIED, STEP_FAILED = "chain.step_accepted", "chain.step_retried", "chain.step_failed"
+COMPLETED, FAILED = "chain.completed", "chain.failed"
+# One attempt rendered, scored above the threshold and kept.
+GOOD_ATTEMPT = [STEP_REQUESTED, RENDERED, SCORED, ACCEPTED]
+# One attempt rendered, scored below the threshold and retried.
+DRIFTED_ATTEMPT = [STEP_REQUESTED, RENDERED, SCORED, RETRIED]
+
+THREE_STEPS = "put her on a beach at sunset, sitting on a towel, in a red summer dress"
+ONE_STEP = "put her on a beach at sunset"
+
+
+# -- shared processes and helpers ---------------------------------------------------------------
+
+
+class FakeComfy:
+    """The fake ComfyUI process and the script its image policy reads."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.script = ComfyScript(workdir / "comfy-script.json")
+        self.script.reset()
+        env = clean_env(**{SCRIPT_ENV: str(self.script.path)})
+        self.process = Background("fake-comfyui", [sys.executable, "-m", "tests.fakes.comfyui", "--port", "0",
+                                                   "--image-for", "tests.e2e.comfy_script:next_image"], env, workdir)
+        self.url = _announced(self.process, "fake ComfyUI on ")
+
+
+class FakeLlm:
+    """The fake OpenAI-compatible server process; replies are queued per test."""
+
+    def __init__(self, workdir: Path) -> None:
+        script = workdir / "llm-script.json"
+        script.write_text(json.dumps({"replies": [], "model": "fake-model"}))
+        self.process = Background("fake-openai", [
+            sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--script", str(script),
+        ], clean_env(), workdir)
+        self.url = _announced(self.process, "fake-openai listening on ")  # ends in /v1
+        self.control = self.url.removesuffix("/v1")
+
+    def queue(self, *replies: str) -> None:
+        httpx.post(f"{self.control}/_fake/replies", json=list(replies), timeout=10).raise_for_status()
+
+    def requests(self) -> list[dict]:
+        response = httpx.get(f"{self.control}/_fake/requests", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+def _announced(process: Background, prefix: str) -> str:
+    """The URL a fake prints once it accepts connections; the process is stopped if it never does."""
+    try:
+        line = process.wait_for_line(lambda s: s.startswith(prefix), START_TIMEOUT_S)
+    except AssertionError:
+        process.stop()
+        raise
+    return line.removeprefix(prefix).strip()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chains")
+
+
+@pytest.fixture(scope="module")
+def photo(workdir: Path) -> Path:
+    """The character's reference photo: person 0 of tests.faces."""
+    path = workdir / "reference.png"
+    path.write_bytes(face_of(0))
+    return path
+
+
+@pytest.fixture(scope="module")
+def comfy(workdir: Path) -> Iterator[FakeComfy]:
+    fake = FakeComfy(workdir)
+    try:
+        yield fake
+    finally:
+        fake.process.stop()
+
+
+@pytest.fixture
+def script(comfy: FakeComfy) -> ComfyScript:
+    """The fake ComfyUI's outcome queue, emptied for each test (an empty queue renders "same")."""
+    comfy.script.reset()
+    return comfy.script
+
+
+def started(stack: Stack) -> Iterator[Stack]:
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def types(events: list[Recorded]) -> list[str]:
+    return [event.type for event in events]
+
+
+def of_type(events: list[Recorded], kind: str) -> list[dict]:
+    return [event.data for event in events if event.type == kind]
+
+
+def only(events: list[Recorded], kind: str) -> dict:
+    (data,) = of_type(events, kind)
+    return data
+
+
+def finished(stack: Stack, run: EditRun, expected_exit: int) -> list[Recorded]:
+    """The chain's events, after checking `likeness edit` ended as expected."""
+    events = stack.events(run.chain_id)
+    assert run.returncode == expected_exit, (
+        f"`likeness edit` exited {run.returncode}, expected {expected_exit}\nstdout:\n{run.stdout}\n"
+        f"stderr:\n{run.stderr}\nevents: {types(events)}\n{stack.logs()}")
+    return events
+
+
+def _save_node(template: str) -> str:
+    """The id of the SaveImage node in a built-in workflow template."""
+    graph = json.loads((REPO / "services" / "renderer" / "workflows" / f"{template}.json").read_text())
+    (node,) = [node_id for node_id, node in graph.items() if node.get("class_type") == "SaveImage"]
+    return node
+
+
+def assert_chained_inputs(events: list[Recorded]) -> None:
+    """Step 0 edits the reference image; each later step edits the image accepted at the step before."""
+    reference = only(events, REQUESTED)["reference_image"]
+    accepted = {a["step"]: a["image"] for a in of_type(events, ACCEPTED)}
+    for requested in of_type(events, STEP_REQUESTED):
+        expected = reference if requested["step"] == 0 else accepted[requested["step"] - 1]
+        assert requested["input_image"] == expected
+
+
+# -- the usual deployment: every service, two ComfyUI backends of which one is down ------------------
+
+
+class TestDeployment:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def down_url(cls) -> str:
+        return closed_url()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def stack(cls, workdir: Path, comfy: FakeComfy, down_url: str) -> Iterator[Stack]:
+        # The closed port is listed first: with no health known yet it would be tried first.
+        yield from started(Stack(workdir / "deployment", env={
+            "LIKENESS_COMFYUI_URLS": f"{down_url},{comfy.url}",
+            "LIKENESS_CONNECT_TIMEOUT_S": "2", "LIKENESS_HEALTH_TIMEOUT_S": "2",
+        }))
+
+    def test_a_three_step_plan_is_accepted_first_time(self, stack: Stack, comfy: FakeComfy, script: ComfyScript,
+                                                      photo: Path) -> None:
+        script.reset("same", "same", "same")
+
+        run = stack.edit(photo, THREE_STEPS, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT * 3, COMPLETED]
+        planned = only(events, PLANNED)
+        assert planned["planner"] == "rules" and planned["threshold"] == THRESHOLD
+        assert [s["kind"] for s in planned["steps"]] == ["background", "outfit", "pose"]
+        requested = of_type(events, STEP_REQUESTED)
+        assert [(r["step"], r["attempt"], r["seed"]) for r in requested] == [
+            (s["index"], 1, s["seed"]) for s in planned["steps"]]
+        assert_chained_inputs(events)
+        assert {(r["engine"], r["backend"]) for r in of_type(events, RENDERED)} == {("comfyui", comfy.url)}
+        scores = [s["score"] for s in of_type(events, SCORED)]
+        assert all(score >= THRESHOLD for score in scores), scores
+        assert all(s["faces_found"] == 1 for s in of_type(events, SCORED))
+        accepted = of_type(events, ACCEPTED)
+        assert [(a["step"], a["attempt"], a["decision"]) for a in accepted] == [(i, 1, "threshold") for i in range(3)]
+        completed = only(events, COMPLETED)
+        assert completed["step_images"] == [a["image"] for a in accepted]
+        assert completed["final_image"] == accepted[-1]["image"]
+        # The final picture is in the blob store, and it is what `likeness edit` saved.
+        final = stack.blob(completed["final_image"]["sha256"])
+        saved = Path(run.stdout.split("final image: ", 1)[1].splitlines()[0])
+        assert saved.read_bytes() == final
+        assert "completed: 3 steps" in run.stdout
+        # ComfyUI rendered exactly the three planned seeds.
+        assert script.served() == [{"outcome": "same", "seed": s["seed"]} for s in planned["steps"]]
+
+    def test_a_step_that_fails_the_face_check_passes_on_retry(self, stack: Stack, script: ComfyScript,
+                                                              photo: Path) -> None:
+        script.reset("other", "same")
+
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *DRIFTED_ATTEMPT, *GOOD_ATTEMPT, COMPLETED]
+        first, second = of_type(events, STEP_REQUESTED)
+        drifted, passed = of_type(events, SCORED)
+        retried = only(events, RETRIED)
+        assert drifted["score"] < THRESHOLD and drifted["attempt"] == 1
+        assert retried["next_attempt"] == 2 and retried["previous_score"] == drifted["score"]
+        assert retried["new_seed"] != first["seed"]
+        assert "below threshold" in retried["reason"]
+        assert (second["attempt"], second["seed"]) == (2, retried["new_seed"])
+        assert second["input_image"] == first["input_image"]  # the retry edits the same input again
+        assert passed["score"] >= THRESHOLD and passed["attempt"] == 2
+        assert only(events, ACCEPTED)["attempt"] == 2
+        stack.blob(only(events, COMPLETED)["final_image"]["sha256"])
+        assert script.served() == [{"outcome": "other", "seed": first["seed"]},
+                                   {"outcome": "same", "seed": retried["new_seed"]}]
+        # The audit read model tells the same story.
+        audit = stack.cli("audit", str(run.chain_id))
+        assert audit.returncode == 0, audit.stderr
+        assert f"attempt 1: seed {first['seed']} score {drifted['score']:.1f} -> retried" in audit.stdout
+        assert f"attempt 2: seed {retried['new_seed']} score {passed['score']:.1f} -> accepted" in audit.stdout
+
+    def test_a_step_that_fails_four_times_fails_the_chain(self, stack: Stack, script: ComfyScript,
+                                                          photo: Path) -> None:
+        script.reset("other", "noface", "other", "other")
+
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 1)
+        assert types(events) == [REQUESTED, PLANNED, *DRIFTED_ATTEMPT * 3, STEP_REQUESTED, RENDERED, SCORED, FAILED]
+        requested, scored = of_type(events, STEP_REQUESTED), of_type(events, SCORED)
+        assert [s["score"] < THRESHOLD for s in scored] == [True] * 4
+        assert (scored[1]["faces_found"], scored[1]["score"]) == (0, 0.0)  # the picture with no face
+        seeds = [r["seed"] for r in requested]
+        assert len(set(seeds)) == 4
+        failed = only(events, FAILED)
+        assert failed["step"] == 0
+        assert [(a["attempt"], a["seed"], a["score"]) for a in failed["attempts"]] == [
+            (i + 1, seeds[i], scored[i]["score"]) for i in range(4)]
+        assert "all 4 attempts" in failed["reason"]
+        assert "FAILED at step 0" in run.stdout
+        assert [s["seed"] for s in script.served()] == seeds
+
+    def test_a_comfyui_execution_error_fails_the_step_and_the_chain(self, stack: Stack, script: ComfyScript,
+                                                                    photo: Path) -> None:
+        script.reset("error")
+
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 1)
+        assert types(events) == [REQUESTED, PLANNED, STEP_REQUESTED, STEP_FAILED, FAILED]
+        step_failed, failed = only(events, STEP_FAILED), only(events, FAILED)
+        assert step_failed["stage"] == "render" and step_failed["attempt"] == 1
+        node = _save_node(only(events, PLANNED)["steps"][0]["template"])
+        reason = step_failed["reason"]
+        assert reason == (f"render execution at node {node} (SaveImage): "
+                          f"node {node} (SaveImage) failed: ScriptedRenderError: {ERROR_MESSAGE}")
+        assert failed["reason"] == reason
+        seed = only(events, STEP_REQUESTED)["seed"]
+        assert [(a["attempt"], a["seed"], a["score"], a["reason"]) for a in failed["attempts"]] == [
+            (1, seed, None, reason)]
+        assert f"FAILED at step 0: {reason}" in run.stdout
+        assert script.served() == [{"outcome": "error", "seed": seed}]
+
+    def test_a_down_backend_is_passed_over_for_the_live_one(self, stack: Stack, comfy: FakeComfy, down_url: str,
+                                                            script: ComfyScript, photo: Path) -> None:
+        script.reset("same")
+
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT, COMPLETED]
+        rendered = only(events, RENDERED)
+        assert rendered["backend"] == comfy.url != down_url
+        assert script.served() == [{"outcome": "same", "seed": only(events, STEP_REQUESTED)["seed"]}]
+        # Marked down by its first health probe, or by failing over from it: either way before this render.
+        assert f"ComfyUI backend {down_url} is down" in stack.log("renderer")
+
+    def test_a_request_the_policy_forbids_is_refused(self, stack: Stack, script: ComfyScript, photo: Path) -> None:
+        run = stack.edit(photo, "show her nude on the beach at sunset", timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 1)
+        assert types(events) == [REQUESTED, REFUSED]
+        refused = only(events, REFUSED)
+        assert refused["rule"] == "content_policy.words.user_limit"
+        assert "'nude'" in refused["reason"] and "sfw" in refused["reason"]
+        assert "refused:" in run.stdout
+        assert script.served() == []  # nothing was rendered
+
+
+# -- the planner with an LLM ----------------------------------------------------------------------
+
+
+class TestLlmPlanner:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def llm(cls, workdir: Path) -> Iterator[FakeLlm]:
+        fake = FakeLlm(workdir)
+        try:
+            yield fake
+        finally:
+            fake.process.stop()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def stack(cls, workdir: Path, comfy: FakeComfy, llm: FakeLlm) -> Iterator[Stack]:
+        yield from started(Stack(workdir / "llm", services=CHAIN_SERVICES, env={
+            "LIKENESS_COMFYUI_URLS": comfy.url,
+            "LIKENESS_LLM_BASE_URL": llm.url, "LIKENESS_LLM_MODEL": "fake-model", "LIKENESS_LLM_TIMEOUT_S": "10",
+        }))
+
+    def test_an_invalid_llm_answer_twice_falls_back_to_the_rules(self, stack: Stack, llm: FakeLlm,
+                                                                 script: ComfyScript, photo: Path) -> None:
+        before = len(llm.requests())
+        llm.queue("here is the plan: {steps: [", "```\nstill not json")
+
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT, COMPLETED]
+        planned = only(events, PLANNED)
+        assert planned["planner"] == "rules"
+        assert planned["planner_note"].startswith("LLM answer invalid twice: not JSON"), planned["planner_note"]
+        assert [s["kind"] for s in planned["steps"]] == ["background"]
+        asked = llm.requests()[before:]
+        assert len(asked) == 2
+        assert all(r["model"] == "fake-model" for r in asked)
+        assert asked[0]["messages"][-1] == {"role": "user", "content": ONE_STEP}
+
+    def test_a_valid_llm_plan_is_used(self, stack: Stack, llm: FakeLlm, script: ComfyScript, photo: Path) -> None:
+        library = ("background", "Change the background to a quiet library at night, keep the person unchanged")
+        reading = ("pose", "Change her pose: reading a book in an armchair, keep her face and outfit unchanged")
+        before = len(llm.requests())
+        llm.queue(plan_json(reading, library))  # the planner puts background before pose
+
+        run = stack.edit(photo, "in a library at night, reading a book", timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT * 2, COMPLETED]
+        planned = only(events, PLANNED)
+        assert planned["planner"] == "llm" and planned["planner_note"] is None
+        assert [s["kind"] for s in planned["steps"]] == ["background", "pose"]
+        for step, (_, instruction) in zip(planned["steps"], (library, reading), strict=True):
+            assert instruction in step["prompt"]
+        assert_chained_inputs(events)
+        assert len(llm.requests()) - before == 1
+
+
+# -- no ComfyUI to be had -----------------------------------------------------------------------
+
+
+class TestUnreachable:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def down_url(cls) -> str:
+        return closed_url()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def stack(cls, workdir: Path, down_url: str) -> Iterator[Stack]:
+        yield from started(Stack(workdir / "unreachable", services=CHAIN_SERVICES, env={
+            "LIKENESS_COMFYUI_URLS": down_url,
+            "LIKENESS_CONNECT_TIMEOUT_S": "1", "LIKENESS_REQUEST_TIMEOUT_S": "2", "LIKENESS_RENDER_TIMEOUT_S": "10",
+            "LIKENESS_HEALTH_TIMEOUT_S": "1",
+        }))
+
+    def test_an_unreachable_comfyui_fails_the_chain_after_its_retries(self, stack: Stack, down_url: str,
+                                                                      photo: Path) -> None:
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 1)
+        unreachable = [STEP_REQUESTED, STEP_FAILED, RETRIED]
+        assert types(events) == [REQUESTED, PLANNED, *unreachable * 3, STEP_REQUESTED, STEP_FAILED, FAILED]
+        step_failures = of_type(events, STEP_FAILED)
+        assert [(f["attempt"], f["stage"]) for f in step_failures] == [(i, "render") for i in range(1, 5)]
+        for f in step_failures:
+            assert f["reason"].startswith("render unreachable: ") and down_url in f["reason"], f["reason"]
+        seeds = [r["seed"] for r in of_type(events, STEP_REQUESTED)]
+        assert len(set(seeds)) == 4
+        assert [r["previous_score"] for r in of_type(events, RETRIED)] == [None] * 3
+        failed = only(events, FAILED)
+        assert "unreachable" in failed["reason"] and down_url in failed["reason"]
+        assert [(a["attempt"], a["seed"], a["score"]) for a in failed["attempts"]] == [
+            (i + 1, seeds[i], None) for i in range(4)]
+        assert f"FAILED at step 0: {failed['reason']}" in run.stdout
