@@ -4,10 +4,14 @@ next to raw NATS publish -> receive measured the same way, in the same run.
     PYTHONPATH=. .venv/bin/python bench/bus.py
 
 Everything runs in this process on one event loop: the writer (EventStore.append), an
-OutboxRelay task (LISTEN/NOTIFY-woken, publishing with Nats-Msg-Id over its own nats-py
-JetStreamContext) and a receiver on a second NATS connection. Events go one at a time: the
-next is sent only after the previous one arrived plus a short pause, so this measures latency,
-not queueing. Receipts are matched by event id (the Nats-Msg-Id header).
+OutboxRelay task (publishing with Nats-Msg-Id over its own nats-py JetStreamContext) and a
+receiver on a second NATS connection. The relay is woken the way the Runtime wakes one in its
+own process: `store.on_append(relay.wake)`, called after each committed append (there is no
+NOTIFY trigger since migration 0002; without a wake the relay only polls once a second). One
+extra row wakes it instead as a relay in another process is woken: an OutboxNotifier sends a
+NOTIFY after the commit and the relay's LISTEN connection receives it. Events go one at a
+time: the next is sent only after the previous one arrived plus a short pause, so this measures
+latency, not queueing. Receipts are matched by event id (the Nats-Msg-Id header).
 
   t0 (outbox rows): right after `await store.append(...)` returns, i.e. the commit is done;
                     the "append call" row starts the clock before the append instead.
@@ -43,7 +47,7 @@ from contracts import CharacterThresholdSet, Envelope  # noqa: E402
 from contracts.subjects import EVENTS_STREAM, event_filter, event_subject  # noqa: E402
 from services.runtime.database import create_engine  # noqa: E402
 from services.runtime.eventstore import EventStore  # noqa: E402
-from services.runtime.outbox import OutboxRelay  # noqa: E402
+from services.runtime.outbox import OutboxNotifier, OutboxRelay  # noqa: E402
 from services.runtime.settings import RuntimeSettings  # noqa: E402
 from services.runtime.streams import ensure_streams  # noqa: E402
 
@@ -166,8 +170,14 @@ async def main(nats_url: str, database_url: str) -> None:
     await ensure_streams(js)
 
     relay = OutboxRelay(database_url, js)
+    notifier = OutboxNotifier(database_url)
+    # As the Runtime wires an in-process relay; `wake_by` switches to the cross-process path
+    # (NOTIFY after commit -> the relay's LISTEN) for the one row that measures it.
+    wake_by = {"path": "direct"}
+    store.on_append(lambda: relay.wake() if wake_by["path"] == "direct" else notifier.poke())
     stop_relay = asyncio.Event()
     relay_task = asyncio.create_task(relay.run(stop_relay))
+    notifier_task = asyncio.create_task(notifier.run(stop_relay))
     deadline = time.monotonic() + 10
     while not relay.is_leader and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -219,6 +229,11 @@ async def main(nats_url: str, database_url: str) -> None:
         await phase("JetStream publish -> core sub (baseline)", js_send, core)
         await phase("outbox: commit -> core sub", outbox_send, core,
                     start_row="outbox: append call -> core sub (incl. append)", target=True)
+        wake_by["path"] = "notify"
+        try:
+            await phase("outbox, woken by NOTIFY after commit -> core sub", outbox_send, core)
+        finally:
+            wake_by["path"] = "direct"
         await subs.pop().unsubscribe()
 
         # JetStream push consumer (ordered, ephemeral, new messages only), auto-acked by nats-py.
@@ -252,6 +267,8 @@ async def main(nats_url: str, database_url: str) -> None:
         stop_relay.set()
         with suppress(Exception):
             await asyncio.wait_for(relay_task, 5)
+        with suppress(Exception):
+            await asyncio.wait_for(notifier_task, 5)
         for sub in subs:
             with suppress(Exception):
                 await sub.unsubscribe()

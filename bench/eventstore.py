@@ -8,14 +8,22 @@ Prints figures only (no assertions):
   * events/s: one writer, batches of 10 and of 100 events per append;
   * baseline: raw asyncpg single-row INSERT (autocommit, jsonb column) into a scratch table,
     one connection and 8 connections; ratio = our rate / raw rate;
-  * diagnostics: the same raw INSERT into a table with a NOTIFY trigger (as the outbox has), and
-    the store's append statement sent through bare asyncpg with pre-built parameters;
-  * replay: read_stream + open every envelope with REGISTRY + a trivial fold over a
-    10,000-event stream (min / median of a few runs), next to a raw asyncpg fetch of the rows
-    and a bare-asyncpg read path that builds the same envelopes.
+  * diagnostics: the store's append statement (_APPEND, positional $1..$10) sent through bare
+    asyncpg with pre-built parameters (what the server and the wire cost, without the store's
+    Python work), and, for comparison only, the raw INSERT into a table with a per-statement
+    NOTIFY trigger: what the outbox did before migration 0002 (a notifying commit takes a
+    database-wide lock, so concurrent writers serialise). Writers now wake relays after commit;
+  * replay of a 10,000-event stream (min / median of a few runs):
+      - EventStore.replay(stream, REGISTRY) + a trivial fold: the production fold path (the
+        planner's), typed messages validated from data::text, no Envelope per row; the target.
+        Its time in the garbage collector is shown below it (the append phase's envelopes are
+        dropped first, so the heap is closer to a service's);
+      - read_stream + open every envelope with REGISTRY + the fold: the full-envelope path
+        (audits), for comparison;
+      - raw asyncpg fetches of the rows (the replay SELECT, and SELECT *) as baselines.
 Targets: >= 5,000 appends/s; fold of 10,000 events <= 100 ms.
 
---profile: also cProfile one replay and print where its time goes.
+--profile: also cProfile one production replay + fold and print where its time goes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import pstats
@@ -35,16 +44,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._backends import backends, machine, pg_settings  # noqa: E402
 from contracts import REGISTRY, CharacterThresholdSet, Envelope  # noqa: E402
-from services.runtime.database import create_engine  # noqa: E402
 from contracts.subjects import event_subject  # noqa: E402
+from services.runtime.database import create_engine  # noqa: E402
 from services.runtime.eventstore import EventStore  # noqa: E402
-from services.runtime.eventstore.store import _APPEND, _metadata  # noqa: E402
+from services.runtime.eventstore.store import _APPEND, _REPLAY, _metadata  # noqa: E402
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn  # noqa: E402
 
 N_SEQ = 3000  # single writer, one event per append
@@ -84,6 +92,15 @@ def events_for(stream: str, n: int) -> list[Envelope]:
 
 
 CPU: dict[str, float] = {}  # this process's CPU seconds per timed case (client-side cost)
+GC_SECONDS = [0.0]  # time spent in the cyclic garbage collector, accumulated by _gc_timer
+_gc_started = [0.0]
+
+
+def _gc_timer(phase: str, _info: dict) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_SECONDS[0] += time.perf_counter() - _gc_started[0]
 
 
 async def timed(fn: Callable[[], Awaitable[object]], cpu_key: str | None = None) -> float:
@@ -124,7 +141,16 @@ async def raw_inserts(
 # --------------------------------------------------------------------------------------------- replay
 
 
-def fold(recorded: list) -> tuple[int, float | None]:
+def fold(messages: list[tuple[int, object]]) -> tuple[int, float | None]:
+    """The production fold's shape over replay()'s (version, message) pairs: a count and the last value."""
+    count, last = 0, None
+    for _version, message in messages:
+        count += 1
+        last = message.threshold  # type: ignore[attr-defined]
+    return count, last
+
+
+def fold_envelopes(recorded: list) -> tuple[int, float | None]:
     """Open every envelope (validate + upcast) and keep a count and the last value."""
     count, last = 0, None
     for rec in recorded:
@@ -134,12 +160,23 @@ def fold(recorded: list) -> tuple[int, float | None]:
     return count, last
 
 
-async def replay(store: EventStore, stream: str) -> tuple[float, float, float]:
-    """(total, read_stream, open+fold) seconds."""
+async def replay(store: EventStore, stream: str) -> tuple[float, float]:
+    """The production path: EventStore.replay (fetch + validate each body) + the fold.
+    (seconds, of which in the garbage collector): 10,000 new models trigger collections, and a
+    full one walks every tracked object in the process, so its cost grows with the heap."""
+    gc0, t0 = GC_SECONDS[0], time.perf_counter()
+    count, _ = fold(await store.replay(stream, REGISTRY, after_version=0))
+    elapsed = time.perf_counter() - t0
+    assert count == FOLD_EVENTS, count
+    return elapsed, GC_SECONDS[0] - gc0
+
+
+async def envelope_replay(store: EventStore, stream: str) -> tuple[float, float, float]:
+    """The full-envelope path: (total, read_stream, open+fold) seconds."""
     t0 = time.perf_counter()
     recorded = await store.read_stream(stream)
     t1 = time.perf_counter()
-    count, _ = fold(recorded)
+    count, _ = fold_envelopes(recorded)
     t2 = time.perf_counter()
     assert count == FOLD_EVENTS, count
     return t2 - t0, t1 - t0, t2 - t1
@@ -148,11 +185,21 @@ async def replay(store: EventStore, stream: str) -> tuple[float, float, float]:
 _RAW_READ = "SELECT * FROM events WHERE stream_id = $1 AND stream_version > 0 ORDER BY stream_version"
 
 
-async def raw_fetch(conn: asyncpg.Connection, stream: str) -> float:
+async def raw_fetch(conn: asyncpg.Connection, stream: str, sql: str = _RAW_READ, *args: object) -> float:
     t0 = time.perf_counter()
-    rows = await conn.fetch(_RAW_READ, stream)
+    rows = await conn.fetch(sql, stream, *args)
     elapsed = time.perf_counter() - t0
     assert len(rows) == FOLD_EVENTS
+    return elapsed
+
+
+async def raw_parse(conn: asyncpg.Connection, stream: str) -> float:
+    """replay() without the pool checkout: bare asyncpg fetch of the replay SELECT + parse_json + fold."""
+    t0 = time.perf_counter()
+    rows = await conn.fetch(_REPLAY, stream, 0)
+    count, _ = fold([(row[0], REGISTRY.parse_json(row[1], row[2], row[3])) for row in rows])
+    elapsed = time.perf_counter() - t0
+    assert count == FOLD_EVENTS
     return elapsed
 
 
@@ -164,63 +211,37 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def append_statement() -> tuple[str, list[str]]:
-    """The store's one-statement append as asyncpg SQL, and its parameter order."""
-    compiled = _APPEND.compile(dialect=asyncpg_dialect.dialect())
-    return compiled.string, list(compiled.positiontup)
-
-
-def append_params(stream: str, head: int, batch: list[Envelope]) -> dict[str, object]:
-    """What EventStore._insert binds (mirrors it, for the raw-asyncpg diagnostic)."""
+def append_args(stream: str, head: int, batch: list[Envelope]) -> list[object]:
+    """What EventStore._insert binds to _APPEND's $1..$10, in order (mirrors it, events only)."""
     numbered = [env.model_copy(update={"seq": head + i}) for i, env in enumerate(batch, 1)]
-    return {
-        "stream_id": stream,
-        "expected": head,
-        "event_ids": [e.event_id for e in numbered],
-        "types": [e.type for e in numbered],
-        "versions": [e.version for e in numbered],
-        "data": [json.dumps(e.data) for e in numbered],
-        "metadata": [json.dumps(_metadata(e)) for e in numbered],
-        "message_ids": [e.event_id for e in numbered],
-        "subjects": [event_subject(e.type, stream) for e in numbered],
-        "payloads": [e.to_bytes() for e in numbered],
-    }
+    return [
+        stream,  # $1 stream_id
+        head,  # $2 expected head
+        [e.event_id for e in numbered],  # $3 event ids
+        [e.type for e in numbered],  # $4 types
+        [e.version for e in numbered],  # $5 versions
+        [json.dumps(e.data) for e in numbered],  # $6 data texts
+        [json.dumps(_metadata(e)) for e in numbered],  # $7 metadata texts
+        [e.event_id for e in numbered],  # $8 outbox message ids
+        [event_subject(e.type, stream) for e in numbered],  # $9 subjects
+        [e.to_bytes() for e in numbered],  # $10 payloads
+    ]
 
 
 async def raw_append_sql(conns: list[asyncpg.Connection], n_per_conn: int) -> float:
     """The append statement through bare asyncpg with its parameters built beforehand: what the
-    server (plus the wire) costs per append, without SQLAlchemy and pydantic on the client."""
-    sql, order = append_statement()
+    server (plus the wire) costs per append, without the store's pool checkout and pydantic work."""
     work = []
     for k in range(len(conns)):
         stream = new_stream(f"q{k}")
-        work.append([[append_params(stream, i, [env])[name] for name in order]
-                     for i, env in enumerate(events_for(stream, n_per_conn))])
+        work.append([append_args(stream, i, [env]) for i, env in enumerate(events_for(stream, n_per_conn))])
 
     async def one(conn: asyncpg.Connection, argsets: list[list[object]]) -> None:
         for args in argsets:
-            await conn.fetch(sql, *args)
+            rows = await conn.fetch(_APPEND, *args)
+            assert rows[0]["global_position"] is not None
 
     return await timed(lambda: asyncio.gather(*(one(c, w) for c, w in zip(conns, work))), f"bare{len(conns)}")
-
-
-async def lean_replay(conn: asyncpg.Connection, stream: str) -> float:
-    """Fetch with bare asyncpg (json codec), build each Envelope as _recorded does, open, fold."""
-    t0 = time.perf_counter()
-    rows = await conn.fetch(_RAW_READ, stream)
-    count, last = 0, None
-    for row in rows:
-        meta = row["metadata"]
-        env = Envelope(
-            event_id=row["event_id"], stream=row["stream_id"], seq=row["stream_version"], type=row["type"],
-            version=row["version"], occurred_at=meta["occurred_at"], correlation_id=meta["correlation_id"],
-            causation_id=meta.get("causation_id"), actor=meta.get("actor"), trace=meta.get("trace") or {},
-            data=row["data"],
-        )
-        last = env.open(REGISTRY).threshold
-        count += 1
-    assert count == FOLD_EVENTS
-    return time.perf_counter() - t0
 
 
 async def main(nats_url: str, database_url: str, profile: bool) -> None:
@@ -251,6 +272,7 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
         await raw_inserts(raw_conns, payload, WARMUP // N_WRITERS)
         await raw_inserts(raw_conns, payload, WARMUP // N_WRITERS, table="bench_scratch_notify")
         await raw_append_sql(raw_conns, WARMUP // N_WRITERS)
+        await raw_append_sql(raw_conns[:1], WARMUP)
 
         rows: list[tuple[str, int, int, float]] = []  # (case, appends, events, seconds)
 
@@ -270,27 +292,29 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
         n_conc = N_WRITERS * N_PER_WRITER
         rows.append((f"EventStore.append, {N_WRITERS} writers, 1 ev/app", n_conc, n_conc, conc_s))
 
+        batched: list[tuple[int, float]] = []  # (events per append, seconds)
         for size in BATCHES:
             stream = new_stream(f"b{size}")
             envs = events_for(stream, N_BATCHED)
-            secs = await timed(lambda: append_batched(store, stream, envs, size))
+            secs = await timed(lambda s=stream, e=envs, n=size: append_batched(store, s, e, n))
             rows.append((f"EventStore.append, 1 writer, {size} ev/append", N_BATCHED // size, N_BATCHED, secs))
+            batched.append((size, secs))
 
         raw1.append(await timed(lambda: raw_inserts(raw_conns[:1], payload, N_RAW)))
         rawc.append(await timed(lambda: raw_inserts(raw_conns, payload, N_RAW // N_WRITERS)))
         raw1_rate = N_RAW / min(raw1)
         rawc_rate = (N_RAW // N_WRITERS * N_WRITERS) / min(rawc)
 
-        # Diagnostics: what NOTIFY costs, and what the append statement costs without the Python client.
+        # Diagnostics: what the append statement costs without the store's Python work, and (for
+        # comparison only; no longer the system's behaviour) what the old outbox NOTIFY trigger
+        # did to concurrent commits.
         n_diag = N_RAW // N_WRITERS * N_WRITERS
         diag = [
-            ("raw INSERT + NOTIFY trigger, 1 conn", n_diag, n_diag,
-             await timed(lambda: raw_inserts(raw_conns[:1], payload, n_diag, table="bench_scratch_notify"))),
-            (f"raw INSERT + NOTIFY trigger, {N_WRITERS} conns", n_diag, n_diag,
-             await timed(lambda: raw_inserts(raw_conns, payload, n_diag // N_WRITERS, table="bench_scratch_notify"))),
             ("append SQL via bare asyncpg, 1 conn", n_diag, n_diag, await raw_append_sql(raw_conns[:1], n_diag)),
             (f"append SQL via bare asyncpg, {N_WRITERS} conns", n_diag, n_diag,
              await raw_append_sql(raw_conns, n_diag // N_WRITERS)),
+            (f"pre-0002 NOTIFY trigger: raw INSERT, {N_WRITERS} conns", n_diag, n_diag,
+             await timed(lambda: raw_inserts(raw_conns, payload, n_diag // N_WRITERS, table="bench_scratch_notify"))),
         ]
 
         def line(case: str, appends: int, events: int, secs: float, base: float) -> str:
@@ -313,16 +337,25 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
               f"{N_WRITERS} writers {CPU['conc'] / n_conc * 1000:.2f} ms; bare asyncpg 1 conn "
               f"{CPU['bare1'] / n_diag * 1000:.2f} ms, {N_WRITERS} conns {CPU[f'bare{N_WRITERS}'] / n_diag * 1000:.2f} ms)")
 
-        # Replay: one 10,000-event stream, loaded in batches.
+        # Replay: one 10,000-event stream, loaded in batches. Drop the append phase's envelopes
+        # first: they are bench ballast a planner process would not hold, and every full garbage
+        # collection during a replay would walk them.
+        envs, per = [], {}
+        gc.collect()
+        gc.callbacks.append(_gc_timer)
         stream = new_stream("f")
         load_s = await timed(lambda: append_batched(store, stream, events_for(stream, FOLD_EVENTS), FOLD_LOAD_BATCH))
         await replay(store, stream)  # warm
+        await envelope_replay(store, stream)
+        await raw_fetch(raw_conns[0], stream, _REPLAY, 0)
         await raw_fetch(raw_conns[0], stream)
-        await lean_replay(json_conn, stream)
+        await raw_parse(raw_conns[0], stream)
         runs = [await replay(store, stream) for _ in range(FOLD_REPS)]
+        env_runs = [await envelope_replay(store, stream) for _ in range(FOLD_REPS)]
+        replay_sql_runs = [await raw_fetch(raw_conns[0], stream, _REPLAY, 0) for _ in range(FOLD_REPS)]
         raw_runs = [await raw_fetch(raw_conns[0], stream) for _ in range(FOLD_REPS)]
         json_runs = [await raw_fetch(json_conn, stream) for _ in range(FOLD_REPS)]
-        lean_runs = [await lean_replay(json_conn, stream) for _ in range(FOLD_REPS)]
+        parse_runs = [await raw_parse(raw_conns[0], stream) for _ in range(FOLD_REPS)]
 
         def stats(values: list[float]) -> str:
             return f"{ms(min(values))} {ms(statistics.median(values))}"
@@ -330,12 +363,18 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
         print()
         print(f"replay of a {FOLD_EVENTS:,}-event stream (loaded in {load_s:.2f}s), {FOLD_REPS} runs"
               f"{'min ms':>19}{'median':>9}")
-        print(f"{'  read_stream + open(REGISTRY) + fold':<68}{stats([r[0] for r in runs])}")
-        print(f"{'    of which read_stream (SQLAlchemy rows -> RecordedEvent)':<68}{stats([r[1] for r in runs])}")
-        print(f"{'    of which open every envelope + fold':<68}{stats([r[2] for r in runs])}")
-        print(f"{'  raw asyncpg fetch of the same rows, jsonb as text (baseline)':<68}{stats(raw_runs)}")
-        print(f"{'  raw asyncpg fetch, jsonb decoded with json.loads':<68}{stats(json_runs)}")
-        print(f"{'  bare asyncpg fetch (json) + Envelope per row + open + fold':<68}{stats(lean_runs)}")
+        print(f"{'  EventStore.replay(REGISTRY) + fold (production path, target)':<68}"
+              f"{stats([r[0] for r in runs])}")
+        print(f"{'    of which in the garbage collector':<68}{stats([r[1] for r in runs])}")
+        print(f"{'  read_stream + open(REGISTRY) + fold (full envelopes, audits)':<68}"
+              f"{stats([r[0] for r in env_runs])}")
+        print(f"{'    of which read_stream (SQLAlchemy rows -> RecordedEvent)':<68}{stats([r[1] for r in env_runs])}")
+        print(f"{'    of which open every envelope + fold':<68}{stats([r[2] for r in env_runs])}")
+        print("  baselines: bare asyncpg on its own connection")
+        print(f"{'    fetch of the replay SELECT (4 columns, data::text)':<68}{stats(replay_sql_runs)}")
+        print(f"{'    same fetch + REGISTRY.parse_json per row + fold':<68}{stats(parse_runs)}")
+        print(f"{'    fetch SELECT * of the same rows, jsonb as text':<68}{stats(raw_runs)}")
+        print(f"{'    fetch SELECT *, jsonb decoded with json.loads':<68}{stats(json_runs)}")
 
         seq_rate = N_SEQ / seq_s
         conc_rate = n_conc / conc_s
@@ -346,12 +385,17 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
               f"{verdict(seq_rate >= TARGET_APPENDS_S)}   (raw single-row INSERT, 1 conn: {raw1_rate:.0f}/s)")
         print(f"  appends/s >= {TARGET_APPENDS_S:,}, {N_WRITERS} writers             {conc_rate:>8.0f}   "
               f"{verdict(conc_rate >= TARGET_APPENDS_S)}   (raw INSERT, {N_WRITERS} conns: {rawc_rate:.0f}/s)")
+        for size, secs in batched:
+            print(f"  events/s, 1 writer, {size} ev/append (info)".ljust(46)
+                  + f"{N_BATCHED / secs:>8.0f}          ({N_BATCHED // size / secs:.0f} appends/s)")
         print(f"  fold of {FOLD_EVENTS:,} events <= {TARGET_FOLD_MS:.0f} ms (median)  {fold_med * 1000:>8.1f}   "
               f"{verdict(fold_med * 1000 <= TARGET_FOLD_MS)}   (min {fold_min * 1000:.1f} ms)")
 
         if profile:
             await profile_replay(store, stream)
     finally:
+        if _gc_timer in gc.callbacks:
+            gc.callbacks.remove(_gc_timer)
         for conn in [*raw_conns, json_conn]:
             await conn.close()
         await engine.dispose()
@@ -366,7 +410,7 @@ async def profile_replay(store: EventStore, stream: str) -> None:
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(18)
     stats.sort_stats("cumulative").print_stats(25)
-    print("\ncProfile of one replay (profiler overhead inflates the totals):")
+    print("\ncProfile of one EventStore.replay + fold (profiler overhead inflates the totals):")
     print(out.getvalue())
 
 
