@@ -26,6 +26,7 @@ class MessageRegistry:
 
     def __init__(self, models: Iterable[type[Message]] = ()) -> None:
         self._models: dict[str, type[Message]] = {}
+        self._versions: dict[str, int] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         for model in models:
             self.register(model)
@@ -35,6 +36,7 @@ class MessageRegistry:
         if not isinstance(type_, str) or type_ in self._models:
             raise ValueError(f"{model.__name__}: missing or duplicate type literal {type_!r}")
         self._models[type_] = model
+        self._versions[type_] = model.model_fields["version"].default
         return model
 
     def upcaster(self, type_: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -57,7 +59,8 @@ class MessageRegistry:
             raise UnknownMessageType(f"unknown message type {type_!r}") from None
 
     def current_version(self, type_: str) -> int:
-        return self.model_for(type_).model_fields["version"].default
+        self.model_for(type_)
+        return self._versions[type_]
 
     def parse(self, type_: str, version: int, body: Mapping[str, Any]) -> Message:
         """Bring `body` from `version` to the current version, then validate it."""
@@ -87,14 +90,15 @@ class MessageRegistry:
     def parse_json(self, type_: str, version: int, body: str | bytes) -> Message:
         """`parse` from JSON text; a current-version body is validated straight from the text."""
         model = self.model_for(type_)
-        if version != self.current_version(type_):
+        if version != self._versions[type_]:
             try:
                 return self.parse(type_, version, json.loads(body))
             except ValueError as exc:
                 raise MalformedMessage(f"{type_} v{version} body is not JSON: {exc}") from exc
         try:
             # The body carries no type/version; the model's literal defaults fill them in.
-            return model.model_validate_json(body)
+            # The validator directly: half the cost of model_validate_json on replay's hot loop.
+            return model.__pydantic_validator__.validate_json(body)
         except ValidationError as exc:
             raise MalformedMessage(f"{type_} v{version} body is invalid: {_summarise(exc)}") from exc
 

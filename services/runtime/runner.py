@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
@@ -161,6 +162,8 @@ def run_service(build: Callable[[], Awaitable[Runtime]]) -> None:
 
     async def main() -> None:
         runtime = await build()
+        # What start-up loaded lives for the whole process: keep the collector from re-walking it.
+        gc.freeze()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runtime.request_stop)

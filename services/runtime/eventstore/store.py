@@ -11,6 +11,7 @@ nothing recorded is left unpublished.
 
 from __future__ import annotations
 
+import gc
 import json
 
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -213,7 +214,15 @@ class EventStore:
         """The stream's typed messages after `after_version` with their versions: the fast fold path."""
         async with self._driver() as conn:
             rows = await conn.fetch(_REPLAY, stream_id, after_version)
-        return [(row[0], registry.parse_json(row[1], row[2], row[3])) for row in rows]
+        # Thousands of fresh objects that all stay alive: a collection pass here only walks the
+        # heap (measured at more than the parsing itself on a 10,000-event stream), so skip it.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return [(row[0], registry.parse_json(row[1], row[2], row[3])) for row in rows]
+        finally:
+            if collecting:
+                gc.enable()
 
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events after a global position, never skipping one whose transaction is still open.
