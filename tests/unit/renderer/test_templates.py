@@ -40,7 +40,7 @@ def node(cls: str, title: str | None = None, **inputs) -> dict:
 
 def test_the_builtin_templates_load() -> None:
     library = TemplateLibrary.load()
-    assert library.names == ("flux_t2i", "qwen_edit", "sdxl_t2i")
+    assert library.names == ("flux_kontext", "flux_t2i", "qwen_edit", "sdxl_t2i")
     qwen = library.get("qwen_edit")
     assert qwen.edit and qwen.input_node == "3" and qwen.output_node == "10"
     assert not library.get("sdxl_t2i").edit
@@ -166,7 +166,7 @@ def test_a_settings_folder_adds_and_overrides_templates(tmp_path: Path) -> None:
 
 
 def test_unknown_template_and_missing_folder() -> None:
-    with pytest.raises(TemplateError, match="unknown template 'nope'; known: flux_t2i, qwen_edit, sdxl_t2i"):
+    with pytest.raises(TemplateError, match="unknown template 'nope'; known: flux_kontext, flux_t2i, qwen_edit, sdxl_t2i"):
         TemplateLibrary.load().get("nope")
     with pytest.raises(TemplateError, match="does not exist"):
         TemplateLibrary.load([Path("/no/such/folder")])
