@@ -1,6 +1,8 @@
 """The character family: who a character is and what their face looks like.
 
-The chat service is the single writer of the stream `character-<character_id>`.
+The chat service is the single writer of the stream `character-<character_id>`. It answers every
+character command with an event on that stream whose envelope `causation_id` is the command's
+`event_id`: the change itself, or `CharacterRefused` saying why not.
 """
 
 from __future__ import annotations
@@ -9,10 +11,64 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from contracts.base import Event, ImageRef
-from contracts.fields import CharacterId, Score, UserId
+from contracts.base import Command, Event, ImageRef
+from contracts.fields import CharacterId, Reason, Score, UserId
 
-__all__ = ["CharacterCreated", "CharacterPersonaUpdated", "CharacterReferenceSet", "CharacterThresholdSet"]
+__all__ = [
+    "CharacterCreated",
+    "CharacterPersonaUpdated",
+    "CharacterReferenceSet",
+    "CharacterRefused",
+    "CharacterThresholdSet",
+    "CreateCharacter",
+    "SetCharacterReference",
+    "UpdatePersona",
+]
+
+# A persona is a system prompt: long enough for a character sheet, short enough to leave room for the chat.
+_PERSONA_MAX = 4000
+_TRAIT_MAX = 200
+
+
+class CreateCharacter(Command):
+    """A user makes a character of their own, optionally with its reference image."""
+
+    type: Literal["character.create"] = "character.create"
+    version: Literal[1] = 1
+
+    character_id: CharacterId
+    name: str = Field(min_length=1, max_length=100)
+    gender: Literal["woman", "man", "other"]
+    personality: str = Field(default="", max_length=_TRAIT_MAX)
+    occupation: str = Field(default="", max_length=_TRAIT_MAX)
+    persona: str = Field(default="", max_length=_PERSONA_MAX)
+    art_style: str = Field(min_length=1)
+    owner: UserId
+    reference_image: ImageRef | None = None
+
+
+class SetCharacterReference(Command):
+    """Give a character the photo its face is held to (anyone for a built-in, the owner otherwise)."""
+
+    type: Literal["character.set_reference"] = "character.set_reference"
+    version: Literal[1] = 1
+
+    character_id: CharacterId
+    image: ImageRef
+    requested_by: UserId
+
+
+class UpdatePersona(Command):
+    """The owner rewrites a custom character's persona; fields left None keep their value."""
+
+    type: Literal["character.update_persona"] = "character.update_persona"
+    version: Literal[1] = 1
+
+    character_id: CharacterId
+    persona: str = Field(max_length=_PERSONA_MAX)
+    personality: str | None = Field(default=None, max_length=_TRAIT_MAX)
+    occupation: str | None = Field(default=None, max_length=_TRAIT_MAX)
+    requested_by: UserId
 
 
 class CharacterCreated(Event):
@@ -70,3 +126,22 @@ class CharacterThresholdSet(Event):
 
     character_id: CharacterId
     threshold: Score
+
+
+class CharacterRefused(Event):
+    """A character command was not carried out; `rule` says which rule, `reason` says it to a person.
+
+    Rules: `character.exists` (the id is taken), `character.unknown` (no such character),
+    `character.not_owner` (someone else's character), `character.builtin_read_only`
+    (built-in personas are not edited per user).
+    """
+
+    type: Literal["character.refused"] = "character.refused"
+    version: Literal[1] = 1
+
+    character_id: CharacterId
+    # The refused command's type, e.g. "character.update_persona".
+    command: str = Field(min_length=1)
+    reason: Reason
+    rule: str = Field(min_length=1)
+    requested_by: UserId | None = None

@@ -12,10 +12,11 @@ from uuid import UUID
 from pydantic import Field
 
 from contracts.base import Command, Ephemeral, Event
-from contracts.fields import CharacterId, UserId
+from contracts.fields import CharacterId, Reason, UserId
 
 __all__ = [
     "CharacterReplied",
+    "ChatMessageRefused",
     "ChatTokenDelta",
     "ConversationStarted",
     "ImageRequestedInChat",
@@ -76,6 +77,13 @@ class CharacterReplied(Event):
     completion_tokens: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
     in_reply_to: UUID | None = None
+    # Who the reply was for and who spoke, so usage can be totalled from these events alone.
+    user_id: UserId | None = None
+    character_id: CharacterId | None = None
+    # The chain making the picture this reply promises (see `ImageRequestedInChat`).
+    chain_id: UUID | None = None
+    # The user asked for a picture, but the character has no reference photo yet: none was requested.
+    needs_reference: bool = False
 
 
 class ImageRequestedInChat(Event):
@@ -90,8 +98,29 @@ class ImageRequestedInChat(Event):
     request_text: str = Field(min_length=1)
 
 
+class ChatMessageRefused(Event):
+    """A message was not taken into the conversation; `rule` says which rule.
+
+    Rules: `chat.unknown_character`, `chat.not_your_conversation`, `chat.other_character`
+    (a conversation is with one character only).
+    """
+
+    type: Literal["chat.message_refused"] = "chat.message_refused"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    message_id: UUID
+    user_id: UserId
+    reason: Reason
+    rule: str = Field(min_length=1)
+
+
 class ChatTokenDelta(Ephemeral):
-    """A fragment of a reply while the LLM streams it."""
+    """A fragment of a reply while it streams; `message_id` is the reply's id (as in `CharacterReplied`).
+
+    `index` counts the fragments of one reply from 0; a fragment with index 0 after others means the
+    reply starts over (the LLM failed mid-answer and the offline persona answers instead).
+    """
 
     type: Literal["chat.token_delta"] = "chat.token_delta"
     version: Literal[1] = 1
@@ -99,3 +128,5 @@ class ChatTokenDelta(Ephemeral):
     conversation_id: UUID
     message_id: UUID
     delta: str
+    in_reply_to: UUID | None = None
+    index: int | None = Field(default=None, ge=0)

@@ -3,6 +3,7 @@
     likeness.evt.<family>.<name>.<stream_id>   domain events (JetStream, kept)
     likeness.cmd.<family>.<name>               commands (JetStream, work queue)
     likeness.live.<family>.<name>.<corr_id>    ephemeral traffic (core NATS only)
+    likeness.rpc.<family>.<name>               request/reply (core NATS, queue groups)
     likeness.dlq.<service>                     dead letters (JetStream, kept)
 
 Putting the stream id last lets a reader filter one chain (`likeness.evt.chain.*.chain-<id>`),
@@ -23,6 +24,7 @@ __all__ = [
     "event_filter",
     "event_subject",
     "live_subject",
+    "rpc_subject",
     "stream_filter",
     "validate_token",
 ]
@@ -73,3 +75,8 @@ def live_subject(type_: str, correlation_id: str) -> str:
 
 def dead_letter_subject(service: str) -> str:
     return f"{PREFIX}.dlq.{validate_token(service)}"
+
+
+def rpc_subject(name: str) -> str:
+    """A request/reply endpoint, e.g. `face.check_reference`; replicas answer in a queue group."""
+    return f"{PREFIX}.rpc.{_type_tokens(name)}"

@@ -1,4 +1,5 @@
-"""The facecheck service: consumes `ScoreFace`, publishes `FaceScored` or `FaceCheckFailed` on the chain's stream.
+"""The facecheck service: consumes `ScoreFace`, publishes `FaceScored` or `FaceCheckFailed` on the chain's stream,
+and answers reference-photo checks over request/reply (`services.facecheck.rpc`).
 
 Handlers only fetch → score (in a worker thread) → publish. The face model is loaded in a start-up
 hook, so importing this module is cheap and tests inject their own encoder.
@@ -15,6 +16,7 @@ from contracts import REGISTRY
 from contracts.envelope import Envelope
 from contracts.face import FaceCheckFailed, FaceScored, ScoreFace
 from contracts.subjects import COMMANDS_STREAM, command_subject
+from services.facecheck import rpc
 from services.facecheck.checker import FaceChecker
 from services.facecheck.encoder import FaceEncoder
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
@@ -50,6 +52,13 @@ def build_runtime(
         encoder = await asyncio.to_thread(encoder_factory, settings)
         loaded["checker"] = FaceChecker(encoder, cache_size=settings.face_cache_size)
         log.info("facecheck encoder %s ready", encoder.name)
+
+    @rt.on_startup
+    async def serve_reference_checks(runtime: Runtime) -> None:
+        # After the model is loaded, so no request waits on it; the subscription ends with the connection.
+        assert runtime.blobs is not None
+        await rpc.serve(runtime.bus.nc, runtime.blobs, loaded["checker"])
+        log.info("answering %s (queue group %s)", rpc.SUBJECT, rpc.QUEUE)
 
     table = HandlerTable(REGISTRY, ignore_others=False)
 

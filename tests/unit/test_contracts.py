@@ -32,12 +32,15 @@ from contracts import (
     CharacterCreated,
     CharacterPersonaUpdated,
     CharacterReferenceSet,
+    CharacterRefused,
     CharacterReplied,
     CharacterThresholdSet,
+    ChatMessageRefused,
     ChatTokenDelta,
     Command,
     ContractError,
     ConversationStarted,
+    CreateCharacter,
     Envelope,
     Ephemeral,
     Event,
@@ -59,6 +62,7 @@ from contracts import (
     RequestChain,
     ScoreFace,
     SendChatMessage,
+    SetCharacterReference,
     StepAccepted,
     StepFailed,
     StepRendered,
@@ -68,11 +72,12 @@ from contracts import (
     TraceContext,
     UnknownMessageType,
     UnsupportedVersion,
+    UpdatePersona,
     UserMessageSent,
     all_message_types,
 )
 from contracts.schemas import export_schemas
-from contracts.subjects import command_subject, event_subject, live_subject
+from contracts.subjects import command_subject, event_subject, live_subject, rpc_subject
 
 CHAIN = UUID("00000000-0000-4000-8000-000000000001")
 CONVERSATION = UUID("00000000-0000-4000-8000-000000000002")
@@ -219,6 +224,26 @@ SAMPLES: list[Message] = [
     CharacterReferenceSet(character_id="mira", image=image(), face_embedding_key="emb/" + "1" * 64),
     CharacterPersonaUpdated(character_id="mira", persona="Mira now loves cacti.", occupation="gardener"),
     CharacterThresholdSet(character_id="mira", threshold=55),
+    CreateCharacter(
+        character_id="my-mira",
+        name="Mira",
+        gender="woman",
+        personality="cheerful",
+        occupation="botanist",
+        persona="Mira loves plants.",
+        art_style="photoreal",
+        owner="u-1",
+        reference_image=image(),
+    ),
+    SetCharacterReference(character_id="mira", image=image(2), requested_by="u-1"),
+    UpdatePersona(character_id="my-mira", persona="Mira now loves cacti.", occupation="gardener", requested_by="u-1"),
+    CharacterRefused(
+        character_id="mira",
+        command="character.update_persona",
+        reason="built-in characters' personas cannot be edited",
+        rule="character.builtin_read_only",
+        requested_by="u-1",
+    ),
     SendChatMessage(conversation_id=CONVERSATION, character_id="mira", user_id="u-1", text="hi!", message_id=MESSAGE),
     ConversationStarted(conversation_id=CONVERSATION, character_id="mira", user_id="u-1"),
     UserMessageSent(conversation_id=CONVERSATION, message_id=MESSAGE, text="send me a picture of you"),
@@ -232,9 +257,15 @@ SAMPLES: list[Message] = [
         completion_tokens=8,
         cost_usd=0.00012,
         in_reply_to=MESSAGE,
+        user_id="u-1",
+        character_id="mira",
+        chain_id=CHAIN,
+        needs_reference=False,
     ),
     ImageRequestedInChat(conversation_id=CONVERSATION, message_id=MESSAGE, chain_id=CHAIN, request_text="you at the beach"),
-    ChatTokenDelta(conversation_id=CONVERSATION, message_id=UUID(int=4), delta="Here "),
+    ChatMessageRefused(conversation_id=CONVERSATION, message_id=MESSAGE, user_id="u-2", reason="not yours",
+                       rule="chat.not_your_conversation"),
+    ChatTokenDelta(conversation_id=CONVERSATION, message_id=UUID(int=4), delta="Here ", in_reply_to=MESSAGE, index=0),
 ]
 SAMPLE_IDS = [sample.type for sample in SAMPLES]
 
@@ -382,6 +413,12 @@ def test_envelope_round_trip(sample: Message) -> None:
     assert opened == sample
 
 
+def test_rpc_subjects() -> None:
+    assert rpc_subject("face.check_reference") == "likeness.rpc.face.check_reference"
+    with pytest.raises(ValueError, match="subject token"):
+        rpc_subject("face.check.reference")
+
+
 def test_big_seed_survives_the_wire() -> None:
     sample = StepRequested(chain_id=CHAIN, step=0, attempt=1, seed=2**64 - 1, input_image=image())
     raw = Envelope.wrap(sample, event_id=EVENT_ID, stream="s", occurred_at=NOW, correlation_id="c").to_bytes()
@@ -445,6 +482,7 @@ def test_open_refuses_what_no_contract_accepts(raw: bytes, error: type[ContractE
         (lambda: RequestChain(**{**sample_of(RequestChain).body(), "branch_from_step": 1}), "needs parent_chain_id"),
         (lambda: RequestChain(**{**sample_of(RequestChain).body(), "character_id": "mira.evil"}), "character_id"),
         (lambda: CharacterCreated(**{**sample_of(CharacterCreated).body(), "owner": "u-1"}), "built-in character has no owner"),
+        (lambda: CreateCharacter(**{**sample_of(CreateCharacter).body(), "persona": "x" * 4001}), "persona"),
         (lambda: RenderProgress(chain_id=CHAIN, step=0, attempt=1, value=21, max=20), "exceeds max"),
         (lambda: RenderPreview(chain_id=CHAIN, step=0, attempt=1, media_type="image/png", data_base64="<svg>"), "data"),
         (lambda: FaceBox(x=0, y=0, width=10, height=10, det_score=1.5), "det_score"),

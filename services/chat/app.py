@@ -1,0 +1,122 @@
+"""The chat service's application layer: load, decide, append, for characters and conversations.
+
+Ids are derived, never drawn: the events a command causes derive from its event id, a message id
+(when the sender gave none) from the command's, a reply and a picture chain from the message id.
+So a redelivered command, a resent message or a second replica racing the first record nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from uuid import UUID
+
+from contracts import Command, Envelope, Event, SendChatMessage
+from services.chat.domain import characters as character_rules
+from services.chat.domain import conversations as conversation_rules
+from services.chat.domain.characters import CharacterState, SeedBuiltin
+from services.chat.domain.conversations import ConversationState, ReceiveMessage
+from services.chat.domain.decision import Decision
+from services.chat.personas import Persona
+from services.chat.replies import Replier, conversation_stream
+from services.chat.writer import Stamp, StreamWriter
+from services.runtime.eventstore import EventStore
+from services.runtime.ids import derived_id
+
+__all__ = ["Characters", "Conversations", "character_stream", "message_id_of"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def character_stream(character_id: str) -> str:
+    return f"character-{character_id}"
+
+
+def message_id_of(command: SendChatMessage, envelope: Envelope) -> UUID:
+    """The message's id: the sender's, or one derived from the command so a redelivery keeps it."""
+    return command.message_id or derived_id(envelope.event_id, "message")
+
+
+class Characters:
+    """`character-*` streams: built-ins recorded at start-up, character commands answered."""
+
+    def __init__(self, store: EventStore, clock: Clock) -> None:
+        self._writer = StreamWriter(store, CharacterState(), character_rules.evolve)
+        self._clock = clock
+
+    async def load(self, character_id: str) -> CharacterState:
+        return await self._writer.load(character_stream(character_id))
+
+    async def handle(self, command: character_rules.Trigger, envelope: Envelope) -> list[Event]:
+        """Answer a character command; returns the events appended (none when it was answered before)."""
+        stamp = Stamp.caused_by(envelope, "character", self._clock())
+        _, decision = await self._writer.write(character_stream(command.character_id),
+                                               lambda state: _as_decision(character_rules.decide(state, command)),
+                                               stamp)
+        return decision.events
+
+    async def seed(self, personas: Iterable[Persona]) -> int:
+        """Record each built-in character unless the log already has it as described; returns how many changed."""
+        changed = 0
+        for persona in personas:
+            seed = SeedBuiltin(persona.created())
+            stream = character_stream(persona.id)
+            _, decision = await self._writer.write(
+                stream, lambda state, seed=seed: _as_decision(character_rules.decide(state, seed)),
+                _seed_stamp(seed, stream, self._clock()))
+            changed += bool(decision.events)
+        return changed
+
+
+class Conversations:
+    """`conversation-*` streams: a message is taken in, then answered by the replier."""
+
+    def __init__(self, store: EventStore, characters: Characters, replier: Replier, clock: Clock) -> None:
+        self._writer = StreamWriter(store, ConversationState(), conversation_rules.evolve)
+        self._characters = characters
+        self._replier = replier
+        self._clock = clock
+
+    async def load(self, conversation_id: UUID) -> ConversationState:
+        return await self._writer.load(conversation_stream(conversation_id))
+
+    async def send(self, command: SendChatMessage, envelope: Envelope) -> None:
+        """Record the message (and any picture it asks for), then stream and record the reply."""
+        stream = conversation_stream(command.conversation_id)
+        message_id = message_id_of(command, envelope)
+        chain_id = derived_id(message_id, "chain")
+        character = await self._characters.load(command.character_id)
+        receive = ReceiveMessage(command, message_id, character, chain_id)
+        state, _ = await self._writer.write(
+            stream, lambda s: conversation_rules.decide(s, receive),
+            Stamp.caused_by(envelope, "message", self._clock(), correlation_id=stream), route=_chain_route)
+        exchange = state.exchange(message_id)
+        if exchange is None or exchange.refused or exchange.reply is not None:
+            return
+        reply = await self._replier.reply(state, character, exchange, reply_id=derived_id(message_id, "reply"),
+                                          chain_id=chain_id)
+        await self._writer.write(
+            stream, lambda s: conversation_rules.decide(s, reply),
+            Stamp.caused_by(envelope, "reply", self._clock(), correlation_id=stream), route=_chain_route)
+
+
+def _seed_stamp(seed: SeedBuiltin, stream: str, now: datetime) -> Stamp:
+    """Seeds have no causing message: ids derive from the content and the version decided on, so
+    the same file recorded twice is one event, and a persona edited back and forth is each edit."""
+    digest = hashlib.sha256(seed.created.model_dump_json().encode()).hexdigest()[:16]
+    return Stamp(lambda version, what: derived_id(f"builtin:{seed.created.character_id}", f"{version}:{digest}:{what}"),
+                 now, correlation_id=stream, actor="chat")
+
+
+def _chain_route(command: Command) -> tuple[str, str]:
+    """A chain request travels as the chain's own: stream and correlation `chain-<id>`."""
+    stream = f"chain-{command.chain_id}"
+    return stream, stream
+
+
+def _as_decision(events: list[Event]) -> Decision:
+    return Decision(events)

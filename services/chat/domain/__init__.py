@@ -1,0 +1,1 @@
+"""The chat service's pure domain: character and conversation state, folded and decided without I/O."""

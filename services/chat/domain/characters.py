@@ -1,0 +1,151 @@
+"""A character's state folded from its stream, and the rules for character commands. Pure: no I/O.
+
+Every command is answered with an event: the change, or `CharacterRefused` with the rule. A command
+redelivered after it was answered decides the same event-0 id again (ids are derived from the
+command), so the store recognises the batch as already there and nothing is appended twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from contracts import (
+    CharacterCreated,
+    CharacterPersonaUpdated,
+    CharacterReferenceSet,
+    CharacterRefused,
+    CreateCharacter,
+    Event,
+    ImageRef,
+    Message,
+    SetCharacterReference,
+    UpdatePersona,
+)
+
+__all__ = [
+    "BUILTIN_READ_ONLY",
+    "EXISTS",
+    "NOT_OWNER",
+    "UNKNOWN",
+    "CharacterState",
+    "SeedBuiltin",
+    "Trigger",
+    "decide",
+    "evolve",
+]
+
+EXISTS = "character.exists"
+UNKNOWN = "character.unknown"
+NOT_OWNER = "character.not_owner"
+BUILTIN_READ_ONLY = "character.builtin_read_only"
+
+
+@dataclass(frozen=True)
+class SeedBuiltin:
+    """Make sure a built-in character is in the log as the personas file describes it."""
+
+    created: CharacterCreated
+
+
+Trigger = CreateCharacter | SetCharacterReference | UpdatePersona | SeedBuiltin
+
+
+@dataclass(frozen=True)
+class CharacterState:
+    """Who the character is now (`profile`, persona edits applied) and its latest reference image."""
+
+    version: int = 0
+    profile: CharacterCreated | None = None
+    reference: ImageRef | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.profile is not None
+
+    @property
+    def builtin(self) -> bool:
+        return self.profile is not None and self.profile.builtin
+
+    @property
+    def owner(self) -> str | None:
+        return self.profile.owner if self.profile is not None else None
+
+
+def evolve(state: CharacterState, event: Message, version: int | None = None) -> CharacterState:
+    """The state after `event`; other events (thresholds, refusals) change only the version."""
+    state = replace(state, version=version if version is not None else state.version + 1)
+    match event:
+        case CharacterCreated() if state.profile is None:
+            return replace(state, profile=event)
+        case CharacterReferenceSet():
+            return replace(state, reference=event.image)
+        case CharacterPersonaUpdated() if state.profile is not None:
+            changes = {"persona": event.persona, "personality": event.personality, "occupation": event.occupation}
+            return replace(state, profile=state.profile.model_copy(
+                update={k: v for k, v in changes.items() if v is not None}))
+    return state
+
+
+def decide(state: CharacterState, trigger: Trigger) -> list[Event]:
+    match trigger:
+        case SeedBuiltin():
+            return _seed(state, trigger.created)
+        case CreateCharacter():
+            return _create(state, trigger)
+        case SetCharacterReference():
+            refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by, builtin_allowed=True)
+            return refusal or [CharacterReferenceSet(character_id=trigger.character_id, image=trigger.image)]
+        case UpdatePersona():
+            refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by, builtin_allowed=False)
+            return refusal or [CharacterPersonaUpdated(character_id=trigger.character_id, persona=trigger.persona,
+                                                       personality=trigger.personality,
+                                                       occupation=trigger.occupation)]
+    raise TypeError(f"not a character trigger: {trigger!r}")
+
+
+def _seed(state: CharacterState, created: CharacterCreated) -> list[Event]:
+    if state.profile is None:
+        return [created]
+    current = state.profile
+    # Only the persona of a built-in follows the file; a custom character that took the id stays as it is.
+    if not current.builtin:
+        return []
+    wanted = (created.persona, created.personality, created.occupation)
+    if (current.persona, current.personality, current.occupation) == wanted:
+        return []
+    return [CharacterPersonaUpdated(character_id=created.character_id, persona=created.persona,
+                                    personality=created.personality, occupation=created.occupation)]
+
+
+def _create(state: CharacterState, command: CreateCharacter) -> list[Event]:
+    if state.profile is not None:
+        whose = "yours" if state.owner == command.owner else "taken"
+        return [_refused(command, command.owner, EXISTS,
+                         f"a character with id {command.character_id!r} already exists ({whose}); pick another id")]
+    fields = command.model_dump(exclude={"type", "version", "reference_image"})
+    events: list[Event] = [CharacterCreated(**fields, builtin=False)]
+    if command.reference_image is not None:
+        events.append(CharacterReferenceSet(character_id=command.character_id, image=command.reference_image))
+    return events
+
+
+def _refuse_unless_allowed(
+    state: CharacterState, command: SetCharacterReference | UpdatePersona, user: str, *, builtin_allowed: bool
+) -> list[Event] | None:
+    if state.profile is None:
+        return [_refused(command, user, UNKNOWN, f"there is no character {command.character_id!r}")]
+    if state.builtin:
+        if builtin_allowed:
+            return None
+        return [_refused(command, user, BUILTIN_READ_ONLY,
+                         f"{state.profile.name} is a built-in character; built-in personas cannot be edited. "
+                         "Create your own character to write its persona")]
+    if state.owner != user:
+        return [_refused(command, user, NOT_OWNER,
+                         f"{state.profile.name} belongs to another user; only its owner can change it")]
+    return None
+
+
+def _refused(command: Trigger, user: str, rule: str, reason: str) -> CharacterRefused:
+    return CharacterRefused(character_id=command.character_id, command=command.type, reason=reason, rule=rule,
+                            requested_by=user)

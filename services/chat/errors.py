@@ -1,0 +1,32 @@
+"""Errors of the chat service.
+
+    ChatError
+    ├── PersonaDataError    the personas file is missing, malformed or inconsistent (a start-up error)
+    ├── PriceDataError      the price table is missing or malformed (a start-up error)
+    ├── LlmUnavailable      the LLM timed out, could not be reached, answered an HTTP error or nothing
+    └── StillConflicting    a stream kept moving under us for every round of load/decide/append
+"""
+
+from __future__ import annotations
+
+__all__ = ["ChatError", "LlmUnavailable", "PersonaDataError", "PriceDataError", "StillConflicting"]
+
+
+class ChatError(Exception):
+    """Base of every chat service error."""
+
+
+class PersonaDataError(ChatError):
+    """The built-in personas cannot be loaded; the message names the file and the problem."""
+
+
+class PriceDataError(ChatError):
+    """The price table cannot be loaded; the message names the file and the problem."""
+
+
+class LlmUnavailable(ChatError):
+    """No usable answer from the LLM; the offline persona answers instead."""
+
+
+class StillConflicting(ChatError):
+    """Other writers kept appending to the stream; the message is retried later."""

@@ -1,0 +1,128 @@
+"""The openai SDK adapter against scripted HTTP (httpx.MockTransport): streaming, usage, the picture tool, failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from services.chat.errors import LlmUnavailable
+from services.chat.llm import LlmAnswer, OpenAIReplyModel, ScriptedReplyModel
+
+MESSAGES = [{"role": "system", "content": "You are Luna."}, {"role": "user", "content": "hi"}]
+
+
+def chunk(delta: dict | None = None, *, finish: str | None = None, usage: dict | None = None) -> bytes:
+    body = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "grok-3-mini",
+            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage is not None:
+        body["usage"] = usage
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def sse(*chunks: bytes) -> httpx.Response:
+    return httpx.Response(200, content=b"".join(chunks) + b"data: [DONE]\n\n",
+                          headers={"content-type": "text/event-stream"})
+
+
+class Server:
+    """Answers each request with the next scripted response and keeps the request bodies."""
+
+    def __init__(self, *responses: httpx.Response | Callable[[], httpx.Response]) -> None:
+        self.responses = list(responses)
+        self.bodies: list[dict] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content))
+        response = self.responses.pop(0)
+        return response() if callable(response) else response
+
+
+def model(server: Server, **kw) -> OpenAIReplyModel:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(server))
+    return OpenAIReplyModel.connect(base_url="http://llm.test/v1", model="grok-3-mini", api_key="k", timeout_s=5,
+                                    http_client=client, **kw)
+
+
+async def collect(llm: OpenAIReplyModel, **kw) -> tuple[LlmAnswer, list[str]]:
+    deltas: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        deltas.append(text)
+
+    return await llm.stream(MESSAGES, on_delta, **kw), deltas
+
+
+async def test_streams_deltas_and_reports_usage() -> None:
+    server = Server(sse(chunk({"role": "assistant", "content": ""}), chunk({"content": "Oh, "}),
+                        chunk({"content": "hi..."}), chunk({}, finish="stop"),
+                        chunk(usage={"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15})))
+    answer, deltas = await collect(model(server, max_tokens=200, temperature=0.7))
+    assert deltas == ["Oh, ", "hi..."]
+    assert answer == LlmAnswer("Oh, hi...", 12, 3)
+    (body,) = server.bodies
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["messages"] == MESSAGES and body["max_tokens"] == 200 and body["temperature"] == 0.7
+    assert "tools" not in body
+
+
+async def test_without_usage_the_counts_are_estimated() -> None:
+    answer, _ = await collect(model(Server(sse(chunk({"content": "Twelve chars"})))))
+    assert answer.text == "Twelve chars" and not answer.usage_reported and answer.completion_tokens == 3
+
+
+async def test_a_picture_tool_call_comes_back_as_the_scene() -> None:
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "request_picture", "arguments": ""}}
+    server = Server(sse(chunk({"role": "assistant", "tool_calls": [call]}),
+                        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"request": "on a '}}]}),
+                        chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'mountain"}'}}]}),
+                        chunk({}, finish="tool_calls")))
+    answer, deltas = await collect(model(server), offer_picture_tool=True)
+    assert answer.picture_request == "on a mountain" and answer.text == "" and deltas == []
+    assert server.bodies[0]["tools"][0]["function"]["name"] == "request_picture"
+    assert server.bodies[0]["tool_choice"] == "auto"
+
+
+async def test_a_server_that_refuses_tools_is_asked_again_without_and_not_offered_them_again() -> None:
+    refused = httpx.Response(400, json={"error": {"message": "tools are not supported", "type": "invalid_request"}})
+    server = Server(refused, sse(chunk({"content": "Hello!"})), sse(chunk({"content": "Again!"})))
+    llm = model(server)
+    answer, _ = await collect(llm, offer_picture_tool=True)
+    assert answer.text == "Hello!" and "tools" in server.bodies[0] and "tools" not in server.bodies[1]
+    await collect(llm, offer_picture_tool=True)
+    assert "tools" not in server.bodies[2]
+
+
+@pytest.mark.parametrize(
+    ("response", "says"),
+    [
+        (httpx.Response(503, json={"error": {"message": "overloaded", "type": "server"}}), "HTTP 503: overloaded"),
+        (httpx.Response(401, json={"error": {"message": "bad key", "type": "auth"}}), "HTTP 401: bad key"),
+        (sse(chunk({"content": ""}), chunk({}, finish="stop")), "no text"),
+    ],
+    ids=["503", "401", "empty"],
+)
+async def test_failures_are_llm_unavailable(response: httpx.Response, says: str) -> None:
+    with pytest.raises(LlmUnavailable, match=says):
+        await collect(model(Server(response)))
+
+
+async def test_connection_errors_are_llm_unavailable() -> None:
+    def refuse() -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(LlmUnavailable, match="cannot reach the LLM"):
+        await collect(model(Server(refuse)))
+
+
+async def test_the_scripted_model_streams_its_script() -> None:
+    fake = ScriptedReplyModel(["Hi there you", LlmUnavailable("down")], model="fake")
+    answer, deltas = await collect(fake, offer_picture_tool=True)  # type: ignore[arg-type]
+    assert deltas == ["Hi ", "there ", "you"] and answer.text == "Hi there you"
+    assert fake.requests[0] == (MESSAGES, True)
+    with pytest.raises(LlmUnavailable, match="down"):
+        await collect(fake)  # type: ignore[arg-type]
+    with pytest.raises(LlmUnavailable, match="no answer left"):
+        await collect(fake)  # type: ignore[arg-type]
