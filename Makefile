@@ -24,7 +24,9 @@ down: install
 status: install
 	$(VENV)/bin/likeness status
 
+# The browser tests (tests/browser) drive Debian's chromium: installed here when missing, never downloaded by Playwright.
 test: install
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || echo "could not install chromium: the browser tests will fail"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

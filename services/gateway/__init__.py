@@ -1,1 +1,1 @@
-"""Public HTTP API, SSE streams and the web page."""
+"""Public HTTP API (FastAPI), Server-Sent Event streams, the web page, auth and per-user limits."""

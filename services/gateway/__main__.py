@@ -1,11 +1,11 @@
 """`python -m services.gateway`: run the gateway service alone against the configured NATS and Postgres."""
 
+from services.gateway.app import build_runtime
 from services.runtime.runner import Runtime, run_service
-from services.gateway.settings import GatewaySettings
 
 
 async def build() -> Runtime:
-    return Runtime(GatewaySettings(), database=True, relay=False)
+    return build_runtime()
 
 
 if __name__ == "__main__":

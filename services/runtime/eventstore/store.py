@@ -48,10 +48,13 @@ ANY_VERSION: Final = None
 # reports the head it saw; no row appended means the expected version was stale.
 _APPEND = """
     WITH head AS (
-        SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $1
+        -- Taking the transaction id here, before any position is numbered, keeps xid order and
+        -- position order the same, which read_all's "held back behind open transactions" relies on.
+        SELECT coalesce(max(stream_version), 0) AS version, pg_current_xact_id() AS xid
+        FROM events WHERE stream_id = $1
     ), appended AS (
-        INSERT INTO events (stream_id, stream_version, event_id, type, version, data, metadata)
-        SELECT $1, head.version + e.n, e.event_id, e.type, e.version, e.data::jsonb, e.metadata::jsonb
+        INSERT INTO events (stream_id, stream_version, event_id, type, version, data, metadata, tx_id)
+        SELECT $1, head.version + e.n, e.event_id, e.type, e.version, e.data::jsonb, e.metadata::jsonb, head.xid
         FROM head, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
              WITH ORDINALITY AS e(event_id, type, version, data, metadata, n)
         WHERE head.version = $2

@@ -1,0 +1,73 @@
+"""Characters read straight from their streams (no projection lag), and the answers to character commands."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from contracts import REGISTRY, ContractError, Envelope
+from services.gateway.auth import User
+from services.gateway.errors import (
+    Conflict,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    Unprocessable,
+)
+from services.gateway.readmodels.characters import CharacterView, fold_character
+from services.runtime.eventstore import EventStore
+
+__all__ = ["character_stream", "load_character", "new_character_id", "raise_if_refused", "visible_character"]
+
+_CHARACTER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SLUG = re.compile(r"[^a-z0-9]+")
+_REFUSALS: dict[str, type[GatewayError]] = {
+    "character.exists": Conflict,
+    "character.unknown": NotFound,
+    "character.not_owner": NotFound,
+    "character.builtin_read_only": Forbidden,
+}
+
+
+def character_stream(character_id: str) -> str:
+    return f"character-{character_id}"
+
+
+def new_character_id(name: str) -> str:
+    """A readable, unique id: the name's slug and 8 random hex digits."""
+    slug = _SLUG.sub("-", name.lower()).strip("-")[:40].strip("-") or "character"
+    return f"{slug}-{uuid.uuid4().hex[:8]}"
+
+
+async def load_character(store: EventStore, character_id: str) -> CharacterView:
+    if not _CHARACTER_ID.match(character_id):
+        return CharacterView(character_id)
+    events = []
+    for recorded in await store.read_stream(character_stream(character_id)):
+        try:
+            events.append((recorded.envelope.seq or 0, recorded.envelope.open(REGISTRY), recorded.recorded_at))
+        except ContractError:
+            continue
+    return fold_character(character_id, events)
+
+
+async def visible_character(store: EventStore, character_id: str, user: User) -> CharacterView:
+    """The character if the user may see it (a built-in one, or their own); else NotFound."""
+    view = await load_character(store, character_id)
+    if not view.visible_to(user.id):
+        raise NotFound(f"no character {character_id!r} (GET /characters lists yours and the built-in ones)",
+                       code="character_not_found")
+    return view
+
+
+def raise_if_refused(answer: Envelope) -> None:
+    """Turn a CharacterRefused answer into the HTTP error that says why."""
+    if answer.type != "character.refused":
+        return
+    try:
+        refused = answer.open(REGISTRY)
+        rule, reason = refused.rule, refused.reason
+    except ContractError:
+        rule, reason = answer.data.get("rule", "refused"), str(answer.data.get("reason", "refused"))
+    error = _REFUSALS.get(rule, Unprocessable)
+    raise error(f"the chat service refused: {reason}", code=rule.replace("character.", "character_"))

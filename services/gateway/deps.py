@@ -1,0 +1,148 @@
+"""FastAPI dependencies, each defined once as a named `Annotated` alias.
+
+    GatewayDep    the process's shared resources
+    UserDep       the caller (API key or session), rate limited; a new browser gets an anonymous session
+    ImageUserDep  the same, at a fraction of the rate cost (a page loads many thumbnails at once)
+    SettingsDep, StoreDep, BlobsDep, HubDep, DatabaseDep, AccountsDep, ChainsDep, CommanderDep, ProjectorDep
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.gateway.accounts import Accounts
+from services.gateway.auth import SESSION_COOKIE, User, new_anonymous_id
+from services.gateway.chains import ChainReader
+from services.gateway.commands import Commander
+from services.gateway.context import Gateway
+from services.gateway.db import Database
+from services.gateway.errors import RateLimited, Unauthorized
+from services.gateway.live import LiveHub
+from services.gateway.readmodels.projector import Projector
+from services.gateway.settings import GatewaySettings
+from services.runtime.blobs import BlobStore
+from services.runtime.eventstore import EventStore
+
+__all__ = [
+    "AccountsDep",
+    "BlobsDep",
+    "ChainsDep",
+    "CommanderDep",
+    "DatabaseDep",
+    "GatewayDep",
+    "HubDep",
+    "ImageUserDep",
+    "ProjectorDep",
+    "SettingsDep",
+    "StoreDep",
+    "UserDep",
+    "current_user",
+    "set_session",
+]
+
+# Cost in rate-limit tokens of an image or avatar request (a gallery page asks for dozens at once).
+_IMAGE_COST = 0.2
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def get_settings(gateway: GatewayDep) -> GatewaySettings:
+    return gateway.settings
+
+
+def get_store(gateway: GatewayDep) -> EventStore:
+    return gateway.store
+
+
+def get_blobs(gateway: GatewayDep) -> BlobStore:
+    return gateway.blobs
+
+
+def get_hub(gateway: GatewayDep) -> LiveHub:
+    return gateway.hub
+
+
+def get_db(gateway: GatewayDep) -> Database:
+    return gateway.db
+
+
+def get_accounts(gateway: GatewayDep) -> Accounts:
+    return gateway.accounts
+
+
+def get_chains(gateway: GatewayDep) -> ChainReader:
+    return gateway.chains
+
+
+def get_commander(gateway: GatewayDep) -> Commander:
+    return gateway.commander
+
+
+def get_projector(gateway: GatewayDep) -> Projector:
+    return gateway.projector
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+StoreDep = Annotated[EventStore, Depends(get_store)]
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+HubDep = Annotated[LiveHub, Depends(get_hub)]
+DatabaseDep = Annotated[Database, Depends(get_db)]
+AccountsDep = Annotated[Accounts, Depends(get_accounts)]
+ChainsDep = Annotated[ChainReader, Depends(get_chains)]
+CommanderDep = Annotated[Commander, Depends(get_commander)]
+ProjectorDep = Annotated[Projector, Depends(get_projector)]
+
+
+def set_session(request: Request, value: str) -> None:
+    """Have the response set (or, with "", clear) the session cookie (see app.SessionCookieMiddleware)."""
+    request.state.set_session = value
+
+
+async def _identify(request: Request, gateway: Gateway) -> User:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("send the API key as `Authorization: Bearer <key>`", code="invalid_authorization",
+                               headers={"WWW-Authenticate": "Bearer"})
+        found = await gateway.accounts.user_for_key(key.strip())
+        if found is None:
+            raise Unauthorized("the API key is not valid (or was revoked); POST /auth/signup makes a new one",
+                               code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        user_id, kind = found
+        return User(user_id, kind, "api_key")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    user_id = gateway.signer.verify(cookie) if cookie else None
+    if user_id is not None:
+        # The kind is decided under a row lock where it matters (picture limits); prefixes only hint it.
+        return User(user_id, "registered" if user_id.startswith("u-") else "anonymous", "session")
+    user = User(new_anonymous_id(), "anonymous", "session", fresh=True)
+    set_session(request, gateway.signer.sign(user.id))
+    return user
+
+
+def _limited(cost: float):
+    async def dependency(request: Request, gateway: GatewayDep) -> User:
+        user = await _identify(request, gateway)
+        # A caller without a session yet is keyed by address, so dropping cookies does not reset the bucket.
+        key = f"ip:{request.client.host if request.client else '?'}" if user.fresh else user.id
+        wait = gateway.limiter.take(key, cost)
+        if wait:
+            raise RateLimited(f"too many requests; wait {wait:.1f}s and try again", code="rate_limited",
+                              headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+        request.state.user = user
+        return user
+
+    return dependency
+
+
+current_user = _limited(1.0)
+UserDep = Annotated[User, Depends(current_user)]
+ImageUserDep = Annotated[User, Depends(_limited(_IMAGE_COST))]

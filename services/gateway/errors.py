@@ -1,0 +1,155 @@
+"""The gateway's HTTP errors: every one is a JSON body {"error": code, "detail": what and how to fix}.
+
+    GatewayError                 (500 unless a subclass says otherwise)
+    ├── BadRequest               400  the request cannot be read (bad multipart, bad header)
+    ├── Unauthorized             401  an API key that is not valid
+    ├── Forbidden                403  allowed for others, not for you (e.g. login required)
+    ├── NotFound                 404  no such thing, or not yours (the two are not told apart)
+    ├── Conflict                 409  the thing is not in a state that allows it (no reference yet)
+    ├── PayloadTooLarge          413  over a size or pixel limit
+    ├── UnsupportedMedia         415  not a JPEG, PNG or WebP image
+    ├── Unprocessable            422  well-formed but wrong (no face found, unknown style)
+    ├── RateLimited              429  too many requests; `Retry-After` says when to come back
+    ├── Unavailable              503  a service the request needs is not answering
+    └── UpstreamTimeout          504  a service took too long to answer
+
+Validation errors of FastAPI become 422 with the same shape (plus `fields`), unknown routes 404,
+and anything unexpected a 500 whose body says so without leaking internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.runtime.blobs import BlobNotFound
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "GatewayError",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "Unauthorized",
+    "Unavailable",
+    "Unprocessable",
+    "UnsupportedMedia",
+    "UpstreamTimeout",
+    "error_body",
+    "install_error_handlers",
+]
+
+log = logging.getLogger(__name__)
+
+
+class GatewayError(Exception):
+    """An error answered to the client as JSON; `code` is stable, `detail` is for people."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class BadRequest(GatewayError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(GatewayError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(GatewayError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(GatewayError):
+    status, code = 404, "not_found"
+
+
+class Conflict(GatewayError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status, code = 413, "too_large"
+
+
+class UnsupportedMedia(GatewayError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Unprocessable(GatewayError):
+    status, code = 422, "invalid_request"
+
+
+class RateLimited(GatewayError):
+    status, code = 429, "rate_limited"
+
+
+class Unavailable(GatewayError):
+    status, code = 503, "unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status, code = 504, "timeout"
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail, **extra}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every failure through one JSON shape."""
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [_field_error(e) for e in exc.errors()]
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5]) or "the request is invalid"
+        detail = f"{summary}. Fix the named fields and send the request again (see /docs for the schema)."
+        return JSONResponse(error_body("invalid_request", detail, fields=fields), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            detail = f"no such endpoint: {request.method} {request.url.path} (see /docs for the API)"
+            return JSONResponse(error_body("not_found", detail), status_code=404)
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path} (see /docs for the methods it takes)"
+            return JSONResponse(error_body("method_not_allowed", detail), status_code=405,
+                                headers=getattr(exc, "headers", None))
+        code = "bad_request" if 400 <= exc.status_code < 500 else "internal"
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(BlobNotFound)
+    async def blob_missing(_: Request, exc: BlobNotFound) -> JSONResponse:
+        return JSONResponse(error_body("image_missing", f"the image is not in the blob store: {exc}"), status_code=404)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        detail = "the gateway failed unexpectedly; the error is logged. Retry, and report it if it persists."
+        return JSONResponse(error_body("internal", detail), status_code=500)
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    # ("body", "from_step") -> "from_step"; the location kind is implied by the endpoint.
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header", "cookie")]
+    return {"field": ".".join(loc) or "body", "message": str(error.get("msg", "invalid"))}

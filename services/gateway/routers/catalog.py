@@ -1,0 +1,28 @@
+"""What pictures can be made with: the diffusion models and the art styles (the planner's registries)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.gateway.deps import GatewayDep, UserDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["catalog"])
+
+
+@router.get("/models", summary="The models a request may name with --model")
+async def models(_: UserDep, gateway: GatewayDep) -> list[dict[str, Any]]:
+    registry = gateway.registry
+    return [{"name": m.name, "kind": m.kind, "description": m.description, "width": m.width, "height": m.height,
+             "steps": m.steps, "styles": sorted(s.name for s in registry.styles.values() if s.model == m.name)}
+            for m in registry.models.values()]
+
+
+@router.get("/styles", summary="The art styles a character or a request (--style) may use")
+async def styles(_: UserDep, gateway: GatewayDep) -> list[dict[str, Any]]:
+    registry = gateway.registry
+    return [{"name": s.name, "model": s.model, "description": s.description, "lora": s.lora,
+             "default": s.name == registry.default_style} for s in registry.styles.values()]

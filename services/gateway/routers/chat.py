@@ -1,0 +1,64 @@
+"""Chat: send a message to a character and get the reply streamed back as Server-Sent Events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from contracts import SendChatMessage
+from services.gateway.characters import visible_character
+from services.gateway.deps import GatewayDep, UserDep
+from services.gateway.errors import Conflict, NotFound
+from services.gateway.schemas import ChatRequest
+from services.gateway.sse import SSE_HEADERS, chat_reply_events
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["chat"])
+
+_STREAM_DOC = {
+    200: {
+        "description": "text/event-stream: `accepted` {conversation_id, message_id}; `delta` {delta, index} while "
+                       "the reply is written (`reset` when it starts over); `image` {chain_id, events_url} when the "
+                       "message asked for a picture; then `reply` {text, offline, chain_id, model, cost_usd, ...} "
+                       "or `error` {error, detail}",
+        "content": {"text/event-stream": {}},
+    }
+}
+
+
+@router.post("/chat/stream", responses=_STREAM_DOC, summary="Send a message; the reply streams back (SSE)")
+async def chat_stream(body: ChatRequest, user: UserDep, gateway: GatewayDep) -> StreamingResponse:
+    character = await visible_character(gateway.store, body.character_id, user)
+    conversation_id = body.conversation_id or uuid.uuid4()
+    stream = f"conversation-{conversation_id}"
+    first = await gateway.db.first_event(stream)
+    if first is not None and first[0] == "chat.conversation_started":
+        if first[1].get("user_id") != user.id:
+            raise NotFound(f"no conversation {conversation_id} of yours; omit conversation_id to start one",
+                           code="conversation_not_found")
+        if first[1].get("character_id") != character.character_id:
+            raise Conflict(f"conversation {conversation_id} is with {first[1].get('character_id')!r}; a conversation "
+                           "is with one character only: omit conversation_id to start a new one",
+                           code="other_character")
+    message_id = uuid.uuid4()
+    command = SendChatMessage(conversation_id=conversation_id, character_id=character.character_id, user_id=user.id,
+                              text=body.text, message_id=message_id)
+    # Listen before sending: the first tokens may come back within milliseconds.
+    listener = gateway.hub.subscribe(stream)
+    try:
+        await gateway.commander.send(gateway.commander.envelope(command, stream=stream, actor=user.id), command)
+    except Exception:
+        gateway.hub.unsubscribe(listener)
+        raise
+    settings = gateway.settings
+    events = chat_reply_events(listener, hub=gateway.hub, db=gateway.db, conversation_stream=stream,
+                               conversation_id=str(conversation_id), message_id=str(message_id),
+                               heartbeat_s=min(settings.gateway_sse_heartbeat_s, 5.0),
+                               timeout_s=settings.gateway_chat_timeout_s, now=time.monotonic)
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS,
+                             background=BackgroundTask(gateway.hub.unsubscribe, listener))

@@ -1,0 +1,125 @@
+"""A user's own things: account, gallery, edit tree, images (owner only), and what chatting cost."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from services.gateway.deps import DatabaseDep, GatewayDep, ImageUserDep, UserDep
+from services.gateway.errors import NotFound
+from services.gateway.images import thumbnail
+from services.gateway.readmodels.projector import chain_from_row
+from services.gateway.readmodels.tree import build_tree
+from services.gateway.schemas import Me
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["me"])
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_IMMUTABLE = "private, max-age=31536000, immutable"
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+# Sync the views before answering "not yours" for an image made a moment ago.
+_FRESH_WAIT_S = 2.0
+
+
+@router.get("/me", response_model=Me, summary="Who you are and how many pictures you may still make")
+async def me(user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
+    kind = await gateway.accounts.kind_of(user.id)
+    used = await gateway.accounts.images_used(user.id)
+    limit = gateway.settings.gateway_anonymous_image_limit if kind == "anonymous" else None
+    return {"user_id": user.id, "kind": kind, "images_used": used, "image_limit": limit,
+            "images_left": None if limit is None else max(0, limit - used)}
+
+
+@router.get("/me/images", summary="Your gallery: the final and step images of your chains, newest first")
+async def my_images(user: UserDep, gateway: GatewayDep, limit: int = Query(default=200, ge=1, le=1000),
+                    offset: int = Query(default=0, ge=0)) -> list[dict[str, Any]]:
+    await gateway.projector.sync(1.0)
+    rows = await gateway.db.fetch(
+        "SELECT chain_id, role, step, sha256, media_type, width, height, bytes, kind, score, created_at "
+        "FROM images_view WHERE user_id = $1 AND role IN ('final', 'step') "
+        "ORDER BY created_at DESC, chain_id, role, step DESC LIMIT $2 OFFSET $3", user.id, limit, offset)
+    return [{
+        "sha256": r["sha256"], "chain_id": str(r["chain_id"]), "role": r["role"],
+        "step": None if r["role"] == "final" else r["step"], "kind": r["kind"], "score": r["score"],
+        "media_type": r["media_type"], "width": r["width"], "height": r["height"], "bytes": r["bytes"],
+        "url": f"/images/{r['sha256']}", "thumb_url": f"/images/{r['sha256']}?thumb=1",
+        "download_url": f"/images/{r['sha256']}?download=1", "created_at": r["created_at"].isoformat(),
+    } for r in rows]
+
+
+@router.get("/me/tree", summary="Your chains as a tree: each chain under the one it was branched from")
+async def my_tree(user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
+    await gateway.projector.sync(1.0)
+    rows = await gateway.db.fetch("SELECT * FROM chains_view WHERE user_id = $1", user.id)
+    return {"chains": build_tree([chain_from_row(row) for row in rows])}
+
+
+@router.get("/images/{sha256}", summary="An image of yours (immutable); ?thumb=1 for a small WebP",
+            responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}})
+async def image(sha256: str, request: Request, user: ImageUserDep, gateway: GatewayDep,
+                thumb: bool = Query(default=False), download: bool = Query(default=False)) -> Response:
+    media_type = await _owned_media_type(gateway, user.id, sha256)
+    side = gateway.settings.gateway_thumb_side
+    etag = f'"{sha256}-t{side}"' if thumb else f'"{sha256}"'
+    headers = {"Cache-Control": _IMMUTABLE, "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    if thumb:
+        key = f"{sha256}:{side}"
+        data = gateway.thumbs.get(key)
+        if data is None:
+            data = await asyncio.to_thread(thumbnail, await gateway.blobs.get(sha256), side)
+            gateway.thumbs.put(key, data)
+        media_type = "image/webp"
+    else:
+        data = await gateway.blobs.get(sha256)
+    if download:
+        headers["Content-Disposition"] = (f'attachment; filename="likeness-{sha256[:12]}'
+                                          f'{"-thumb" if thumb else ""}.{_EXTENSIONS.get(media_type, "img")}"')
+    return Response(data, media_type=media_type, headers=headers)
+
+
+async def _owned_media_type(gateway: Any, user_id: str, sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise NotFound("no such image: an image id is the 64 hex digits of its sha256", code="image_not_found")
+    query = """
+        SELECT media_type FROM images_view WHERE user_id = $1 AND sha256 = $2
+        UNION ALL
+        SELECT reference->>'media_type' FROM characters_view WHERE owner = $1 AND reference_sha256 = $2
+        LIMIT 1
+    """
+    found = await gateway.db.fetchval(query, user_id, sha256)
+    if found is None:
+        await gateway.projector.sync(_FRESH_WAIT_S)
+        found = await gateway.db.fetchval(query, user_id, sha256)
+    if found is None:
+        raise NotFound("no image with that sha256 among yours", code="image_not_found")
+    return found
+
+
+@router.get("/cost", summary="Chat tokens and money per model: yours and everyone's")
+async def cost(user: UserDep, gateway: GatewayDep, db: DatabaseDep) -> dict[str, Any]:
+    await gateway.projector.sync(1.0)
+    query = ("SELECT model, count(*) AS replies, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion, "
+             "sum(cost_usd) AS cost, count(*) FILTER (WHERE offline) AS offline FROM replies_view {} "
+             "GROUP BY model ORDER BY model")
+    mine = await db.fetch(query.format("WHERE user_id = $1"), user.id)
+    everyone = await db.fetch(query.format(""))
+    return {"currency": "USD", "user": _usage(mine), "overall": _usage(everyone)}
+
+
+def _usage(rows: list[Any]) -> dict[str, Any]:
+    models = [{
+        "model": r["model"], "replies": r["replies"], "offline_replies": r["offline"],
+        "prompt_tokens": int(r["prompt"] or 0), "completion_tokens": int(r["completion"] or 0),
+        "total_tokens": int((r["prompt"] or 0) + (r["completion"] or 0)), "cost_usd": round(float(r["cost"] or 0), 6),
+    } for r in rows]
+    total = {key: sum(m[key] for m in models) for key in
+             ("replies", "offline_replies", "prompt_tokens", "completion_tokens", "total_tokens")}
+    total["cost_usd"] = round(sum(m["cost_usd"] for m in models), 6)
+    return {"models": models, "total": total}

@@ -1,0 +1,255 @@
+"""Server-Sent Event streams: a chain's events (resumable), and a streamed chat reply.
+
+A chain stream sends every persisted event once, in order, as `id: <stream version>`,
+`event: <type>`, `data: <envelope JSON>`; then live ones until a terminal event has been sent.
+Resuming after `Last-Event-ID: k` sends k+1, k+2, ... exactly once:
+
+1. subscribe to the live hub first, so nothing that happens from now on can be missed;
+2. replay from Postgres everything after k;
+3. drain live messages, dropping any version at or below the last one sent; a version that jumps
+   past last + 1 (a live copy was missed, or a slow client's queue overflowed) re-reads the gap
+   from Postgres, where every published event already is (the outbox publishes after commit).
+
+Each heartbeat (`: ping`) also re-reads the log, so a stream whose live copy of the terminal event
+was lost still ends. Progress, preview and queue-position events are live only and have no id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from services.gateway.db import Database
+from services.gateway.images import preview_data_url
+from services.gateway.live import CLOSED, Listener, LiveHub, LiveItem, sse_frame
+from services.gateway.readmodels.chains import TERMINAL_TYPES
+from services.runtime.eventstore import EventStore
+
+__all__ = ["SSE_HEADERS", "StreamHeads", "chain_events", "chat_reply_events", "parse_last_event_id"]
+
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+# How long a browser waits before reconnecting on its own (the `retry:` field), in milliseconds.
+_RETRY_MS = 2000
+
+
+class StreamHeads:
+    """The newest version of each stream, read from the log at most once per `ttl_s` however many
+    streams ask: a thousand clients of one chain cost one query per heartbeat, not a thousand."""
+
+    def __init__(self, db: Database, *, ttl_s: float, max_streams: int = 100_000) -> None:
+        self._db, self._ttl_s, self._max = db, ttl_s, max_streams
+        self._cache: dict[str, tuple[float, asyncio.Future[int]]] = {}
+
+    async def version(self, stream_id: str) -> int:
+        now = time.monotonic()
+        cached = self._cache.get(stream_id)
+        if cached is None or now - cached[0] > self._ttl_s or (cached[1].done() and cached[1].exception()):
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            cached = (now, asyncio.ensure_future(self._db.stream_version(stream_id)))
+            self._cache[stream_id] = cached
+        return await asyncio.shield(cached[1])
+
+
+def parse_last_event_id(header: str | None, query: int | None) -> int:
+    """The version to resume after: the header a reconnecting browser sends, else ?last_event_id=."""
+    if header is not None and header.strip().isdigit():
+        return int(header.strip())
+    return query if query is not None and query > 0 else 0
+
+
+async def chain_events(
+    stream_id: str,
+    after: int,
+    *,
+    hub: LiveHub,
+    store: EventStore,
+    heartbeat_s: float,
+    preview_max_chars: int,
+    listener: Listener | None = None,
+    heads: StreamHeads | None = None,
+) -> AsyncIterator[bytes]:
+    """The SSE body of GET /chains/{id}/events."""
+    listener = listener or hub.subscribe(stream_id)
+    # Streams opened together must not tick together: spread their heartbeats over a fifth of the period.
+    period = heartbeat_s * random.uniform(0.8, 1.0)
+    try:
+        yield f"retry: {_RETRY_MS}\n\n".encode()
+        last = after
+        frames, last, ended = await _from_log(store, stream_id, last)
+        for frame in frames:
+            yield frame
+        if ended or (not frames and await _already_ended(store, stream_id, last)):
+            return
+        while True:
+            try:
+                item = await asyncio.wait_for(listener.queue.get(), period)
+            except TimeoutError:
+                yield b": ping\n\n"
+                if heads is not None and await heads.version(stream_id) <= last:
+                    continue
+                frames, last, ended = await _from_log(store, stream_id, last)
+                for frame in frames:
+                    yield frame
+                if ended:
+                    return
+                continue
+            if item is CLOSED:
+                return
+            if listener.lost or (item.persisted and item.seq is not None and item.seq > last + 1):
+                listener.lost = False
+                frames, last, ended = await _from_log(store, stream_id, last)
+                for frame in frames:
+                    yield frame
+                if ended:
+                    return
+            if item.persisted:
+                if item.seq is None or item.seq != last + 1:
+                    continue
+                last = item.seq
+                yield item.frame
+                if item.type in TERMINAL_TYPES:
+                    return
+            else:
+                for frame in await _live_frames(item, preview_max_chars):
+                    yield frame
+    finally:
+        hub.unsubscribe(listener)
+
+
+async def _from_log(store: EventStore, stream_id: str, after: int) -> tuple[list[bytes], int, bool]:
+    """Frames of the stream's events after `after`, the last version sent, and whether it ended."""
+    frames, last, ended = [], after, False
+    for recorded in await store.read_stream(stream_id, after_version=after):
+        envelope = recorded.envelope
+        if envelope.seq is None or envelope.seq <= last:
+            continue
+        last = envelope.seq
+        frames.append(sse_frame(envelope.type, envelope.model_dump_json(), envelope.seq))
+        if envelope.type in TERMINAL_TYPES:
+            ended = True
+            break
+    return frames, last, ended
+
+
+async def _already_ended(store: EventStore, stream_id: str, last: int) -> bool:
+    """A client resuming after the terminal event has nothing more to wait for."""
+    if last == 0:
+        return False
+    recorded = await store.read_stream(stream_id, after_version=last - 1)
+    return bool(recorded) and recorded[0].envelope.type in TERMINAL_TYPES
+
+
+async def _live_frames(item: LiveItem, preview_max_chars: int) -> list[bytes]:
+    if item.type == "render.progress":
+        return item.memo("frames", lambda: _progress_frames(item.data))
+    if item.type == "render.preview":
+        return await item.amemo("frames", lambda: _preview_frames(item.data, preview_max_chars))
+    return []
+
+
+async def _preview_frames(data: dict[str, Any], max_chars: int) -> list[bytes]:
+    url = await asyncio.to_thread(preview_data_url, data.get("media_type", "image/jpeg"), data.get("data_base64", ""),
+                                  max_chars)
+    if url is None:
+        return []
+    return [sse_frame("preview", _json({"chain_id": data.get("chain_id"), "step": data.get("step"),
+                                         "attempt": data.get("attempt"), "node": data.get("node"), "data_url": url}))]
+
+
+def _progress_frames(data: dict[str, Any]) -> list[bytes]:
+    keys = ("chain_id", "step", "attempt", "value", "max", "node", "queue_position")
+    frames = [sse_frame("progress", _json({k: data.get(k) for k in keys}))]
+    if data.get("queue_position") is not None:
+        frames.append(sse_frame("queue", _json({"position": data["queue_position"], "step": data.get("step"),
+                                                "attempt": data.get("attempt")})))
+    return frames
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+async def chat_reply_events(
+    listener: Listener,
+    *,
+    hub: LiveHub,
+    db: Database,
+    conversation_stream: str,
+    conversation_id: str,
+    message_id: str,
+    heartbeat_s: float,
+    timeout_s: float,
+    now: Callable[[], float],
+) -> AsyncIterator[bytes]:
+    """The SSE body of POST /chat/stream: `delta`s, then `reply` (or `error`); `image` names a chain."""
+    deadline = now() + timeout_s
+    chain_id: str | None = None
+    deltas = 0
+    try:
+        yield f"retry: {_RETRY_MS}\n\n".encode()
+        yield sse_frame("accepted", _json({"conversation_id": conversation_id, "message_id": message_id}))
+        while (left := deadline - now()) > 0:
+            try:
+                item = await asyncio.wait_for(listener.queue.get(), min(left, heartbeat_s))
+            except TimeoutError:
+                yield b": ping\n\n"
+                answers = await db.chat_answers(conversation_stream, message_id)
+                items = [LiveItem(conversation_stream, True, envelope, b"") for envelope in answers]
+            else:
+                if item is CLOSED:
+                    yield sse_frame("error", _json({"error": "shutting_down", "detail": "the gateway is restarting; "
+                                                    "send the message again"}))
+                    return
+                items = [item]
+            for current in items:
+                data, kind = current.data, current.type
+                if kind == "chat.token_delta" and str(data.get("in_reply_to") or message_id) == message_id:
+                    if data.get("index") == 0 and deltas:
+                        yield sse_frame("reset", _json({"message_id": data.get("message_id")}))
+                    deltas += 1
+                    yield sse_frame("delta", _json({"delta": data.get("delta", ""), "index": data.get("index"),
+                                                    "message_id": data.get("message_id")}))
+                elif kind == "chat.image_requested" and str(data.get("message_id")) == message_id:
+                    chain_id = str(data.get("chain_id"))
+                    yield sse_frame("image", _json(_chain_links(chain_id)))
+                elif kind == "chat.message_refused" and str(data.get("message_id")) == message_id:
+                    yield sse_frame("error", _json({"error": data.get("rule", "refused"),
+                                                    "detail": data.get("reason", "the message was refused")}))
+                    return
+                elif kind == "chat.character_replied" and str(data.get("in_reply_to")) == message_id:
+                    chain_id = str(data["chain_id"]) if data.get("chain_id") else chain_id
+                    yield sse_frame("reply", _json(_reply_body(data, conversation_id, message_id, chain_id)))
+                    return
+        yield sse_frame("error", _json({"error": "chat_timeout", "detail": f"no reply within {timeout_s:g}s; the chat "
+                                        "service may be down or busy. Send the message again"}))
+    finally:
+        hub.unsubscribe(listener)
+
+
+def _chain_links(chain_id: str) -> dict[str, Any]:
+    return {"chain_id": chain_id, "job_id": chain_id, "chain_url": f"/chains/{chain_id}",
+            "events_url": f"/chains/{chain_id}/events"}
+
+
+def _reply_body(data: dict[str, Any], conversation_id: str, message_id: str, chain_id: str | None) -> dict[str, Any]:
+    body = {
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "reply_id": data.get("message_id"),
+        "text": data.get("text", ""),
+        "offline": bool(data.get("offline")),
+        "model": data.get("model"),
+        "prompt_tokens": data.get("prompt_tokens", 0),
+        "completion_tokens": data.get("completion_tokens", 0),
+        "cost_usd": data.get("cost_usd", 0.0),
+        "needs_reference": bool(data.get("needs_reference")),
+        "chain_id": chain_id,
+    }
+    if chain_id:
+        body.update(_chain_links(chain_id))
+    return body

@@ -1,0 +1,271 @@
+"""The web page in a real browser against the mock gateway (tests/browser/mock_gateway.py): fast,
+page-level checks of everything the page does, with the gateway's shapes but no services behind it.
+
+The same page against the whole system is tests/browser/test_page.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.mock_gateway import MockGateway
+from tests.faces import face_of
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+CHAIN_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def mock() -> Iterator[MockGateway]:
+    with MockGateway(tick_s=0.03) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("photos") / "face.png"
+    path.write_bytes(face_of(0))
+    return path
+
+
+def create_character(page: Page, photo: Path, name: str = "Mira") -> str:
+    """Fill in and send the create form; the id of the new (selected) character."""
+    page.get_by_text("Create a character").click()
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Gender").select_option("woman")
+    page.get_by_label("Occupation").fill("painter")
+    page.get_by_label("Art style").select_option("photoreal")
+    page.get_by_label("Face photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Create character").click()
+    expect(page.get_by_test_id("character-name")).to_have_text(name)
+    return page.locator("#character-panel").get_attribute("data-character-id")
+
+
+def ask_for_picture(page: Page, request: str) -> str:
+    page.get_by_label("Picture request").fill(request)
+    page.get_by_test_id("picture-button").click()
+    expect(page.get_by_test_id("chain")).to_be_visible()
+    expect(page.get_by_test_id("chain-id")).to_have_text(re.compile(r"[0-9a-f-]{36}"))
+    return page.get_by_test_id("chain-id").inner_text()
+
+
+def wait_completed(page: Page) -> None:
+    expect(page.get_by_test_id("chain-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+
+
+def log_seqs(page: Page) -> list[int]:
+    return [int(s) for s in page.locator("#chain-log li[data-seq]").evaluate_all("ns => ns.map(n => n.dataset.seq)")]
+
+
+def test_a_built_in_character_without_a_photo_asks_for_one(page: Page, mock: MockGateway, photo: Path) -> None:
+    page.goto(mock.url)
+    page.get_by_test_id("character-ayla").click()
+
+    notice = page.get_by_test_id("no-reference")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("add a photo of this character before asking for pictures")
+    expect(page.get_by_test_id("picture-button")).to_be_disabled()
+
+    page.get_by_label("Photo of the character").set_input_files(str(photo))
+    page.get_by_role("button", name="Upload photo").click()
+
+    expect(notice).to_be_hidden()
+    expect(page.get_by_test_id("picture-button")).to_be_enabled()
+    expect(page.locator("#character-avatar")).to_be_visible()
+    assert mock.state.characters["ayla"]["has_reference"]
+
+
+def test_a_new_character_chats_with_a_streamed_reply_in_offline_mode(page: Page, mock: MockGateway,
+                                                                     photo: Path) -> None:
+    page.goto(mock.url)
+    character = create_character(page, photo)
+    expect(page.get_by_test_id(f"character-{character}")).to_have_attribute("aria-pressed", "true")
+    # Record every text the reply bubble shows while it streams in.
+    page.evaluate("""() => {
+        window.__seen = [];
+        new MutationObserver(() => {
+            const last = [...document.querySelectorAll('#chat-log .bubble-character .bubble-text')].pop();
+            if (last) window.__seen.push(last.textContent);
+        }).observe(document.getElementById('chat-log'), {subtree: true, childList: true, characterData: true});
+    }""")
+
+    page.get_by_label("Message").fill("good morning")
+    page.keyboard.press("Enter")
+
+    reply = page.locator("#chat-log .bubble-character").last
+    expect(reply).to_contain_text("Hello! I am Mira, and you said: good morning")
+    expect(reply).not_to_have_attribute("data-streaming", "1")
+    seen = [text for text in page.evaluate("window.__seen") if text]
+    assert len(set(seen)) >= 3, f"the reply did not stream in parts: {seen}"
+    expect(reply.get_by_text("offline persona mode")).to_be_visible()
+    expect(page.get_by_test_id("offline-badge")).to_be_visible()
+    expect(page.locator("#chat-log .bubble-user")).to_have_text(re.compile("good morning"))
+
+
+def test_a_picture_is_followed_live_to_its_final_image(page: Page, mock: MockGateway, photo: Path,
+                                                       tmp_path: Path) -> None:
+    mock.state.tick_s = 0.08
+    page.goto(mock.url)
+    create_character(page, photo)
+    page.evaluate("""() => {
+        window.__queue = []; window.__previews = 0;
+        new MutationObserver(() => {
+            const q = document.getElementById('chain-queue');
+            if (!q.hidden) window.__queue.push(q.textContent);
+            window.__previews += document.querySelectorAll('img[data-preview="1"]').length;
+        }).observe(document.getElementById('chain'), {subtree: true, childList: true, attributes: true, characterData: true});
+    }""")
+
+    chain_id = ask_for_picture(page, "on a beach, drift")
+
+    assert re.search(f"chain={chain_id}", page.url)
+    steps = page.get_by_test_id("chain-steps").locator(":scope > li")
+    expect(steps).to_have_count(3)
+    expect(steps.nth(0)).to_contain_text("Step 1 · background")
+    expect(page.get_by_test_id("chain-threshold")).to_contain_text("40")
+    wait_completed(page)
+
+    # Step 1 drifted once: attempt 1 scored below the threshold and was retried, attempt 2 kept.
+    expect(page.get_by_test_id("score-0-1")).to_have_text("face 22.5 < 40")
+    expect(page.get_by_test_id("decision-0-1")).to_contain_text("retried")
+    expect(page.get_by_test_id("score-0-2")).to_have_text("face 61 ≥ 40")
+    expect(page.get_by_test_id("decision-0-2")).to_have_text("accepted")
+    for step in range(3):
+        expect(page.get_by_test_id(f"step-{step}")).to_have_attribute("data-state", "accepted")
+    final = page.get_by_test_id("final-image").locator("img")
+    expect(final).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=final.element_handle())
+    assert any("position" in text for text in page.evaluate("window.__queue")), "no queue position was shown"
+    assert page.evaluate("window.__previews") > 0, "no live preview was shown"
+    assert log_seqs(page) == list(range(1, len(mock.state.chains[chain_id].events) + 1))
+    expect(page.get_by_test_id("chain-log")).to_contain_text("Completed")
+
+    expect(page.get_by_test_id("gallery").locator("li")).to_have_count(4)  # three steps and the final picture
+    expect(page.get_by_test_id("gallery").locator('li[data-step="final"]')).to_contain_text("Finished picture")
+    expect(page.get_by_test_id("tree").locator(".tree-node")).to_have_count(1)
+    page.screenshot(path=str(tmp_path / "mock-final.png"), full_page=True)
+
+
+def test_a_reload_mid_chain_shows_the_done_steps_again_and_the_rest_live(page: Page, mock: MockGateway,
+                                                                        photo: Path, tmp_path: Path) -> None:
+    mock.state.tick_s = 0.15
+    page.goto(mock.url)
+    create_character(page, photo)
+    chain_id = ask_for_picture(page, "in a park")
+    expect(page.get_by_test_id("step-0")).to_have_attribute("data-state", "accepted", timeout=CHAIN_TIMEOUT_MS)
+    assert mock.state.chains[chain_id].status == "running"
+
+    page.reload()
+
+    expect(page.get_by_test_id("chain-id")).to_have_text(chain_id)
+    expect(page.get_by_test_id("step-0")).to_have_attribute("data-state", "accepted")
+    expect(page.get_by_test_id("score-0-1")).to_contain_text("≥ 40")
+    page.screenshot(path=str(tmp_path / "mock-resumed.png"), full_page=True)
+    wait_completed(page)
+    expect(page.get_by_test_id("step-2")).to_have_attribute("data-state", "accepted")
+    assert log_seqs(page) == list(range(1, len(mock.state.chains[chain_id].events) + 1))
+    # The character chosen before the reload is chosen again.
+    expect(page.get_by_test_id("character-name")).to_have_text("Mira")
+
+
+def test_a_dropped_stream_resumes_from_the_last_event_id_without_duplicates(page: Page, mock: MockGateway,
+                                                                           photo: Path) -> None:
+    mock.state.tick_s = 0.1
+    page.goto(mock.url)
+    create_character(page, photo)
+    chain_id = ask_for_picture(page, "in a garden")
+    expect(page.get_by_test_id("step-0")).to_have_attribute("data-state", "accepted", timeout=CHAIN_TIMEOUT_MS)
+
+    mock.drop_streams(chain_id)
+
+    wait_completed(page)
+    resumed = [last for cid, last in mock.state.stream_opens if cid == chain_id and last is not None]
+    assert resumed, f"the browser reconnected without Last-Event-ID: {mock.state.stream_opens}"
+    assert log_seqs(page) == list(range(1, len(mock.state.chains[chain_id].events) + 1))
+
+
+def test_asking_in_chat_starts_a_picture(page: Page, mock: MockGateway, photo: Path) -> None:
+    page.goto(mock.url)
+    create_character(page, photo)
+
+    page.get_by_label("Message").fill("send me a picture of you at the beach")
+    page.get_by_role("button", name="Send").click()
+
+    expect(page.get_by_test_id("chain")).to_be_visible()
+    wait_completed(page)
+    expect(page.locator("#chat-log .bubble-character").last.get_by_role("button")).to_have_text(
+        "Watch the picture being made")
+
+
+def test_branching_from_a_gallery_step_starts_a_child_chain(page: Page, mock: MockGateway, photo: Path) -> None:
+    page.goto(mock.url)
+    create_character(page, photo)
+    parent = ask_for_picture(page, "on a beach")
+    wait_completed(page)
+    expect(page.get_by_test_id("gallery").locator("li")).to_have_count(4)
+
+    page.get_by_test_id("gallery").locator('li[data-step="0"]').get_by_role("button", name="Branch from here").click()
+    dialog = page.get_by_test_id("branch-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("From step")).to_have_value("0")
+    dialog.get_by_label("What should change from there").fill("in a blue evening dress")
+    dialog.get_by_role("button", name="Start branch").click()
+
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("chain-id")).not_to_have_text(parent)
+    expect(page.locator("#chain-request")).to_contain_text("a branch from step 1")
+    wait_completed(page)
+    child = page.get_by_test_id("chain-id").inner_text()
+    assert mock.state.chains[child].parent_chain_id == parent
+    nested = page.locator(f'.tree-node[data-chain-id="{parent}"] .tree-children .tree-node[data-chain-id="{child}"]')
+    expect(nested).to_have_count(1)
+
+
+def test_the_image_limit_shows_the_gateways_detail(page: Page, mock: MockGateway, photo: Path,
+                                                   page_errors) -> None:
+    page_errors.allowed.append("403")  # the browser logs the refused request itself
+    mock.state.image_limit = 0
+    page.goto(mock.url)
+    create_character(page, photo)
+
+    page.get_by_label("Picture request").fill("on a beach")
+    page.get_by_test_id("picture-button").click()
+
+    notice = page.get_by_test_id("limit-notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_have_text("You have used all 0 pictures of this session.")
+    expect(notice).to_have_attribute("role", "alert")
+    expect(page.get_by_test_id("chain")).to_be_hidden()
+
+
+def test_the_page_is_usable_from_the_keyboard_and_every_control_is_labelled(page: Page, mock: MockGateway) -> None:
+    page.goto(mock.url)
+    expect(page.get_by_test_id("character-ayla")).to_be_visible()
+
+    page.get_by_test_id("character-ayla").focus()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_test_id("character-ayla")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_label("Message")).to_be_focused()
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+        .filter(n => !(n.labels && n.labels.length) && !n.getAttribute('aria-label') && !n.textContent.trim())
+        .map(n => n.outerHTML)""")
+    assert unlabelled == []
+    for log in ("chat-log", "chain-log"):
+        expect(page.get_by_test_id(log)).to_have_attribute("aria-live", "polite")
+
+
+def test_a_chain_that_cannot_be_opened_is_said_so_and_forgotten(page: Page, mock: MockGateway, page_errors) -> None:
+    page_errors.allowed.append("404")  # the browser logs each refused stream itself
+    page.goto(f"{mock.url}/#chain=00000000-0000-4000-8000-000000000000")
+
+    expect(page.get_by_test_id("chain-status")).to_have_text("disconnected", timeout=CHAIN_TIMEOUT_MS)
+    expect(page.get_by_test_id("chain-log")).to_contain_text("could not be opened")
+    assert "chain=" not in page.url
+    assert page.evaluate("localStorage.getItem('likeness.chain')") is None
