@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from services.gateway.auth import RateLimiter
 from services.gateway.testing import GatewayWorld, png
 from tests.conftest import Backends
 from tests.faces import face_of
+from tests.integration.gateway_helpers import assert_error, form, sse_events, user_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,39 +40,11 @@ async def world(backends: Backends) -> AsyncIterator[GatewayWorld]:
     await world.close()
 
 
-@pytest.fixture
-async def alice(world: GatewayWorld) -> AsyncIterator[httpx.AsyncClient]:
-    async with world.client() as client:
-        yield client
-
-
-@pytest.fixture
-async def bob(world: GatewayWorld) -> AsyncIterator[httpx.AsyncClient]:
-    async with world.client() as client:
-        yield client
-
-
-def form(image: bytes, filename: str = "face.png", **fields: str) -> dict:
-    return {"files": {"image": (filename, image, "application/octet-stream")}, "data": fields}
-
-
 async def create_character(client: httpx.AsyncClient, name: str = "Mia", person: int = 0) -> dict:
     response = await client.post("/characters/upload-image", **form(face_of(person), name=name, gender="woman",
                                                                      occupation="pilot", art_style="photoreal"))
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"] == code, body
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
-
-
-async def user_id(client: httpx.AsyncClient) -> str:
-    return (await client.get("/me")).json()["user_id"]
 
 
 # -- characters and uploads -------------------------------------------------------------------------
@@ -221,33 +193,12 @@ async def test_personas_are_read_by_anyone_who_sees_and_edited_by_the_owner(worl
 # -- chat -------------------------------------------------------------------------------------------
 
 
-async def sse(response: httpx.Response) -> AsyncIterator[tuple[str | None, str, str]]:
-    """(id, event, data) of each event of a streamed response."""
-    event_id, event, data = None, "message", []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield event_id, event, "\n".join(data)
-            event_id, event, data = None, "message", []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "id":
-                event_id = value
-            elif field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
-
-
 async def chat(client: httpx.AsyncClient, **body) -> list[tuple[str, dict]]:
     async with client.stream("POST", "/chat/stream", json=body) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-accel-buffering"] == "no"
-        return [(event, json.loads(data)) async for _, event, data in sse(response)]
+        return [(e.event, e.json()) async for e in sse_events(response.aiter_lines())]
 
 
 async def test_a_chat_reply_streams_token_by_token_then_whole(world: GatewayWorld, alice, bob) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from services.gateway.live import FAMILIES
 from services.gateway.testing import ChainScript, GatewayWorld
 from tests.conftest import Backends
 from tests.faces import face_of
+from tests.integration.gateway_helpers import Sse, sse_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,18 +40,6 @@ async def world(backends: Backends) -> AsyncIterator[GatewayWorld]:
                                gateway_anonymous_image_limit=None).start()
     yield world
     await world.close()
-
-
-@pytest.fixture
-async def alice(world: GatewayWorld) -> AsyncIterator[httpx.AsyncClient]:
-    async with world.client() as client:
-        yield client
-
-
-@pytest.fixture
-async def bob(world: GatewayWorld) -> AsyncIterator[httpx.AsyncClient]:
-    async with world.client() as client:
-        yield client
 
 
 @dataclass
@@ -77,46 +65,24 @@ def script_for(world: GatewayWorld, person: Person, **options) -> ChainScript:
                        **options)
 
 
-@dataclass
-class Sse:
-    id: int | None
-    event: str
-    data: str
-
-    def json(self) -> dict:
-        return json.loads(self.data)
-
-
 class Stream:
     """An open SSE response, read event by event (comments counted apart)."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
-        self.lines = response.aiter_lines()
         self.pings = 0
         self.ended = False
+        self.events = sse_events(response.aiter_lines(), on_comment=self._ping)
+
+    def _ping(self, _comment: str) -> None:
+        self.pings += 1
 
     async def next(self, timeout: float = 10.0) -> Sse:
         return await asyncio.wait_for(self._next(), timeout)
 
     async def _next(self) -> Sse:
-        event_id, event, data = None, "message", []
-        async for line in self.lines:
-            if line == "":
-                if data:
-                    return Sse(int(event_id) if event_id else None, event, "\n".join(data))
-                event_id, event, data = None, "message", []
-            elif line.startswith(":"):
-                self.pings += 1
-            else:
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "id":
-                    event_id = value
-                elif field == "event":
-                    event = value
-                elif field == "data":
-                    data.append(value)
+        async for event in self.events:
+            return event
         self.ended = True
         raise EOFError("the stream ended")
 
