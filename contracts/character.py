@@ -1,8 +1,11 @@
 """The character family: who a character is and what their face looks like.
 
-The chat service is the single writer of the stream `character-<character_id>`. It answers every
-character command with an event on that stream whose envelope `causation_id` is the command's
-`event_id`: the change itself, or `CharacterRefused` saying why not.
+The chat service is the single writer of the streams `character-<character_id>` and, for the
+reference photo each user gives a built-in character, `reference-<character_id>-<user digest>`
+(`contracts.streams`). It answers every character command with an event on the stream the command
+is about whose envelope `causation_id` is the command's `event_id`: the change itself, or
+`CharacterRefused` saying why not. A reference for a built-in character goes to the user's own
+stream; every other command, and a custom character's reference, to `character-<character_id>`.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class CreateCharacter(Command):
 
 
 class SetCharacterReference(Command):
-    """Give a character the photo its face is held to (anyone for a built-in, the owner otherwise)."""
+    """Give a character the photo its face is held to: a custom character's owner sets its reference;
+    anyone may give a built-in character a reference, which then serves only them."""
 
     type: Literal["character.set_reference"] = "character.set_reference"
     version: Literal[1] = 1
@@ -104,6 +108,10 @@ class CharacterReferenceSet(Event):
     image: ImageRef
     # Where the facecheck service cached the reference embedding, once it has one.
     face_embedding_key: str | None = None
+    # Set: this user's own reference of a built-in character (stream `user_reference_stream`), seen by
+    # nobody else. None: the character's reference, set by its owner. (Old logs may hold a None on a
+    # built-in character: a reference shared by every user, which is no longer used.)
+    for_user: UserId | None = None
 
 
 class CharacterPersonaUpdated(Event):

@@ -37,6 +37,9 @@ class SendChatMessage(Command):
     text: str = Field(min_length=1, max_length=8000)
     # Chosen by the sender so it can follow the reply at once and a resend is recognised.
     message_id: UUID | None = None
+    # False when the sender may not start another picture now (an anonymous session at its picture
+    # limit): a picture the message asks for is then not requested, and the reply says why.
+    pictures_allowed: bool = True
 
 
 class ConversationStarted(Event):
@@ -84,6 +87,8 @@ class CharacterReplied(Event):
     chain_id: UUID | None = None
     # The user asked for a picture, but the character has no reference photo yet: none was requested.
     needs_reference: bool = False
+    # The user asked for a picture, but their session may make no more without logging in: none was requested.
+    login_required: bool = False
 
 
 class ImageRequestedInChat(Event):

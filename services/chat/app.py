@@ -16,24 +16,21 @@ from uuid import UUID
 from contracts import Command, Envelope, Event, SendChatMessage
 from services.chat.domain import characters as character_rules
 from services.chat.domain import conversations as conversation_rules
-from services.chat.domain.characters import CharacterState, SeedBuiltin
+from services.chat.domain.characters import CharacterState, SeedBuiltin, UserReference
 from services.chat.domain.conversations import ConversationState, ReceiveMessage
 from services.chat.domain.decision import Decision
 from services.chat.personas import Persona
-from services.chat.replies import Replier, conversation_stream
+from contracts.streams import character_stream, conversation_stream, user_reference_stream
+from services.chat.replies import Replier
 from services.chat.writer import Stamp, StreamWriter
 from services.runtime.eventstore import EventStore
 from services.runtime.ids import derived_id
 
-__all__ = ["Characters", "Conversations", "character_stream", "message_id_of"]
+__all__ = ["Characters", "Conversations", "message_id_of"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-def character_stream(character_id: str) -> str:
-    return f"character-{character_id}"
 
 
 def message_id_of(command: SendChatMessage, envelope: Envelope) -> UUID:
@@ -42,21 +39,35 @@ def message_id_of(command: SendChatMessage, envelope: Envelope) -> UUID:
 
 
 class Characters:
-    """`character-*` streams: built-ins recorded at start-up, character commands answered."""
+    """`character-*` and users' `reference-*` streams: built-ins recorded at start-up, commands answered."""
 
     def __init__(self, store: EventStore, clock: Clock) -> None:
         self._writer = StreamWriter(store, CharacterState(), character_rules.evolve)
+        self._references = StreamWriter(store, UserReference(), character_rules.evolve_user_reference)
         self._clock = clock
 
     async def load(self, character_id: str) -> CharacterState:
         return await self._writer.load(character_stream(character_id))
 
+    async def load_for(self, character_id: str, user_id: str) -> CharacterState:
+        """The character as `user_id` sees it: a built-in one with the user's own reference photo."""
+        state = await self.load(character_id)
+        if not state.builtin:
+            return state
+        return state.for_user(await self._references.load(user_reference_stream(character_id, user_id)))
+
     async def handle(self, command: character_rules.Trigger, envelope: Envelope) -> list[Event]:
         """Answer a character command; returns the events appended (none when it was answered before)."""
         stamp = Stamp.caused_by(envelope, "character", self._clock())
-        _, decision = await self._writer.write(character_stream(command.character_id),
-                                               lambda state: _as_decision(character_rules.decide(state, command)),
-                                               stamp)
+        character = await self.load(command.character_id)
+        stream = character_rules.stream_of(character, command)
+        if stream == character_stream(command.character_id):
+            _, decision = await self._writer.write(
+                stream, lambda state: _as_decision(character_rules.decide(state, command)), stamp)
+        else:
+            # The user's own stream holds only their reference; the decision is made on the character.
+            _, decision = await self._references.write(
+                stream, lambda _mine: _as_decision(character_rules.decide(character, command)), stamp)
         return decision.events
 
     async def seed(self, personas: Iterable[Persona]) -> int:
@@ -89,7 +100,7 @@ class Conversations:
         stream = conversation_stream(command.conversation_id)
         message_id = message_id_of(command, envelope)
         chain_id = derived_id(message_id, "chain")
-        character = await self._characters.load(command.character_id)
+        character = await self._characters.load_for(command.character_id, command.user_id)
         receive = ReceiveMessage(command, message_id, character, chain_id)
         state, _ = await self._writer.write(
             stream, lambda s: conversation_rules.decide(s, receive),
@@ -98,7 +109,7 @@ class Conversations:
         if exchange is None or exchange.refused or exchange.reply is not None:
             return
         reply = await self._replier.reply(state, character, exchange, reply_id=derived_id(message_id, "reply"),
-                                          chain_id=chain_id)
+                                          chain_id=chain_id, pictures_allowed=command.pictures_allowed)
         await self._writer.write(
             stream, lambda s: conversation_rules.decide(s, reply),
             Stamp.caused_by(envelope, "reply", self._clock(), correlation_id=stream), route=_chain_route)

@@ -36,7 +36,8 @@ def offline_reply(
     fields = {"name": character.name, "occupation": character.occupation or "what I do", "scene": ""}
     if picture is not None:
         fields["scene"] = spoken_scene(picture.scene)
-        lines = shared.picture if picture.status == "requested" else shared.needs_reference
+        lines = {"requested": shared.picture, "needs_reference": shared.needs_reference,
+                 "login_required": shared.login_required}[picture.status]
     elif first_reply:
         lines = (persona.greeting if persona else shared.greeting,)
     else:

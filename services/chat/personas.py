@@ -59,6 +59,7 @@ class SharedTemplates(_Frozen):
     chat: _Lines = Field(min_length=2)
     picture: _Lines = Field(min_length=1)
     needs_reference: _Lines = Field(min_length=1)
+    login_required: _Lines = Field(min_length=1)
     offline_note: str = Field(min_length=1)
 
 
@@ -106,6 +107,7 @@ def _problems(book: PersonaBook, styles: Collection[str] | None) -> Iterable[str
     for kind, lines, allowed in (("greeting", (shared.greeting,), _CHAT_FIELDS), ("chat", shared.chat, _CHAT_FIELDS),
                                  ("picture", shared.picture, _PICTURE_FIELDS),
                                  ("needs_reference", shared.needs_reference, _CHAT_FIELDS),
+                                 ("login_required", shared.login_required, _CHAT_FIELDS),
                                  ("offline_note", (shared.offline_note,), frozenset())):
         for index, line in enumerate(lines):
             yield from _bad_fields(f"shared {kind} line {index}", line, allowed)

@@ -41,6 +41,11 @@ _NEEDS_REFERENCE = """The user asked for a picture of you ({scene}), but the app
 you yet, so no picture can be made. Tell them, in character, that they first need to add a reference photo \
 of you on your profile, then ask again."""
 
+_LOGIN_REQUIRED = """The user asked for a picture of you ({scene}), but they are a guest who has used up the pictures a guest may get, so no picture can be made. Tell them, in character, to log in and ask again."""
+
+_PICTURE_NOTES = {"requested": _PICTURE_REQUESTED, "needs_reference": _NEEDS_REFERENCE,
+                  "login_required": _LOGIN_REQUIRED}
+
 
 def system_prompt(character: CharacterCreated, picture: PicturePlan | None = None) -> str:
     """The persona, the rules of the chat, and what to say about a picture if one was asked for."""
@@ -54,8 +59,7 @@ def system_prompt(character: CharacterCreated, picture: PicturePlan | None = Non
         parts.append(character.persona)
     parts.append(_RULES.format(name=character.name))
     if picture is not None:
-        note = _PICTURE_REQUESTED if picture.status == "requested" else _NEEDS_REFERENCE
-        parts.append(note.format(scene=spoken_scene(picture.scene)))
+        parts.append(_PICTURE_NOTES[picture.status].format(scene=spoken_scene(picture.scene)))
     return "\n\n".join(parts)
 
 

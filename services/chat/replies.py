@@ -3,7 +3,7 @@ from the offline persona, every fragment published live as `ChatTokenDelta` whil
 
 The picture a reply speaks of is settled before any word is written (`picture_plan`), so the words
 and the recorded outcome agree: "it's on its way" comes with a chain, "add a reference photo first"
-with `needs_reference`.
+with `needs_reference`, "log in for more" with `login_required`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts import ChatTokenDelta, Envelope
+from contracts.streams import conversation_stream
 from services.chat.costs import PriceTable
 from services.chat.domain.characters import CharacterState
 from services.chat.domain.conversations import ConversationState, Exchange, PicturePlan, RecordReply, picture_plan
@@ -26,15 +27,11 @@ from services.chat.personas import PersonaBook
 from services.chat.prompts import llm_messages
 from services.runtime.ids import derived_id
 
-__all__ = ["LivePublisher", "Replier", "conversation_stream"]
+__all__ = ["LivePublisher", "Replier"]
 
 log = logging.getLogger(__name__)
 
 LivePublisher = Callable[[Envelope], Awaitable[None]]
-
-
-def conversation_stream(conversation_id: UUID) -> str:
-    return f"conversation-{conversation_id}"
 
 
 class Replier:
@@ -52,12 +49,12 @@ class Replier:
 
     async def reply(
         self, conversation: ConversationState, character: CharacterState, exchange: Exchange, *, reply_id: UUID,
-        chain_id: UUID,
+        chain_id: UUID, pictures_allowed: bool = True,
     ) -> RecordReply:
         """The reply to `exchange`, streamed live as it is made; ready to be decided on and recorded."""
         assert conversation.conversation_id is not None and character.profile is not None
         scene = None if exchange.chain_id else picture_request(exchange.text)
-        plan = picture_plan(exchange, character, scene, chain_id)
+        plan = picture_plan(exchange, character, scene, chain_id, allowed=pictures_allowed)
         deltas = _Deltas(self._live, self._clock, conversation.conversation_id, exchange.message_id, reply_id)
         profile = character.profile
         if self._llm is not None:
@@ -70,12 +67,13 @@ class Replier:
                 tokens = (answer.prompt_tokens, answer.completion_tokens)
                 if answer.picture_request is not None and plan is None:
                     # The LLM asked for a picture the phrase rules missed: settle it, then let it say so in words.
-                    plan = picture_plan(exchange, character, answer.picture_request or DEFAULT_SCENE, chain_id)
+                    plan = picture_plan(exchange, character, answer.picture_request or DEFAULT_SCENE, chain_id,
+                                        allowed=pictures_allowed)
                     deltas.restart()
                     answer = await self._llm.stream(messages(plan), deltas.send)
                     tokens = (tokens[0] + answer.prompt_tokens, tokens[1] + answer.completion_tokens)
                 return self._record(exchange, reply_id, character, chain_id, plan, answer.text, self._llm.model,
-                                    offline=False, tokens=tokens)
+                                    offline=False, tokens=tokens, pictures_allowed=pictures_allowed)
             except LlmUnavailable as exc:
                 # Tokens of a failed call are not recorded: the reply that is recorded is the offline one.
                 log.warning("conversation %s: LLM unavailable, answering offline: %s",
@@ -89,11 +87,12 @@ class Replier:
             if self._offline_delay_s:
                 await asyncio.sleep(self._offline_delay_s)
         return self._record(exchange, reply_id, character, chain_id, plan, text, OFFLINE_MODEL, offline=True,
-                            tokens=(0, 0))
+                            tokens=(0, 0), pictures_allowed=pictures_allowed)
 
     def _record(
         self, exchange: Exchange, reply_id: UUID, character: CharacterState, chain_id: UUID,
         plan: PicturePlan | None, text: str, model: str, *, offline: bool, tokens: tuple[int, int],
+        pictures_allowed: bool,
     ) -> RecordReply:
         prompt, completion = tokens
         return RecordReply(
@@ -101,6 +100,7 @@ class Replier:
             character=character, chain_id=chain_id, prompt_tokens=prompt, completion_tokens=completion,
             cost_usd=0.0 if offline else self._prices.cost(model, prompt, completion),
             picture_scene=plan.scene if plan is not None and exchange.chain_id is None else None,
+            pictures_allowed=pictures_allowed,
         )
 
 

@@ -72,6 +72,19 @@ class Accounts:
             "SELECT count(*) FROM (SELECT chain_id FROM chain_submissions WHERE user_id = $1 "
             "UNION SELECT chain_id FROM chains_view WHERE user_id = $1) AS mine", user_id))
 
+    async def may_start_picture(self, user_id: str, kind: str) -> bool:
+        """Whether the user may start one more picture now (only an anonymous session is limited).
+
+        Used where the picture is decided elsewhere (chat): not reserved, so two messages sent at the
+        same instant with one picture left may both get one.
+        """
+        limit = self.anonymous_image_limit
+        if kind != "anonymous" or limit is None:
+            return True
+        if await self.kind_of(user_id) != "anonymous":
+            return True
+        return await self.images_used(user_id) < limit
+
     async def reserve_picture(self, user_id: str, kind: str, submission: Submission) -> None:
         """Record a picture request, refusing it when an anonymous user has used up the limit.
 

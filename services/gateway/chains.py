@@ -20,6 +20,7 @@ from contracts import (
     Message,
     StepAccepted,
 )
+from contracts.streams import chain_stream
 from services.gateway.accounts import Accounts, Submission
 from services.gateway.auth import User
 from services.gateway.db import Database
@@ -32,11 +33,7 @@ from services.gateway.readmodels.chains import (
 from services.planner.audit import ChainAudit, build_audit
 from services.runtime.eventstore import EventStore
 
-__all__ = ["ChainReader", "ChainRecord", "chain_stream", "image_links", "job_body"]
-
-
-def chain_stream(chain_id: UUID) -> str:
-    return f"chain-{chain_id}"
+__all__ = ["ChainReader", "ChainRecord", "image_links", "job_body"]
 
 
 def image_links(image: ImageRef | None) -> dict[str, Any] | None:

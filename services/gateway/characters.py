@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from contracts import REGISTRY, ContractError, Envelope
+from contracts import REGISTRY, CharacterReferenceSet, ContractError, Envelope, ImageRef
+from contracts.streams import character_stream, user_reference_stream
 from services.gateway.auth import User
 from services.gateway.errors import (
     Conflict,
@@ -17,7 +18,7 @@ from services.gateway.errors import (
 from services.gateway.readmodels.characters import CharacterView, fold_character
 from services.runtime.eventstore import EventStore
 
-__all__ = ["character_stream", "load_character", "new_character_id", "raise_if_refused", "visible_character"]
+__all__ = ["load_character", "new_character_id", "raise_if_refused", "visible_character"]
 
 _CHARACTER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -29,17 +30,14 @@ _REFUSALS: dict[str, type[GatewayError]] = {
 }
 
 
-def character_stream(character_id: str) -> str:
-    return f"character-{character_id}"
-
-
 def new_character_id(name: str) -> str:
     """A readable, unique id: the name's slug and 8 random hex digits."""
     slug = _SLUG.sub("-", name.lower()).strip("-")[:40].strip("-") or "character"
     return f"{slug}-{uuid.uuid4().hex[:8]}"
 
 
-async def load_character(store: EventStore, character_id: str) -> CharacterView:
+async def load_character(store: EventStore, character_id: str, user_id: str | None = None) -> CharacterView:
+    """The character from its stream; a built-in one with `user_id`'s own reference (none without a user)."""
     if not _CHARACTER_ID.match(character_id):
         return CharacterView(character_id)
     events = []
@@ -48,12 +46,23 @@ async def load_character(store: EventStore, character_id: str) -> CharacterView:
             events.append((recorded.envelope.seq or 0, recorded.envelope.open(REGISTRY), recorded.recorded_at))
         except ContractError:
             continue
-    return fold_character(character_id, events)
+    view = fold_character(character_id, events)
+    if view.builtin and user_id is not None:
+        view = view.for_user(await _user_reference(store, character_id, user_id))
+    return view
+
+
+async def _user_reference(store: EventStore, character_id: str, user_id: str) -> ImageRef | None:
+    reference = None
+    for _seq, message in await store.replay(user_reference_stream(character_id, user_id), REGISTRY):
+        if isinstance(message, CharacterReferenceSet):
+            reference = message.image
+    return reference
 
 
 async def visible_character(store: EventStore, character_id: str, user: User) -> CharacterView:
-    """The character if the user may see it (a built-in one, or their own); else NotFound."""
-    view = await load_character(store, character_id)
+    """The character if the user may see it (a built-in one, or their own), as that user sees it; else NotFound."""
+    view = await load_character(store, character_id, user.id)
     if not view.visible_to(user.id):
         raise NotFound(f"no character {character_id!r} (GET /characters lists yours and the built-in ones)",
                        code="character_not_found")

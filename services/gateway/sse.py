@@ -248,6 +248,7 @@ def _reply_body(data: dict[str, Any], conversation_id: str, message_id: str, cha
         "completion_tokens": data.get("completion_tokens", 0),
         "cost_usd": data.get("cost_usd", 0.0),
         "needs_reference": bool(data.get("needs_reference")),
+        "login_required": bool(data.get("login_required")),
         "chain_id": chain_id,
     }
     if chain_id:

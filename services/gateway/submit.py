@@ -8,7 +8,7 @@ from uuid import UUID
 from contracts import RequestChain
 from services.gateway.accounts import Submission
 from services.gateway.auth import User
-from services.gateway.chains import chain_stream
+from contracts.streams import chain_stream
 from services.gateway.context import Gateway
 
 __all__ = ["start_chain"]

@@ -3,8 +3,9 @@
     RunningGateway  the gateway service (its real Runtime) in this process, on a free port
     Relay           an outbox relay in this process, woken by every append of a given store
     FakeFacecheck   answers likeness.rpc.face.check_reference: ok, unless the image is marked faceless
-    FakeChat        answers character commands and chat messages the way the chat service does:
-                    events appended to the log (causation = the command), token deltas live
+    FakeChat        answers character commands with chat's own pure rules, and chat messages the way
+                    the chat service does: events appended to the log (causation = the command),
+                    token deltas live
     ChainScript     writes a chain's events into the log one at a time, as the planner would
 
 The fakes speak the real protocol (subjects, envelopes, the events table); only the decisions are
@@ -35,9 +36,6 @@ from contracts import (
     ChainPlanned,
     ChainRequested,
     CharacterCreated,
-    CharacterPersonaUpdated,
-    CharacterReferenceSet,
-    CharacterRefused,
     CharacterReplied,
     ChatMessageRefused,
     ChatTokenDelta,
@@ -57,7 +55,9 @@ from contracts import (
     UpdatePersona,
     UserMessageSent,
 )
+from contracts.streams import character_stream
 from contracts.subjects import COMMANDS_STREAM, PREFIX, live_subject, rpc_subject
+from services.chat.domain import characters as character_rules
 from services.gateway.app import build_runtime
 from services.gateway.context import Gateway
 from services.gateway.settings import GatewaySettings
@@ -210,17 +210,15 @@ class FakeChat:
         for task in list(self._tasks):
             await task
 
-    async def builtin(self, character_id: str, name: str, *, reference: ImageRef | None = None) -> None:
+    async def builtin(self, character_id: str, name: str) -> None:
         """Seed a built-in character, as chat does at start-up."""
-        stream = f"character-{character_id}"
+        stream = character_stream(character_id)
         if await self._store.stream_version(stream):
             return
-        batch = [self._wrap(CharacterCreated(character_id=character_id, name=name, gender="woman",
-                                             personality="warm", occupation="guide", persona=f"{name} is kind.",
-                                             art_style="photoreal", builtin=True), stream, None)]
-        if reference is not None:
-            batch.append(self._wrap(CharacterReferenceSet(character_id=character_id, image=reference), stream, None))
-        await self._store.append(stream, 0, batch)
+        created = CharacterCreated(character_id=character_id, name=name, gender="woman", personality="warm",
+                                   occupation="guide", persona=f"{name} is kind.", art_style="photoreal",
+                                   builtin=True)
+        await self._store.append(stream, 0, [self._wrap(created, stream, None)])
 
     def _wrap(self, message: Message, stream: str, cause: Envelope | None) -> Envelope:
         return Envelope.wrap(message, event_id=uuid.uuid4(), stream=stream, occurred_at=_now(), correlation_id=stream,
@@ -237,52 +235,20 @@ class FakeChat:
 
     async def _handle(self, envelope: Envelope, command: Message) -> None:
         match command:
-            case CreateCharacter():
-                await self._create(envelope, command)
-            case SetCharacterReference():
-                await self._character_change(envelope, command, CharacterReferenceSet(
-                    character_id=command.character_id, image=command.image), builtin_ok=True)
-            case UpdatePersona():
-                await self._character_change(envelope, command, CharacterPersonaUpdated(
-                    character_id=command.character_id, persona=command.persona, personality=command.personality,
-                    occupation=command.occupation), builtin_ok=False)
+            case CreateCharacter() | SetCharacterReference() | UpdatePersona():
+                await self._character(envelope, command)
             case SendChatMessage():
                 await self._chat(envelope, command)
 
-    async def _create(self, envelope: Envelope, command: CreateCharacter) -> None:
-        stream = f"character-{command.character_id}"
+    async def _character(self, envelope: Envelope, command: character_rules.Trigger) -> None:
+        """Answered by chat's own pure character rules, so the fake cannot drift from them."""
+        state = character_rules.CharacterState()
+        for seq, message in await self._store.replay(character_stream(command.character_id), REGISTRY):
+            state = character_rules.evolve(state, message, seq)
+        stream = character_rules.stream_of(state, command)
         version = await self._store.stream_version(stream)
-        if version:
-            refused = CharacterRefused(character_id=command.character_id, command=command.type, rule="character.exists",
-                                       reason="that id is taken", requested_by=command.owner)
-            await self._store.append(stream, version, [self._wrap(refused, stream, envelope)])
-            return
-        created = CharacterCreated(character_id=command.character_id, name=command.name, gender=command.gender,
-                                   personality=command.personality, occupation=command.occupation,
-                                   persona=command.persona, art_style=command.art_style, owner=command.owner)
-        batch = [self._wrap(created, stream, envelope)]
-        if command.reference_image is not None:
-            batch.append(self._wrap(CharacterReferenceSet(character_id=command.character_id,
-                                                          image=command.reference_image), stream, envelope))
-        await self._store.append(stream, 0, batch)
-
-    async def _character_change(self, envelope: Envelope, command: Message, change: Message, *,
-                                builtin_ok: bool) -> None:
-        stream = f"character-{command.character_id}"
-        events = await self._store.replay(stream, REGISTRY)
-        version = events[-1][0] if events else 0
-        created = next((m for _, m in events if isinstance(m, CharacterCreated)), None)
-        rule = None
-        if created is None:
-            rule, reason = "character.unknown", "no such character"
-        elif created.builtin and not builtin_ok:
-            rule, reason = "character.builtin_read_only", "built-in personas are read-only"
-        elif not created.builtin and created.owner != command.requested_by:
-            rule, reason = "character.not_owner", "not your character"
-        message = change if rule is None else CharacterRefused(
-            character_id=command.character_id, command=command.type, rule=rule, reason=reason,
-            requested_by=command.requested_by)
-        await self._store.append(stream, version, [self._wrap(message, stream, envelope)])
+        events = character_rules.decide(state, command)
+        await self._store.append(stream, version, [self._wrap(e, stream, envelope) for e in events])
 
     async def _chat(self, envelope: Envelope, command: SendChatMessage) -> None:
         stream = f"conversation-{command.conversation_id}"
@@ -310,7 +276,8 @@ class FakeChat:
             await asyncio.sleep(0.005)
         batch = []
         chain_id = None
-        if "picture" in command.text:
+        login_required = "picture" in command.text and not command.pictures_allowed
+        if "picture" in command.text and command.pictures_allowed:
             chain_id = uuid.uuid4()
             batch.append(self._wrap(ImageRequestedInChat(conversation_id=command.conversation_id,
                                                          message_id=message_id, chain_id=chain_id,
@@ -319,7 +286,8 @@ class FakeChat:
         batch.append(self._wrap(CharacterReplied(
             conversation_id=command.conversation_id, message_id=reply_id, text=text, model=self.model,
             prompt_tokens=10 * words, completion_tokens=words, cost_usd=0.001 * words, in_reply_to=message_id,
-            user_id=command.user_id, character_id=command.character_id, chain_id=chain_id), stream, envelope))
+            user_id=command.user_id, character_id=command.character_id, chain_id=chain_id,
+            login_required=login_required), stream, envelope))
         await self._store.append(stream, version, batch)
 
 

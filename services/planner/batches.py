@@ -8,7 +8,8 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts import BatchCompleted, Envelope
-from services.planner.chains import ChainService, chain_stream
+from contracts.streams import chain_stream
+from services.planner.chains import ChainService
 from services.planner.grid import compose_grid
 from services.planner.saga.decide import variant_chain_id
 from services.planner.saga.state import ChainState, Status

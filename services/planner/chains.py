@@ -14,12 +14,13 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts import REGISTRY, Envelope, Message
+from contracts.streams import chain_stream
 from services.planner.saga.decide import Decision, Trigger, decide
 from services.planner.saga.state import ChainState, evolve
 from services.runtime.eventstore import EventStore, WrongExpectedVersion
 from services.runtime.ids import derived_id
 
-__all__ = ["ChainService", "chain_stream"]
+__all__ = ["ChainService"]
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,6 @@ log = logging.getLogger(__name__)
 _MAX_ROUNDS = 10
 
 TriggerFor = Callable[[ChainState], Awaitable[Trigger | None]]
-
-
-def chain_stream(chain_id: UUID) -> str:
-    return f"chain-{chain_id}"
 
 
 class ChainService:

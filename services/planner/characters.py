@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contracts import REGISTRY, CharacterCreated, CharacterThresholdSet
+from contracts.streams import character_stream
 from services.planner.planning import CharacterProfile
 from services.runtime.eventstore import EventStore
 
@@ -16,7 +17,7 @@ async def character_profile(
     gets a neutral profile, so a picture can be made of anyone whose photo was given."""
     profile = CharacterProfile(id=character_id, gender="other", art_style=default_style)
     threshold: float | None = None
-    for _seq, event in await store.replay(f"character-{character_id}", REGISTRY):
+    for _seq, event in await store.replay(character_stream(character_id), REGISTRY):
         if isinstance(event, CharacterCreated):
             profile = profile.model_copy(update={"gender": event.gender, "art_style": event.art_style})
         elif isinstance(event, CharacterThresholdSet):

@@ -13,7 +13,7 @@ import nats
 from contracts import REGISTRY, ChainRequested, Envelope, ImageRef, Message, RequestChain
 from contracts.subjects import command_subject, live_subject, stream_filter
 from services.planner.audit import ChainAudit, build_audit
-from services.planner.chains import chain_stream
+from contracts.streams import chain_stream, character_stream
 from services.planner.console import describe, describe_live
 from services.runtime.blobs import BlobError, BlobStore
 from services.runtime.database import create_engine
@@ -38,11 +38,15 @@ async def _reference(store: EventStore, blobs: BlobStore, character: str) -> tup
         except BlobError as exc:
             raise CliError(f"{path}: {exc}") from None
         return f"photo-{ref.sha256[:12]}", ref
-    for recorded in reversed(await store.read_stream(f"character-{character}")):
-        image = recorded.envelope.data.get("image")
-        if recorded.envelope.type == "character.reference_set" and image:
-            return character, ImageRef.model_validate(image)
-    raise CliError(f"character {character!r} has no reference image (and {character!r} is not a photo file)")
+    # Only a custom character's own reference serves: a built-in's face is each user's, never the CLI's.
+    recorded = [r.envelope for r in await store.read_stream(character_stream(character))]
+    builtin = bool(recorded) and bool(recorded[0].data.get("builtin"))
+    references = [e.data["image"] for e in recorded
+                  if e.type == "character.reference_set" and e.data.get("image") and not e.data.get("for_user")]
+    if references and not builtin:
+        return character, ImageRef.model_validate(references[-1])
+    raise CliError(f"character {character!r} has no reference image of its own (a built-in character's face is "
+                   f"each user's: pass a photo file instead)")
 
 
 async def edit(settings: RuntimeSettings, character: str, request: str, out_dir: Path, timeout_s: float) -> int:

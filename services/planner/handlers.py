@@ -16,7 +16,8 @@ from contracts import (
     RequestChain,
 )
 from services.planner.batches import BatchRecorder
-from services.planner.chains import ChainService, chain_stream
+from contracts.streams import chain_stream
+from services.planner.chains import ChainService
 from services.planner.saga.decide import PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings

@@ -31,9 +31,11 @@ from contracts import (
     Message,
     RequestChain,
     SendChatMessage,
+    SetCharacterReference,
     UpdatePersona,
     UserMessageSent,
 )
+from contracts.streams import conversation_stream, user_reference_stream
 from contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM, command_subject, live_subject, stream_filter
 from services.chat.app import Characters
 from services.chat.personas import DATA_DIR, load_personas
@@ -341,5 +343,65 @@ async def test_without_a_reference_photo_no_chain_is_requested(
                                         "chat.character_replied"]
     replied = opened(events)[-1]
     assert replied.needs_reference and replied.chain_id is None and "reference photo" in replied.text
+    with pytest.raises(nats.errors.TimeoutError):
+        await chain_requests.fetch(1, timeout=1.0)
+
+
+async def test_a_builtin_characters_reference_is_the_senders_own(
+    backends: Backends, nc: nats.NATS, store: EventStore, chain_requests
+) -> None:
+    js = nc.jetstream(timeout=5)
+    blobs = await BlobStore.open(js)
+    reference = await blobs.put_image(face_of(1))
+    alice, bob = f"alice-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"
+    mine = user_reference_stream("luna", alice)
+    async with chat_service(backends):
+        luna_before = [r.envelope.type for r in await store.read_stream("character-luna")]
+        async with follow(js, "character", mine) as until:
+            command = await send(js, SetCharacterReference(character_id="luna", image=reference, requested_by=alice),
+                                 "character-luna", actor=alice)
+            (answer,) = await until(has("character.reference_set"))
+        assert answer.stream == mine and answer.causation_id == str(command.event_id)
+        assert answer.open(REGISTRY) == CharacterReferenceSet(character_id="luna", image=reference, for_user=alice)
+        # Luna's own stream is untouched: her face is Alice's alone.
+        assert [r.envelope.type for r in await store.read_stream("character-luna")] == luna_before
+
+        replies = {}
+        for user in (alice, bob):
+            conversation_id = uuid.uuid4()
+            stream = conversation_stream(conversation_id)
+            async with follow(js, "chat", stream) as until:
+                await send(js, SendChatMessage(conversation_id=conversation_id, character_id="luna", user_id=user,
+                                               text="send me a picture of you at the beach"), stream, actor=user)
+                replies[user] = opened(await until(has("chat.character_replied")))[-1]
+        (msg,) = await chain_requests.fetch(1, timeout=10)
+        await msg.ack()
+        with pytest.raises(nats.errors.TimeoutError):
+            await chain_requests.fetch(1, timeout=1.0)
+    request = Envelope.from_bytes(msg.data).open(REGISTRY)
+    assert request.user_id == alice and request.reference_image == reference
+    assert replies[alice].chain_id == request.chain_id and not replies[alice].needs_reference
+    assert replies[bob].needs_reference and replies[bob].chain_id is None
+
+
+async def test_a_sender_past_the_picture_limit_gets_no_chain_and_is_told_to_log_in(
+    backends: Backends, nc: nats.NATS, chain_requests
+) -> None:
+    js = nc.jetstream(timeout=5)
+    blobs = await BlobStore.open(js)
+    reference = await blobs.put_image(face_of(0))
+    conversation_id = uuid.uuid4()
+    stream = conversation_stream(conversation_id)
+    async with chat_service(backends):
+        character_id, _ = await create_character(js, reference=reference)
+        async with follow(js, "chat", stream) as until:
+            await send(js, SendChatMessage(conversation_id=conversation_id, character_id=character_id, user_id="u1",
+                                           text="send me a picture of you at the beach", pictures_allowed=False),
+                       stream)
+            events = await until(has("chat.character_replied"))
+    assert [e.type for e in events] == ["chat.conversation_started", "chat.user_message_sent",
+                                        "chat.character_replied"]
+    replied = opened(events)[-1]
+    assert replied.login_required and replied.chain_id is None and "log in" in replied.text.lower()
     with pytest.raises(nats.errors.TimeoutError):
         await chain_requests.fetch(1, timeout=1.0)

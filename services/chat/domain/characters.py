@@ -3,6 +3,11 @@
 Every command is answered with an event: the change, or `CharacterRefused` with the rule. A command
 redelivered after it was answered decides the same event-0 id again (ids are derived from the
 command), so the store recognises the batch as already there and nothing is appended twice.
+
+A built-in character is everyone's, but its face is each user's own: a reference photo given to a
+built-in is recorded `for_user` on that user's reference stream (`reference_stream_of`) and folded
+into `UserReference`; `CharacterState.for_user` is the character as that user sees it. A shared
+reference of a built-in (written by older versions) is never used for anybody.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from contracts import (
     SetCharacterReference,
     UpdatePersona,
 )
+from contracts.streams import character_stream, reference_stream
 
 __all__ = [
     "BUILTIN_READ_ONLY",
@@ -30,8 +36,11 @@ __all__ = [
     "CharacterState",
     "SeedBuiltin",
     "Trigger",
+    "UserReference",
     "decide",
     "evolve",
+    "evolve_user_reference",
+    "stream_of",
 ]
 
 EXISTS = "character.exists"
@@ -70,6 +79,32 @@ class CharacterState:
     def owner(self) -> str | None:
         return self.profile.owner if self.profile is not None else None
 
+    def for_user(self, mine: UserReference) -> CharacterState:
+        """The character as one user sees it: a built-in one with that user's own reference (or none)."""
+        return replace(self, reference=mine.image) if self.builtin else self
+
+
+@dataclass(frozen=True)
+class UserReference:
+    """One user's own reference photo of a built-in character, folded from their reference stream."""
+
+    version: int = 0
+    image: ImageRef | None = None
+
+
+def evolve_user_reference(state: UserReference, event: Message, version: int | None = None) -> UserReference:
+    version = version if version is not None else state.version + 1
+    if isinstance(event, CharacterReferenceSet):
+        return UserReference(version, event.image)
+    return replace(state, version=version)
+
+
+def stream_of(state: CharacterState, command: Trigger) -> str:
+    """Where the answer to `command` is recorded: a user's reference of a built-in in their own stream."""
+    if isinstance(command, SetCharacterReference):
+        return reference_stream(command.character_id, command.requested_by, builtin=state.builtin)
+    return character_stream(command.character_id)
+
 
 def evolve(state: CharacterState, event: Message, version: int | None = None) -> CharacterState:
     """The state after `event`; other events (thresholds, refusals) change only the version."""
@@ -77,7 +112,7 @@ def evolve(state: CharacterState, event: Message, version: int | None = None) ->
     match event:
         case CharacterCreated() if state.profile is None:
             return replace(state, profile=event)
-        case CharacterReferenceSet():
+        case CharacterReferenceSet() if event.for_user is None:
             return replace(state, reference=event.image)
         case CharacterPersonaUpdated() if state.profile is not None:
             changes = {"persona": event.persona, "personality": event.personality, "occupation": event.occupation}
@@ -94,7 +129,9 @@ def decide(state: CharacterState, trigger: Trigger) -> list[Event]:
             return _create(state, trigger)
         case SetCharacterReference():
             refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by, builtin_allowed=True)
-            return refusal or [CharacterReferenceSet(character_id=trigger.character_id, image=trigger.image)]
+            for_user = trigger.requested_by if state.builtin else None
+            return refusal or [CharacterReferenceSet(character_id=trigger.character_id, image=trigger.image,
+                                                     for_user=for_user)]
         case UpdatePersona():
             refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by, builtin_allowed=False)
             return refusal or [CharacterPersonaUpdated(character_id=trigger.character_id, persona=trigger.persona,

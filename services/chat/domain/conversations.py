@@ -1,7 +1,8 @@
 """A conversation's state folded from its stream, and the rules for messages and replies. Pure: no I/O.
 
 A message is taken in (`ReceiveMessage`: started if new, recorded, and a picture chain requested when
-the message asks for one and the character has a reference photo), then answered (`RecordReply`,
+the message asks for one, the character has a reference photo and the sender may make another
+picture), then answered (`RecordReply`,
 decided on a reply the application produced). A message id already in the conversation, or a message
 already answered, decides nothing: that is what makes a redelivered command harmless.
 """
@@ -110,6 +111,8 @@ class RecordReply:
     cost_usd: float = 0.0
     # A picture the reply itself asked for (the LLM's `request_picture` tool), if any.
     picture_scene: str | None = None
+    # Whether the sender may start another picture (see `SendChatMessage.pictures_allowed`).
+    pictures_allowed: bool = True
 
 
 Trigger = ReceiveMessage | RecordReply
@@ -117,15 +120,16 @@ Trigger = ReceiveMessage | RecordReply
 
 @dataclass(frozen=True)
 class PicturePlan:
-    """What a reply says about a picture: on its way (`chain_id`), or not possible yet (`needs_reference`)."""
+    """What a reply says about a picture: on its way (`chain_id`), or why not: no reference photo yet,
+    or the sender must log in to make more pictures."""
 
     scene: str
-    status: Literal["requested", "needs_reference"]
+    status: Literal["requested", "needs_reference", "login_required"]
     chain_id: UUID | None = None
 
 
 def picture_plan(
-    exchange: Exchange, character: CharacterState, scene: str | None, chain_id: UUID
+    exchange: Exchange, character: CharacterState, scene: str | None, chain_id: UUID, *, allowed: bool = True
 ) -> PicturePlan | None:
     """The picture a reply to `exchange` speaks of: the one already requested, or the one `scene` asks for."""
     if exchange.chain_id is not None:
@@ -134,6 +138,8 @@ def picture_plan(
         return None
     if character.reference is None:
         return PicturePlan(scene, "needs_reference")
+    if not allowed:
+        return PicturePlan(scene, "login_required")
     return PicturePlan(scene, "requested", chain_id)
 
 
@@ -180,7 +186,7 @@ def _receive(state: ConversationState, receive: ReceiveMessage) -> Decision:
     events.append(UserMessageSent(conversation_id=command.conversation_id, message_id=receive.message_id,
                                   text=command.text))
     plan = picture_plan(Exchange(receive.message_id, command.text), character, picture_request(command.text),
-                        receive.chain_id)
+                        receive.chain_id, allowed=command.pictures_allowed)
     if plan is None or plan.chain_id is None:
         return Decision(events)
     picture = _request_picture(command.conversation_id, receive.message_id, plan, character, command.user_id)
@@ -202,7 +208,8 @@ def _reply(state: ConversationState, reply: RecordReply) -> Decision:
     exchange = state.exchange(reply.message_id)
     if exchange is None or exchange.refused or exchange.reply is not None or state.conversation_id is None:
         return Decision()
-    plan = picture_plan(exchange, reply.character, reply.picture_scene, reply.chain_id)
+    plan = picture_plan(exchange, reply.character, reply.picture_scene, reply.chain_id,
+                        allowed=reply.pictures_allowed)
     picture = Decision()
     if plan is not None and plan.chain_id is not None and exchange.chain_id is None:
         assert state.user_id is not None
@@ -213,6 +220,7 @@ def _reply(state: ConversationState, reply: RecordReply) -> Decision:
         cost_usd=reply.cost_usd, in_reply_to=reply.message_id, user_id=state.user_id,
         character_id=state.character_id, chain_id=plan.chain_id if plan else None,
         needs_reference=plan is not None and plan.status == "needs_reference",
+        login_required=plan is not None and plan.status == "login_required",
     )
     return Decision([*picture.events, replied], picture.commands)
 

@@ -1,6 +1,7 @@
 """A character as the gateway shows it, folded from its `character-<id>` stream. Pure.
 
-Who may see it: everyone for a built-in character, only its owner otherwise.
+Who may see it: everyone for a built-in character, only its owner otherwise. A built-in character's
+reference photo is each user's own (folded from their `reference-*` stream): `for_user` puts it in.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class CharacterView:
     def editable_by(self, user_id: str) -> bool:
         return self.exists and not self.builtin and self.owner == user_id
 
+    def for_user(self, reference: ImageRef | None) -> CharacterView:
+        """The character as one user sees it: a built-in one with that user's own reference (or none)."""
+        return replace(self, reference=reference) if self.builtin else self
+
     def public(self) -> dict[str, Any]:
         """The JSON a client sees (no persona: that has its own endpoint)."""
         return {
@@ -73,7 +78,8 @@ def evolve_character(view: CharacterView, event: Message, version: int, at: date
             return replace(view, name=event.name, gender=event.gender, personality=event.personality,
                            occupation=event.occupation, persona=event.persona, art_style=event.art_style,
                            owner=event.owner, builtin=event.builtin, exists=True, created_at=view.created_at or at)
-        case CharacterReferenceSet():
+        case CharacterReferenceSet() if event.for_user is None and not view.builtin:
+            # A built-in's shared reference (older logs) is nobody's: each user gives their own.
             return replace(view, reference=event.image)
         case CharacterPersonaUpdated():
             return replace(view, persona=event.persona,

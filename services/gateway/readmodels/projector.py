@@ -22,12 +22,14 @@ import asyncpg
 
 from contracts import (
     REGISTRY,
+    CharacterReferenceSet,
     CharacterReplied,
     ContractError,
     ConversationStarted,
     ImageRef,
     Message,
 )
+from contracts.streams import REFERENCE_STREAM_PREFIX
 from services.gateway.db import Database
 from services.gateway.readmodels.chains import (
     ChainSummary,
@@ -43,7 +45,8 @@ __all__ = ["VIEWS", "Projector", "chain_from_row", "character_from_row"]
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("chains_view", "images_view", "characters_view", "conversations_view", "replies_view")
+VIEWS = ("chains_view", "images_view", "characters_view", "user_references_view", "conversations_view",
+         "replies_view")
 
 
 class Projector:
@@ -138,11 +141,16 @@ async def _apply(conn: asyncpg.Connection, records: list[RecordedEvent]) -> None
                         record.global_position, exc)
     chain_events = [(r, m) for r, m in parsed if _chain_id(r) is not None and m.type.startswith("chain.")]
     character_events = [(r, m) for r, m in parsed if r.envelope.stream.startswith("character-")]
+    user_references = [(r, m) for r, m in parsed
+                       if isinstance(m, CharacterReferenceSet) and m.for_user is not None
+                       and r.envelope.stream.startswith(REFERENCE_STREAM_PREFIX)]
     chat_events = [(r, m) for r, m in parsed if isinstance(m, (ConversationStarted, CharacterReplied))]
     if chain_events:
         await _project_chains(conn, chain_events)
     if character_events:
         await _project_characters(conn, character_events)
+    if user_references:
+        await conn.executemany(_UPSERT_USER_REFERENCE, [_user_reference_args(r, m) for r, m in user_references])
     for record, message in chat_events:
         await _project_chat(conn, record, message)
 
@@ -257,16 +265,35 @@ def _character_args(v: CharacterView) -> tuple[Any, ...]:
             v.created_at, v.updated_at)
 
 
+_UPSERT_USER_REFERENCE = """
+    INSERT INTO user_references_view (character_id, user_id, reference, reference_sha256, version, updated_at)
+    VALUES ($1, $2, $3::jsonb, $4, $5, $6)
+    ON CONFLICT (character_id, user_id) DO UPDATE SET
+        reference = excluded.reference, reference_sha256 = excluded.reference_sha256, version = excluded.version,
+        updated_at = excluded.updated_at
+    WHERE user_references_view.version < excluded.version
+"""
+
+
+def _user_reference_args(record: RecordedEvent, event: CharacterReferenceSet) -> tuple[Any, ...]:
+    return (event.character_id, event.for_user, event.image.model_dump_json(), event.image.sha256,
+            record.envelope.seq or 0, record.recorded_at)
+
+
 def character_from_row(row: asyncpg.Record) -> CharacterView:
-    reference = row["reference"]
-    if isinstance(reference, str):
-        reference = json.loads(reference)
-    return CharacterView(
+    """A `characters_view` row; a built-in one with the row's `user_reference` (joined in) as its reference."""
+    view = CharacterView(
         character_id=row["character_id"], name=row["name"], gender=row["gender"], personality=row["personality"],
         occupation=row["occupation"], persona=row["persona"], art_style=row["art_style"], owner=row["owner"],
-        builtin=row["builtin"], reference=None if reference is None else ImageRef.model_validate(reference),
-        threshold=row["threshold"], version=row["version"], exists=True, created_at=row["created_at"],
-        updated_at=row["updated_at"])
+        builtin=row["builtin"], reference=_image(row["reference"]), threshold=row["threshold"],
+        version=row["version"], exists=True, created_at=row["created_at"], updated_at=row["updated_at"])
+    return view.for_user(_image(row.get("user_reference")))
+
+
+def _image(value: str | dict | None) -> ImageRef | None:
+    if value is None:
+        return None
+    return ImageRef.model_validate(json.loads(value) if isinstance(value, str) else value)
 
 
 # -- conversations and the cost of replies ------------------------------------------------------------

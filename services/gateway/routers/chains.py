@@ -14,7 +14,8 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from contracts import CancelChain, RequestChain
-from services.gateway.chains import ChainRecord, chain_stream, image_links
+from contracts.streams import chain_stream
+from services.gateway.chains import ChainRecord, image_links
 from services.gateway.context import Gateway
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict, Unprocessable

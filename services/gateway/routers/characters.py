@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from contracts import CreateCharacter, SetCharacterReference, UpdatePersona
+from contracts.streams import character_stream, reference_stream
 from services.gateway.characters import (
-    character_stream,
     load_character,
     new_character_id,
     raise_if_refused,
@@ -66,11 +66,18 @@ def _persona(view: CharacterView, user_id: str) -> dict[str, Any]:
             "editable": view.editable_by(user_id)}
 
 
+# A built-in character's reference is the caller's own: joined in from `user_references_view`.
+_LIST = """
+    SELECT c.*, r.reference AS user_reference FROM characters_view c
+    LEFT JOIN user_references_view r ON c.builtin AND r.character_id = c.character_id AND r.user_id = $1
+    WHERE c.builtin OR c.owner = $1
+    ORDER BY c.builtin DESC, lower(c.name), c.character_id
+"""
+
+
 @router.get("/characters", response_model=list[Character], summary="The built-in characters and yours")
 async def list_characters(user: UserDep, db: DatabaseDep) -> list[dict[str, Any]]:
-    rows = await db.fetch("SELECT * FROM characters_view WHERE builtin OR owner = $1 "
-                          "ORDER BY builtin DESC, lower(name), character_id", user.id)
-    return [character_from_row(row).public() for row in rows]
+    return [character_from_row(row).public() for row in await db.fetch(_LIST, user.id)]
 
 
 @router.get("/characters/{character_id}/persona", response_model=Persona, summary="A character's persona text")
@@ -117,14 +124,16 @@ async def upload_image(request: Request, user: UserDep, gateway: GatewayDep, blo
         assert view is not None
         command = SetCharacterReference(character_id=view.character_id, image=reference, requested_by=user.id)
         character_id, status = view.character_id, 200
+        # A built-in character's reference is the caller's own: chat answers on the caller's stream.
+        stream = reference_stream(character_id, user.id, builtin=view.builtin)
     else:
         character_id = new_character_id(create["name"])
         command = CreateCharacter(character_id=character_id, owner=user.id, reference_image=reference, **create)
-        status = 201
-    answer = await gateway.commander.send_and_wait(command, stream=character_stream(character_id), actor=user.id,
+        status, stream = 201, character_stream(character_id)
+    answer = await gateway.commander.send_and_wait(command, stream=stream, actor=user.id,
                                                    timeout_s=settings.gateway_command_timeout_s)
     raise_if_refused(answer)
-    view = await _with_reference(gateway, character_id, reference.sha256)
+    view = await _with_reference(gateway, character_id, user.id, reference.sha256)
     await gateway.projector.sync()
     return JSONResponse(view.public(), status_code=status)
 
@@ -150,20 +159,22 @@ def _creation(fields: dict[str, str], styles: Any, default_style: str) -> dict[s
     return {"name": name, "gender": gender, "art_style": style, **{f: fields.get(f, "") for f in limits}}
 
 
-async def _with_reference(gateway: Any, character_id: str, sha256: str) -> CharacterView:
+async def _with_reference(gateway: Any, character_id: str, user_id: str, sha256: str) -> CharacterView:
     """The character once its new reference is in the log (chat may record it just after the creation)."""
     deadline = time.monotonic() + _REFERENCE_GRACE_S
     while True:
-        view = await load_character(gateway.store, character_id)
+        view = await load_character(gateway.store, character_id, user_id)
         if (view.reference is not None and view.reference.sha256 == sha256) or time.monotonic() > deadline:
             return view
         await asyncio.sleep(0.05)
 
 
-@router.get("/avatar/{character_id}", summary="The character's reference photo, or a generated placeholder",
+@router.get("/avatar/{character_id}", summary="The character's reference photo (yours, for a built-in one), "
+            "or a generated placeholder",
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "image/svg+xml": {}}}})
 async def avatar(character_id: str, request: Request, user: ImageUserDep, gateway: GatewayDep) -> Response:
-    view = await load_character(gateway.store, character_id)
+    """A built-in character's avatar is the caller's own reference photo: nobody sees another user's."""
+    view = await load_character(gateway.store, character_id, user.id)
     if not view.visible_to(user.id):
         raise NotFound(f"no character {character_id!r}", code="character_not_found")
     # The reference may change, so revalidate after a few minutes; the ETag makes that a 304.
@@ -173,7 +184,8 @@ async def avatar(character_id: str, request: Request, user: ImageUserDep, gatewa
     else:
         etag = f'"{view.reference.sha256}"'
         media_type, load = view.reference.media_type, view.reference.sha256
-    headers = {"Cache-Control": "private, max-age=300", "ETag": etag}
+    # Who asks decides which photo a built-in character shows, so caches keep one per caller.
+    headers = {"Cache-Control": "private, max-age=300", "ETag": etag, "Vary": "Cookie, Authorization"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     data = placeholder_avatar(view.character_id, view.name) if load is None else await gateway.blobs.get(load)

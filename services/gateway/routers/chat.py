@@ -46,8 +46,10 @@ async def chat_stream(body: ChatRequest, user: UserDep, gateway: GatewayDep) -> 
                            "is with one character only: omit conversation_id to start a new one",
                            code="other_character")
     message_id = uuid.uuid4()
+    # Chat decides whether the message asks for a picture; the gateway says whether this user may have one.
+    allowed = await gateway.accounts.may_start_picture(user.id, user.kind)
     command = SendChatMessage(conversation_id=conversation_id, character_id=character.character_id, user_id=user.id,
-                              text=body.text, message_id=message_id)
+                              text=body.text, message_id=message_id, pictures_allowed=allowed)
     # Listen before sending: the first tokens may come back within milliseconds.
     listener = gateway.hub.subscribe(stream)
     try:

@@ -11,7 +11,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from contracts import RequestChain
-from services.gateway.chains import chain_stream, job_body
+from contracts.streams import chain_stream
+from services.gateway.chains import job_body
 from services.gateway.characters import visible_character
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict

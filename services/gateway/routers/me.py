@@ -91,6 +91,8 @@ async def _owned_media_type(gateway: Any, user_id: str, sha256: str) -> str:
         SELECT media_type FROM images_view WHERE user_id = $1 AND sha256 = $2
         UNION ALL
         SELECT reference->>'media_type' FROM characters_view WHERE owner = $1 AND reference_sha256 = $2
+        UNION ALL
+        SELECT reference->>'media_type' FROM user_references_view WHERE user_id = $1 AND reference_sha256 = $2
         LIMIT 1
     """
     found = await gateway.db.fetchval(query, user_id, sha256)

@@ -30,8 +30,9 @@ def message_id(n: int) -> uuid.UUID:
     return uuid.UUID(int=n)
 
 
-def send(text: str, *, user: str = "u1", character_id: str = "luna") -> SendChatMessage:
-    return SendChatMessage(conversation_id=CONVERSATION, character_id=character_id, user_id=user, text=text)
+def send(text: str, *, user: str = "u1", character_id: str = "luna", pictures_allowed: bool = True) -> SendChatMessage:
+    return SendChatMessage(conversation_id=CONVERSATION, character_id=character_id, user_id=user, text=text,
+                           pictures_allowed=pictures_allowed)
 
 
 class Talk:

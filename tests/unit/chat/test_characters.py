@@ -18,9 +18,13 @@ from services.chat.domain.characters import (
     UNKNOWN,
     CharacterState,
     SeedBuiltin,
+    UserReference,
     decide,
     evolve,
+    evolve_user_reference,
+    stream_of,
 )
+from contracts.streams import user_reference_stream
 from services.chat.personas import load_personas
 from tests.unit.chat.helpers import REFERENCE, custom, luna
 
@@ -75,12 +79,43 @@ def test_only_the_owner_changes_a_custom_character() -> None:
     assert refused.rule == NOT_OWNER
 
 
-def test_builtins_take_anyones_reference_but_no_persona_edits() -> None:
+def test_builtins_take_anyones_reference_for_that_user_alone_but_no_persona_edits() -> None:
     state = luna(reference=None)
-    (reference,) = decide(state, SetCharacterReference(character_id="luna", image=REFERENCE, requested_by="u9"))
-    assert isinstance(reference, CharacterReferenceSet)
+    command = SetCharacterReference(character_id="luna", image=REFERENCE, requested_by="u9")
+    (reference,) = decide(state, command)
+    assert reference == CharacterReferenceSet(character_id="luna", image=REFERENCE, for_user="u9")
+    assert stream_of(state, command) == user_reference_stream("luna", "u9")
+    mine = evolve_user_reference(UserReference(), reference)
+    assert mine == UserReference(version=1, image=REFERENCE)
+    assert state.for_user(mine).reference == REFERENCE
+    # Another user's Luna has no face until they give her one.
+    assert state.for_user(UserReference()).reference is None
     (refused,) = decide(state, UpdatePersona(character_id="luna", persona="x", requested_by="u9"))
     assert refused.rule == BUILTIN_READ_ONLY and "built-in" in refused.reason
+    assert stream_of(state, UpdatePersona(character_id="luna", persona="x", requested_by="u9")) == "character-luna"
+
+
+def test_a_shared_reference_of_a_builtin_from_an_older_log_serves_nobody() -> None:
+    legacy = evolve(luna(reference=None), CharacterReferenceSet(character_id="luna", image=REFERENCE))
+    assert legacy.for_user(UserReference()).reference is None
+    other = REFERENCE.model_copy(update={"sha256": "cd" * 32})
+    assert legacy.for_user(UserReference(1, other)).reference == other
+
+
+def test_a_custom_characters_reference_is_the_characters_own_for_its_owner() -> None:
+    state = custom(owner="u1")
+    command = SetCharacterReference(character_id="my-ada", image=REFERENCE, requested_by="u1")
+    assert stream_of(state, command) == "character-my-ada"
+    after = evolve(state, decide(state, command)[0])
+    assert after.for_user(UserReference()).reference == REFERENCE
+
+
+def test_reference_streams_are_per_user_subject_safe_and_never_a_character_stream() -> None:
+    odd_user = "someone.with dots*and>spaces@example.com"
+    stream = user_reference_stream("luna", odd_user)
+    assert stream.startswith("reference-luna-") and not any(c in stream for c in ". *>")
+    assert stream != user_reference_stream("luna", "u2") and stream == user_reference_stream("luna", odd_user)
+    assert not stream.startswith("character-")
 
 
 def test_commands_on_unknown_characters_are_refused() -> None:

@@ -81,6 +81,19 @@ def test_a_picture_request_without_a_reference_requests_nothing_and_the_reply_sa
     assert replied.needs_reference and replied.chain_id is None and talk.commands == []
 
 
+def test_a_picture_request_past_the_senders_limit_requests_nothing_and_the_reply_says_log_in() -> None:
+    talk = Talk()
+    events = talk.receive("send me a picture of you at the beach", 1, pictures_allowed=False)
+    assert kinds(events) == ["conversation_started", "user_message_sent"] and talk.commands == []
+    (replied,) = talk.reply(1, "Log in for more", picture_scene="at the beach", pictures_allowed=False)
+    assert replied.login_required and not replied.needs_reference and replied.chain_id is None
+    assert talk.commands == []
+    # The LLM's own picture request is held to the same limit.
+    talk.receive("I wonder how you'd look on a mountain", 2, pictures_allowed=False)
+    (replied,) = talk.reply(2, "Log in first", picture_scene="on a mountain top", pictures_allowed=False)
+    assert replied.login_required and talk.commands == []
+
+
 def test_a_picture_the_llm_asked_for_is_requested_with_the_reply() -> None:
     talk = Talk()
     talk.receive("I wonder how you'd look on a mountain", 1)

@@ -43,6 +43,9 @@ def test_picture_replies_say_what_happens() -> None:
     needs = offline_reply(BOOK, LUNA, uuid.UUID(int=3), say_offline=False,
                           picture=PicturePlan("at the beach", "needs_reference"))
     assert "reference photo" in needs
+    login = {offline_reply(BOOK, LUNA, uuid.UUID(int=n), say_offline=False,
+                           picture=PicturePlan("at the beach", "login_required")) for n in range(10)}
+    assert login and all("log in" in t.lower() for t in login)
 
 
 def test_words_join_back_exactly() -> None:

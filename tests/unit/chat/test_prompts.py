@@ -29,6 +29,8 @@ def test_picture_notes() -> None:
     assert "(at the beach)" in coming and "on its way" in coming
     needs = system_prompt(LUNA, PicturePlan("at the beach", "needs_reference"))
     assert "add a reference photo" in needs
+    login = system_prompt(LUNA, PicturePlan("at the beach", "login_required"))
+    assert "log in" in login and "add a reference photo" not in login and "on its way" not in login
 
 
 def test_history_ends_with_the_message_being_answered() -> None:
