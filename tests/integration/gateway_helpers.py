@@ -1,4 +1,5 @@
-"""Helpers shared by the gateway's integration tests: upload forms, JSON error bodies, SSE parsing."""
+"""Helpers shared by the gateway's integration tests: upload forms, JSON error bodies, SSE parsing,
+making a character, chatting."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
+
+from tests.faces import face_of
 
 
 def form(image: bytes, filename: str = "face.png", **fields: str) -> dict:
@@ -57,3 +60,20 @@ async def sse_events(lines: AsyncIterator[str], on_comment: Callable[[str], None
                 event = value
             elif field == "data":
                 data.append(value)
+
+
+async def create_character(client: httpx.AsyncClient, name: str = "Mia", person: int = 0) -> dict:
+    """A custom character made from the face of `person` (tests/faces.py); its JSON."""
+    response = await client.post("/characters/upload-image", **form(face_of(person), name=name, gender="woman",
+                                                                     occupation="pilot", art_style="photoreal"))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def chat(client: httpx.AsyncClient, **body) -> list[tuple[str, dict]]:
+    """POST /chat/stream and read the whole SSE answer as (event, data) pairs."""
+    async with client.stream("POST", "/chat/stream", json=body) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-accel-buffering"] == "no"
+        return [(e.event, e.json()) async for e in sse_events(response.aiter_lines())]

@@ -17,13 +17,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from contracts import REGISTRY, Envelope
-from contracts.subjects import command_subject
+from contracts import REGISTRY
 from services.gateway.auth import RateLimiter
 from services.gateway.testing import GatewayWorld, png
 from tests.conftest import Backends
 from tests.faces import face_of
-from tests.integration.gateway_helpers import assert_error, form, sse_events, user_id
+from tests.integration.gateway_helpers import assert_error, chat, create_character, form, user_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,11 +39,6 @@ async def world(backends: Backends) -> AsyncIterator[GatewayWorld]:
     await world.close()
 
 
-async def create_character(client: httpx.AsyncClient, name: str = "Mia", person: int = 0) -> dict:
-    response = await client.post("/characters/upload-image", **form(face_of(person), name=name, gender="woman",
-                                                                     occupation="pilot", art_style="photoreal"))
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 # -- characters and uploads -------------------------------------------------------------------------
@@ -193,14 +187,6 @@ async def test_personas_are_read_by_anyone_who_sees_and_edited_by_the_owner(worl
 # -- chat -------------------------------------------------------------------------------------------
 
 
-async def chat(client: httpx.AsyncClient, **body) -> list[tuple[str, dict]]:
-    async with client.stream("POST", "/chat/stream", json=body) as response:
-        assert response.status_code == 200, await response.aread()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["x-accel-buffering"] == "no"
-        return [(e.event, e.json()) async for e in sse_events(response.aiter_lines())]
-
-
 async def test_a_chat_reply_streams_token_by_token_then_whole(world: GatewayWorld, alice, bob) -> None:
     events = await chat(alice, character_id="ayla-test", text="hello there")
     kinds = [e for e, _ in events]
@@ -264,18 +250,6 @@ async def test_cost_counts_tokens_and_money_per_model_for_the_user_and_overall(w
 
 
 # -- picture jobs -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def requests_seen(world: GatewayWorld) -> AsyncIterator[list[Envelope]]:
-    seen: list[Envelope] = []
-
-    async def on(msg) -> None:
-        seen.append(Envelope.from_bytes(msg.data))
-
-    sub = await world.nc.subscribe(command_subject("chain.request"), cb=on)
-    yield seen
-    await sub.unsubscribe()
 
 
 async def test_a_picture_job_is_queued_then_follows_its_chain(world: GatewayWorld, alice, bob,

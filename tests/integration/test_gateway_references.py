@@ -17,12 +17,10 @@ import pytest
 
 from contracts import CharacterReferenceSet, Envelope
 from contracts.streams import character_stream
-from contracts.subjects import command_subject
 from services.gateway.testing import GatewayWorld
 from tests.conftest import Backends
 from tests.faces import face_of
-from tests.integration.gateway_helpers import assert_error, form
-from tests.integration.test_gateway_api import chat, create_character
+from tests.integration.gateway_helpers import assert_error, chat, create_character, form
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -35,18 +33,6 @@ async def world(backends: Backends) -> AsyncIterator[GatewayWorld]:
                                gateway_command_timeout_s=5.0, gateway_sse_heartbeat_s=1.0).start()
     yield world
     await world.close()
-
-
-@pytest.fixture
-async def requests_seen(world: GatewayWorld) -> AsyncIterator[list[Envelope]]:
-    seen: list[Envelope] = []
-
-    async def on(msg) -> None:
-        seen.append(Envelope.from_bytes(msg.data))
-
-    sub = await world.nc.subscribe(command_subject("chain.request"), cb=on)
-    yield seen
-    await sub.unsubscribe()
 
 
 async def builtin(world: GatewayWorld) -> str:
