@@ -1,5 +1,6 @@
-"""Photo uploads: read a multipart body within a size limit, check the image by its content, and
-ask the facecheck service whether it holds a usable face.
+"""Photo uploads: read a multipart body within a size limit, check the image by its content, strip
+its metadata (EXIF GPS, camera serials, ...), and ask the facecheck service whether it holds a
+usable face.
 
 The multipart reader is small on purpose (no python-multipart dependency): it takes a body already
 bounded in size, and a handful of parts with short headers.
@@ -14,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 
 import nats
-from PIL import Image
+from PIL import Image, ImageOps, JpegImagePlugin
 from starlette.requests import Request
 
 from contracts.subjects import rpc_subject
@@ -27,8 +28,10 @@ from services.gateway.errors import (
     UpstreamTimeout,
 )
 from services.gateway.images import sniff_media_type
+from services.gateway.photo_metadata import carries_metadata, is_lossless_webp
 
-__all__ = ["FaceVerdict", "Part", "PhotoCheck", "check_face", "check_photo", "parse_multipart", "read_body"]
+__all__ = ["FaceVerdict", "Part", "PhotoCheck", "check_face", "check_photo", "clean_photo", "parse_multipart",
+           "read_body"]
 
 _MAX_PARTS = 32
 _MAX_HEADER_BYTES = 4096
@@ -176,6 +179,43 @@ def _check_pixels(width: int, height: int, size: int, max_pixels: int) -> None:
                               "pixels", code="decompression_bomb")
     raise PayloadTooLarge(f"the photo is {width}x{height} = {pixels} pixels; the limit is {max_pixels}. "
                           "Scale it down and upload again.", code="too_many_pixels")
+
+
+def clean_photo(data: bytes) -> bytes:
+    """The photo upright and without metadata; the same bytes when it carries none.
+
+    Call it on bytes `check_photo` accepted. A photo with any metadata (EXIF and its orientation,
+    XMP, IPTC, ICC, comments, text chunks, trailers) is turned as its EXIF orientation says and
+    re-encoded in its own format with the pixels alone; one without is returned as it is, so its
+    content address does not change.
+    """
+    media_type = sniff_media_type(data)
+    if media_type is None:
+        raise ValueError("clean_photo takes a JPEG, PNG or WebP that check_photo accepted")
+    if not carries_metadata(data, media_type):
+        return data
+    with Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "WEBP"]) as source:
+        upright = ImageOps.exif_transpose(source)
+        options = _encoder_options(source, media_type, data)
+    # Only what the pixels need survives: encoders fall back to `info` for an ICC profile or a comment.
+    upright.info = {k: v for k, v in upright.info.items() if k == "transparency"}
+    out = io.BytesIO()
+    upright.save(out, **options)
+    return out.getvalue()
+
+
+def _encoder_options(source: Image.Image, media_type: str, data: bytes) -> dict[str, object]:
+    if media_type == "image/png":
+        return {"format": "PNG", "optimize": True}
+    if media_type == "image/webp":
+        if is_lossless_webp(data):
+            return {"format": "WEBP", "lossless": True}
+        return {"format": "WEBP", "quality": 95}
+    options: dict[str, object] = {"format": "JPEG", "quality": 95}
+    sampling = JpegImagePlugin.get_sampling(source)
+    if sampling != -1:  # keep the source's chroma subsampling (4:4:4 stays sharp)
+        options["subsampling"] = sampling
+    return options
 
 
 async def check_face(nc: nats.NATS, sha256: str, *, timeout_s: float) -> FaceVerdict:

@@ -8,6 +8,7 @@ to an outbox relay and fakes of the chat and facecheck services that speak their
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import random
 import uuid
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from contracts import REGISTRY
 from services.gateway.auth import RateLimiter
@@ -42,6 +43,37 @@ async def world(backends: Backends) -> AsyncIterator[GatewayWorld]:
 
 
 # -- characters and uploads -------------------------------------------------------------------------
+
+
+def phone_photo(person: int) -> bytes:
+    """A face as a phone saves it: JPEG, stored on its side (orientation 6), with GPS and the camera's serial."""
+    face = Image.open(io.BytesIO(face_of(person))).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to view
+    exif[0xA431] = "SERIAL-12345"  # BodySerialNumber
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 2.0)})  # GPS
+    out = io.BytesIO()
+    face.save(out, "JPEG", quality=92, exif=exif.tobytes())
+    return out.getvalue()
+
+
+async def test_an_uploaded_photo_is_stored_upright_without_its_metadata(world: GatewayWorld, alice) -> None:
+    upload = phone_photo(3)
+    assert b"SERIAL-12345" in upload
+    response = await alice.post("/characters/upload-image", **form(upload, "IMG_0001.jpg", name="Pia"))
+    assert response.status_code == 201, response.text
+    stored = (await alice.get(f"/avatar/{response.json()['id']}")).content
+    assert b"SERIAL-12345" not in stored and b"Exif" not in stored
+    image = Image.open(io.BytesIO(stored))
+    assert image.format == "JPEG" and not image.getexif()
+    original = Image.open(io.BytesIO(face_of(3))).convert("RGB")
+
+    def distance(other: Image.Image) -> float:
+        return sum(ImageStat.Stat(ImageChops.difference(image.convert("RGB"), other)).mean) / 3
+
+    # Turned back upright: the stored pixels are the face as it was, not as the phone stored it.
+    assert distance(original) < 8 < distance(original.transpose(Image.Transpose.ROTATE_90))
+    assert hashlib.sha256(stored).hexdigest() == response.json()["reference"]["sha256"]
 
 
 async def test_a_photo_makes_a_character_that_only_its_owner_sees(world: GatewayWorld, alice, bob) -> None:

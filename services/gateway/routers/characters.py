@@ -29,7 +29,7 @@ from services.gateway.images import placeholder_avatar
 from services.gateway.readmodels.characters import CharacterView
 from services.gateway.readmodels.projector import character_from_row
 from services.gateway.schemas import Character, Persona, PersonaUpdate
-from services.gateway.uploads import check_face, check_photo, parse_multipart, read_body
+from services.gateway.uploads import check_face, check_photo, clean_photo, parse_multipart, read_body
 
 __all__ = ["router"]
 
@@ -118,7 +118,8 @@ async def upload_image(request: Request, user: UserDep, gateway: GatewayDep, blo
     create = None if view is not None else _creation(fields, gateway.registry.styles, gateway.registry.default_style)
     await asyncio.to_thread(check_photo, image.data, max_bytes=settings.gateway_upload_max_bytes,
                             max_pixels=settings.gateway_upload_max_pixels, min_side=settings.gateway_upload_min_side)
-    reference = await blobs.put_image(image.data)
+    # A phone photo carries where and with what it was taken: none of that is stored or served back.
+    reference = await blobs.put_image(await asyncio.to_thread(clean_photo, image.data))
     await check_face(gateway.runtime.bus.nc, reference.sha256, timeout_s=settings.gateway_facecheck_timeout_s)
     if create is None:
         assert view is not None
