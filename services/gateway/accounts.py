@@ -1,20 +1,44 @@
-"""Users, API keys and the picture requests each user sent (the gateway's own tables, not the log)."""
+"""Users, API keys and the picture requests each user sent (the gateway's own tables, not the log).
+
+A key's owner is cached per process for 60 s. Revoking a key evicts it from the revoking process's
+cache at once; another gateway process goes on accepting it until its cached entry expires, so a
+revocation takes effect everywhere within 60 s.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
+
+import asyncpg
 
 from services.gateway.auth import hash_key, new_api_key, new_user_id
 from services.gateway.db import Database
 from services.gateway.errors import Forbidden
 
-__all__ = ["Accounts", "Submission"]
+__all__ = ["Accounts", "ApiKey", "Submission"]
 
-# A key's owner is looked up once a minute at most per process; revoking takes effect within that.
+# A key's owner is looked up once a minute at most per process: a revocation reaches other processes within that.
 _KEY_CACHE_S = 60.0
+_KEY_COLUMNS = "key_id, prefix, created_at, last_used_at, revoked_at"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What its owner may see of a key: never the key nor its hash."""
+
+    key_id: UUID
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ApiKey:
+        return cls(row["key_id"], row["prefix"], row["created_at"], row["last_used_at"], row["revoked_at"])
 
 
 @dataclass(frozen=True)
@@ -36,19 +60,52 @@ class Accounts:
         self._keys: OrderedDict[str, tuple[float, tuple[str, str] | None]] = OrderedDict()
 
     async def user_for_key(self, key: str) -> tuple[str, str] | None:
-        """(user id, kind) of a valid API key."""
+        """(user id, kind) of a valid API key; a lookup that reaches the database marks the key used."""
         digest = hash_key(key)
         cached = self._keys.get(digest)
-        if cached is not None and time.monotonic() - cached[0] < _KEY_CACHE_S:
+        started = time.monotonic()
+        if cached is not None and started - cached[0] < _KEY_CACHE_S:
             return cached[1]
         row = await self._db.fetchrow(
-            "SELECT u.user_id, u.kind FROM api_keys k JOIN users u USING (user_id) "
-            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL", digest)
+            "UPDATE api_keys k SET last_used_at = now() FROM users u "
+            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.user_id = k.user_id "
+            "RETURNING u.user_id, u.kind", digest)
         found = None if row is None else (row["user_id"], row["kind"])
+        # A revocation made while this lookup was in flight wrote a newer entry: keep that one.
+        newer = self._keys.get(digest)
+        if newer is None or newer[0] <= started:
+            self._remember(digest, found)
+        return found
+
+    def _remember(self, digest: str, found: tuple[str, str] | None) -> None:
         self._keys[digest] = (time.monotonic(), found)
+        self._keys.move_to_end(digest)
         while len(self._keys) > 10_000:
             self._keys.popitem(last=False)
-        return found
+
+    async def keys(self, user_id: str) -> list[ApiKey]:
+        """The user's API keys, revoked ones included, newest first."""
+        rows = await self._db.fetch(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, key_id", user_id)
+        return [ApiKey.from_row(row) for row in rows]
+
+    async def create_key(self, user_id: str) -> tuple[ApiKey, str]:
+        """A new API key of a registered user: its record and the key itself (shown once, never stored)."""
+        async with self._db.connect() as conn:
+            return await _insert_key(conn, user_id)
+
+    async def revoke_key(self, user_id: str, key_id: UUID) -> ApiKey | None:
+        """Revoke one of the user's keys (again is a no-op); None if the user has no key `key_id`.
+
+        This process stops accepting the key at once; other processes within their cache's 60 s.
+        """
+        row = await self._db.fetchrow(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE user_id = $1 AND key_id = $2 "
+            f"RETURNING key_hash, {_KEY_COLUMNS}", user_id, key_id)
+        if row is None:
+            return None
+        self._remember(row["key_hash"], None)
+        return ApiKey.from_row(row)
 
     async def kind_of(self, user_id: str) -> str:
         kind = await self._db.fetchval("SELECT kind FROM users WHERE user_id = $1", user_id)
@@ -56,14 +113,12 @@ class Accounts:
 
     async def register(self, anonymous_id: str | None) -> tuple[str, str]:
         """A registered user (the caller's anonymous user, upgraded, so its pictures stay) and a new key."""
-        key = new_api_key()
         async with self._db.transaction() as conn:
             user_id = anonymous_id or new_user_id()
             await conn.execute(
                 "INSERT INTO users (user_id, kind, registered_at) VALUES ($1, 'registered', now()) "
                 "ON CONFLICT (user_id) DO UPDATE SET kind = 'registered', registered_at = now()", user_id)
-            await conn.execute("INSERT INTO api_keys (key_hash, user_id, prefix) VALUES ($1, $2, $3)",
-                               hash_key(key), user_id, key[:8])
+            _, key = await _insert_key(conn, user_id)
         return user_id, key
 
     async def images_used(self, user_id: str) -> int:
@@ -116,3 +171,10 @@ class Accounts:
             return None
         return Submission(row["chain_id"], row["user_id"], row["character_id"], row["request_text"], row["origin"],
                           row["source_chain_id"])
+
+
+async def _insert_key(conn: asyncpg.Connection, user_id: str) -> tuple[ApiKey, str]:
+    key = new_api_key()
+    row = await conn.fetchrow(f"INSERT INTO api_keys (key_hash, user_id, prefix) VALUES ($1, $2, $3) "
+                              f"RETURNING {_KEY_COLUMNS}", hash_key(key), user_id, key[:8])
+    return ApiKey.from_row(row), key
