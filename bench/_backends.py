@@ -12,18 +12,15 @@ Migrations are applied either way. Usage:
 
 from __future__ import annotations
 
-import asyncio
 import os
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
 
-from services.runtime.eventstore.migrations import upgrade
+from services.runtime.scratch import scratch_backends
 from services.runtime.settings import to_asyncpg_dsn
 
 __all__ = ["backends", "machine", "pg_settings"]
@@ -31,37 +28,17 @@ __all__ = ["backends", "machine", "pg_settings"]
 
 @contextmanager
 def backends() -> Iterator[tuple[str, str]]:
-    from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
-
     nats_url = os.environ.get("LIKENESS_BENCH_NATS_URL")
     external_db = os.environ.get("LIKENESS_BENCH_DATABASE_URL")
-    with ExitStack() as stack:
-        started = time.perf_counter()
-        state: Path | None = None
-        if nats_url is None or external_db is None:
-            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="likeness-bench-")))
-            os.chmod(state, 0o755)  # the embedded Postgres runs as an unprivileged user under root
-        if nats_url is None:
-            assert state is not None
-            server = stack.enter_context(EmbeddedNats(state / "nats"))
-            nats_url = server.url
-            nats_kind = "embedded"
-        else:
-            nats_kind = "external (LIKENESS_BENCH_NATS_URL)"
-        if external_db is None:
-            assert state is not None
-            pg = stack.enter_context(EmbeddedPostgres(state / "postgres"))
-            database_url = pg.url
-            db_kind = "embedded"
-        else:
-            database_url = _fresh_database(external_db)
-            stack.callback(_drop_database, external_db, database_url.rsplit("/", 1)[1])
-            db_kind = "external (LIKENESS_BENCH_DATABASE_URL), fresh database"
-        upgrade(database_url)
-        print(f"backends: NATS {nats_kind} {nats_url}")
-        print(f"          Postgres {db_kind} {_redact(database_url)}")
+    nats_kind = "embedded" if nats_url is None else "external (LIKENESS_BENCH_NATS_URL)"
+    db_kind = "embedded" if external_db is None else "external (LIKENESS_BENCH_DATABASE_URL), fresh database"
+    started = time.perf_counter()
+    with scratch_backends(nats_url=nats_url, admin_database_url=external_db, database_prefix="likeness_bench",
+                          drop=True) as ready:
+        print(f"backends: NATS {nats_kind} {ready.nats_url}")
+        print(f"          Postgres {db_kind} {_redact(ready.database_url)}")
         print(f"          ready in {time.perf_counter() - started:.1f}s (migrations applied)")
-        yield nats_url, database_url
+        yield ready.nats_url, ready.database_url
 
 
 def machine() -> str:
@@ -85,34 +62,6 @@ async def pg_settings(database_url: str) -> str:
     finally:
         await conn.close()
     return f"Postgres {version}: " + ", ".join(f"{r['name']}={r['setting']}" for r in rows)
-
-
-def _fresh_database(admin_url: str) -> str:
-    name = f"likeness_bench_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(to_asyncpg_dsn(admin_url), timeout=10)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def _drop_database(admin_url: str, name: str) -> None:
-    async def drop() -> None:
-        conn = await asyncpg.connect(to_asyncpg_dsn(admin_url), timeout=10)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(drop())
-    except Exception as exc:  # leave it behind rather than hide the results
-        print(f"(could not drop benchmark database {name}: {exc!r})")
 
 
 def _redact(url: str) -> str:

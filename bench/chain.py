@@ -59,7 +59,6 @@ import io
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -72,6 +71,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import nats
@@ -88,11 +88,13 @@ from contracts import (
     Envelope,
     FaceScored,
     ImageRef,
+    Message,
     RenderCompleted,
     RequestChain,
 )
 from contracts.subjects import COMMANDS_STREAM, command_subject, event_subject
 from services.runtime.blobs import BlobStore
+from services.runtime.embedded import free_port
 from services.runtime.ids import derived_id
 from services.runtime.settings import to_asyncpg_dsn
 from services.runtime.streams import ensure_streams
@@ -209,6 +211,35 @@ class Config:
         self.slots = asyncio.Semaphore(self.inflight)
 
 
+@dataclass
+class Job:
+    """A command for a chain of the running configuration, received by a simulated service."""
+
+    msg: Msg
+    cfg: Config
+    incoming: Envelope
+    command: Any
+    key: tuple[str, int]
+
+    async def answer(self, js, result: Message, id_suffix: str, published: dict[tuple[str, int], float],
+                     what: str) -> None:
+        """Publish `result` as the real service does (event id derived from the command's, stream chain-<id>,
+        correlation id copied), noting when in `published`; then ack the command."""
+        incoming = self.incoming
+        envelope = Envelope.wrap(result, event_id=derived_id(incoming.event_id, id_suffix),
+                                 stream=f"chain-{self.command.chain_id}", occurred_at=datetime.now(UTC),
+                                 correlation_id=incoming.correlation_id, causation_id=str(incoming.event_id),
+                                 actor=incoming.actor, trace=incoming.trace)
+        subject, payload = event_subject(envelope.type, envelope.stream), envelope.to_bytes()
+        published[self.key] = clock()
+        try:
+            await js.publish(subject, payload, headers={"Nats-Msg-Id": str(envelope.event_id)})
+        except Exception as exc:  # noqa: BLE001 - report, do not kill the run
+            self.cfg.errors.append(f"{what} publish: {exc!r}")
+            return
+        await self.msg.ack()
+
+
 class Simulators:
     """The simulated renderer and facecheck, and the chain-ending listener; bound to one Config at a time."""
 
@@ -230,42 +261,38 @@ class Simulators:
         self._spawn(self._render(msg, t))
 
     async def _render(self, msg: Msg, t_recv: float) -> None:
-        cfg = self.current
-        incoming = Envelope.from_bytes(msg.data)
-        job = incoming.open(REGISTRY)
-        key = (str(job.chain_id), job.step)
-        if cfg is None or key[0] not in cfg.submitted:
-            self.strays += 1
-            await msg.ack()
+        job = await self._claim(msg)
+        if job is None:
             return
-        cfg.render_recv[key] = t_recv
+        cfg, command = job.cfg, job.command
+        cfg.render_recv[job.key] = t_recv
         backend = await cfg.free.get()
         start = clock()
         await asyncio.sleep(cfg.render_s)
         end = clock()
         cfg.free.put_nowait(backend)
         cfg.busy[backend].append((start, end))
-        done = RenderCompleted(chain_id=job.chain_id, step=job.step, attempt=job.attempt, image=self.output,
+        done = RenderCompleted(chain_id=command.chain_id, step=command.step, attempt=command.attempt, image=self.output,
                                workflow_hash="bench-simulated", backend=f"sim-{backend}", engine="bench",
                                timings={"execute": (end - start) * 1000})
-        envelope = Envelope.wrap(done, event_id=derived_id(incoming.event_id, "render-result"),
-                                 stream=f"chain-{job.chain_id}", occurred_at=datetime.now(UTC),
-                                 correlation_id=incoming.correlation_id, causation_id=str(incoming.event_id),
-                                 actor=incoming.actor, trace=incoming.trace)
-        subject, payload = event_subject(envelope.type, envelope.stream), envelope.to_bytes()
-        cfg.render_pub[key] = clock()
-        try:
-            await self.render_js.publish(subject, payload, headers={"Nats-Msg-Id": str(envelope.event_id)})
-        except Exception as exc:  # noqa: BLE001 - report, do not kill the run
-            cfg.errors.append(f"render publish: {exc!r}")
-            return
-        await msg.ack()
+        await job.answer(self.render_js, done, "render-result", cfg.render_pub, "render")
 
     # facecheck
     def on_score(self, msg: Msg, t: float) -> None:
         self._spawn(self._score(msg, t))
 
     async def _score(self, msg: Msg, t_recv: float) -> None:
+        job = await self._claim(msg)
+        if job is None:
+            return
+        command = job.command
+        job.cfg.score_recv[job.key] = t_recv
+        result = FaceScored(chain_id=command.chain_id, step=command.step, attempt=command.attempt, score=90.0,
+                            faces_found=1, encoder="bench")
+        await job.answer(self.face_js, result, "face-result", job.cfg.face_pub, "face")
+
+    async def _claim(self, msg: Msg) -> Job | None:
+        """The command, if it belongs to a chain of the running configuration; else acked and counted as a stray."""
         cfg = self.current
         incoming = Envelope.from_bytes(msg.data)
         command = incoming.open(REGISTRY)
@@ -273,22 +300,8 @@ class Simulators:
         if cfg is None or key[0] not in cfg.submitted:
             self.strays += 1
             await msg.ack()
-            return
-        cfg.score_recv[key] = t_recv
-        result = FaceScored(chain_id=command.chain_id, step=command.step, attempt=command.attempt, score=90.0,
-                            faces_found=1, encoder="bench")
-        envelope = Envelope.wrap(result, event_id=derived_id(incoming.event_id, "face-result"),
-                                 stream=f"chain-{command.chain_id}", occurred_at=datetime.now(UTC),
-                                 correlation_id=incoming.correlation_id, causation_id=str(incoming.event_id),
-                                 actor=incoming.actor, trace=incoming.trace)
-        subject, payload = event_subject(envelope.type, envelope.stream), envelope.to_bytes()
-        cfg.face_pub[key] = clock()
-        try:
-            await self.face_js.publish(subject, payload, headers={"Nats-Msg-Id": str(envelope.event_id)})
-        except Exception as exc:  # noqa: BLE001
-            cfg.errors.append(f"face publish: {exc!r}")
-            return
-        await msg.ack()
+            return None
+        return Job(msg, cfg, incoming, command, key)
 
     # a core-NATS tap on the command subjects: when the planner's relay published each command
     async def on_command_wire(self, msg: Msg) -> None:
@@ -379,6 +392,15 @@ def row(name: str, values_ms: list[float], target: bool = False) -> str:
     return text
 
 
+def print_half(k: str, half: str, t: dict[str, list[float]], start: str, event: str, command: str) -> None:
+    """One planner half of a transition and its four parts (see the module docstring)."""
+    print(row(f"{k}   planner {half}: {start} -> {command} recv", t[half]))
+    print(row(f"{k}     {half}1: -> planner decided ({event} occurred_at)", t[f"{half}1"]))
+    print(row(f"{k}     {half}2: decided -> append's transaction start", t[f"{half}2"]))
+    print(row(f"{k}     {half}3: txn start -> relay published {command}", t[f"{half}3"]))
+    print(row(f"{k}     {half}4: relay published -> {command} recv (JS hop)", t[f"{half}4"]))
+
+
 def duty(cfg: Config) -> tuple[float, float, float, float]:
     """(mean duty over the run, min over backends, mean duty in the steady window, wall seconds)."""
     intervals = [iv for ivs in cfg.busy.values() for iv in ivs]
@@ -407,11 +429,10 @@ def transitions(cfg: Config) -> dict[str, list[float]]:
             if None in (pub, nxt, srecv, fpub):
                 continue
             out["total"].append((nxt - pub) * 1000)
-            out["A"].append((srecv - pub) * 1000)
             out["F"].append((fpub - srecv) * 1000)
-            out["B"].append((nxt - fpub) * 1000)
             for half, event, start, command, step, end in (("A", "chain.step_rendered", pub, "face.score", k, srecv),
                                                           ("B", "chain.step_scored", fpub, "render.step", k + 1, nxt)):
+                out[half].append((end - start) * 1000)
                 decided = cfg.decided.get((chain, event, k))
                 txn = cfg.txn_start.get((chain, event, k))
                 wire = cfg.on_wire.get((chain, command, step))
@@ -469,12 +490,6 @@ async def baseline(pub_nc: nats.NATS, sub_nc: nats.NATS, reference: ImageRef) ->
 
 
 # --- the planner process ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_planner(nats_url: str, database_url: str, log_path: Path, workers: int | None) -> tuple[subprocess.Popen, int]:
@@ -653,17 +668,9 @@ async def main(args: argparse.Namespace, nats_url: str, database_url: str, state
         t = transitions(cfg)
         k = f"K={cfg.backends}"
         print(row(f"{k} transition: RenderCompleted pub -> next RenderStep recv", t["total"], target=True))
-        print(row(f"{k}   planner A: RenderCompleted pub -> ScoreFace recv", t["A"]))
-        print(row(f"{k}     A1: -> planner decided (StepRendered occurred_at)", t["A1"]))
-        print(row(f"{k}     A2: decided -> append's transaction start", t["A2"]))
-        print(row(f"{k}     A3: txn start -> relay published ScoreFace", t["A3"]))
-        print(row(f"{k}     A4: relay published -> ScoreFace recv (JS hop)", t["A4"]))
+        print_half(k, "A", t, "RenderCompleted pub", "StepRendered", "ScoreFace")
         print(row(f"{k}   facecheck sim: ScoreFace recv -> FaceScored pub", t["F"]))
-        print(row(f"{k}   planner B: FaceScored pub -> RenderStep recv", t["B"]))
-        print(row(f"{k}     B1: -> planner decided (StepScored occurred_at)", t["B1"]))
-        print(row(f"{k}     B2: decided -> append's transaction start", t["B2"]))
-        print(row(f"{k}     B3: txn start -> relay published RenderStep", t["B3"]))
-        print(row(f"{k}     B4: relay published -> RenderStep recv (JS hop)", t["B4"]))
+        print_half(k, "B", t, "FaceScored pub", "StepScored", "RenderStep")
         print(row(f"{k} chain start: RequestChain pub -> RenderStep 0 recv", t["start"]))
     if sims.strays:
         print(f"({sims.strays} commands arrived for chains of no running configuration)")

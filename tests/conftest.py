@@ -8,68 +8,30 @@ servers (e.g. the system ones); a fresh database is then created for the session
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import nats
 import pytest
 
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
-from services.runtime.eventstore.migrations import upgrade
-from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
+from services.runtime.scratch import Backends, scratch_backends
+from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class Backends:
-    nats_url: str
-    database_url: str
-
-
 @pytest.fixture(scope="session")
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
-    from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
-
-    state = tmp_path_factory.mktemp("backends")
-    nats_url = os.environ.get("LIKENESS_TEST_NATS_URL")
-    external_db = os.environ.get("LIKENESS_TEST_DATABASE_URL")
-    servers = []
-    if nats_url is None:
-        servers.append(EmbeddedNats(state / "nats").start())
-        nats_url = servers[-1].url
-    if external_db is None:
-        servers.append(EmbeddedPostgres(state / "postgres").start())
-        database_url = servers[-1].url
-    else:
-        database_url = _fresh_database(external_db)
-    upgrade(database_url)
-    try:
-        yield Backends(nats_url, database_url)
-    finally:
-        for server in reversed(servers):
-            server.stop()
-
-
-def _fresh_database(admin_url: str) -> str:
-    import asyncio
-
-    name = f"likeness_test_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(to_asyncpg_dsn(admin_url), timeout=10)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return admin_url.rsplit("/", 1)[0] + "/" + name
+    with scratch_backends(
+        tmp_path_factory.mktemp("backends"),
+        nats_url=os.environ.get("LIKENESS_TEST_NATS_URL"),
+        admin_database_url=os.environ.get("LIKENESS_TEST_DATABASE_URL"),
+        database_prefix="likeness_test",
+    ) as backends:
+        yield backends
 
 
 @pytest.fixture(scope="session")

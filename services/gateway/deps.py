@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -42,6 +43,8 @@ __all__ = [
     "set_session",
 ]
 
+T = TypeVar("T")
+
 # Cost in rate-limit tokens of an image or avatar request (a gallery page asks for dozens at once).
 _IMAGE_COST = 0.2
 
@@ -53,51 +56,24 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def get_settings(gateway: GatewayDep) -> GatewaySettings:
-    return gateway.settings
+def _from_gateway(pick: Callable[[Gateway], T]) -> Callable[[Gateway], T]:
+    """A dependency answering `pick(gateway)`, one of the process's shared resources."""
+
+    def dependency(gateway: GatewayDep) -> T:
+        return pick(gateway)
+
+    return dependency
 
 
-def get_store(gateway: GatewayDep) -> EventStore:
-    return gateway.store
-
-
-def get_blobs(gateway: GatewayDep) -> BlobStore:
-    return gateway.blobs
-
-
-def get_hub(gateway: GatewayDep) -> LiveHub:
-    return gateway.hub
-
-
-def get_db(gateway: GatewayDep) -> Database:
-    return gateway.db
-
-
-def get_accounts(gateway: GatewayDep) -> Accounts:
-    return gateway.accounts
-
-
-def get_chains(gateway: GatewayDep) -> ChainReader:
-    return gateway.chains
-
-
-def get_commander(gateway: GatewayDep) -> Commander:
-    return gateway.commander
-
-
-def get_projector(gateway: GatewayDep) -> Projector:
-    return gateway.projector
-
-
-SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
-StoreDep = Annotated[EventStore, Depends(get_store)]
-BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
-HubDep = Annotated[LiveHub, Depends(get_hub)]
-DatabaseDep = Annotated[Database, Depends(get_db)]
-AccountsDep = Annotated[Accounts, Depends(get_accounts)]
-ChainsDep = Annotated[ChainReader, Depends(get_chains)]
-CommanderDep = Annotated[Commander, Depends(get_commander)]
-ProjectorDep = Annotated[Projector, Depends(get_projector)]
+SettingsDep = Annotated[GatewaySettings, Depends(_from_gateway(lambda g: g.settings))]
+StoreDep = Annotated[EventStore, Depends(_from_gateway(lambda g: g.store))]
+BlobsDep = Annotated[BlobStore, Depends(_from_gateway(lambda g: g.blobs))]
+HubDep = Annotated[LiveHub, Depends(_from_gateway(lambda g: g.hub))]
+DatabaseDep = Annotated[Database, Depends(_from_gateway(lambda g: g.db))]
+AccountsDep = Annotated[Accounts, Depends(_from_gateway(lambda g: g.accounts))]
+ChainsDep = Annotated[ChainReader, Depends(_from_gateway(lambda g: g.chains))]
+CommanderDep = Annotated[Commander, Depends(_from_gateway(lambda g: g.commander))]
+ProjectorDep = Annotated[Projector, Depends(_from_gateway(lambda g: g.projector))]
 
 
 def set_session(request: Request, value: str) -> None:

@@ -116,37 +116,40 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status, headers=exc.headers)
+        return _reply(exc.status, exc.code, exc.detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [_field_error(e) for e in exc.errors()]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5]) or "the request is invalid"
         detail = f"{summary}. Fix the named fields and send the request again (see /docs for the schema)."
-        return JSONResponse(error_body("invalid_request", detail, fields=fields), status_code=422)
+        return _reply(422, "invalid_request", detail, fields=fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             detail = f"no such endpoint: {request.method} {request.url.path} (see /docs for the API)"
-            return JSONResponse(error_body("not_found", detail), status_code=404)
+            return _reply(404, "not_found", detail)
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path} (see /docs for the methods it takes)"
-            return JSONResponse(error_body("method_not_allowed", detail), status_code=405,
-                                headers=getattr(exc, "headers", None))
+            return _reply(405, "method_not_allowed", detail, headers=headers)
         code = "bad_request" if 400 <= exc.status_code < 500 else "internal"
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return _reply(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(BlobNotFound)
     async def blob_missing(_: Request, exc: BlobNotFound) -> JSONResponse:
-        return JSONResponse(error_body("image_missing", f"the image is not in the blob store: {exc}"), status_code=404)
+        return _reply(404, "image_missing", f"the image is not in the blob store: {exc}")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         detail = "the gateway failed unexpectedly; the error is logged. Retry, and report it if it persists."
-        return JSONResponse(error_body("internal", detail), status_code=500)
+        return _reply(500, "internal", detail)
+
+
+def _reply(status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(code, detail, **extra), status_code=status, headers=headers)
 
 
 def _field_error(error: dict[str, Any]) -> dict[str, str]:

@@ -20,33 +20,19 @@ _DAY = 24 * 3600
 # The de-duplication window bounds how late a relay restart may republish without doubles.
 _DEDUPE_WINDOW_S = 10 * 60
 
+
+def _stream(name: str, kind: str, retention: RetentionPolicy, *, max_age_days: int) -> StreamConfig:
+    """A file-backed stream of every `likeness.<kind>.>` subject."""
+    return StreamConfig(name=name, subjects=[f"{PREFIX}.{kind}.>"], retention=retention, storage=StorageType.FILE,
+                        max_age=max_age_days * _DAY, duplicate_window=_DEDUPE_WINDOW_S)
+
+
 STREAMS = (
     # Events are kept (limits retention): every interested service has its own durable.
-    StreamConfig(
-        name=EVENTS_STREAM,
-        subjects=[f"{PREFIX}.evt.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=30 * _DAY,
-        duplicate_window=_DEDUPE_WINDOW_S,
-    ),
+    _stream(EVENTS_STREAM, "evt", RetentionPolicy.LIMITS, max_age_days=30),
     # A command is done once one replica acks it, so the stream forgets it (work queue).
-    StreamConfig(
-        name=COMMANDS_STREAM,
-        subjects=[f"{PREFIX}.cmd.>"],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        max_age=7 * _DAY,
-        duplicate_window=_DEDUPE_WINDOW_S,
-    ),
-    StreamConfig(
-        name=DEAD_LETTERS_STREAM,
-        subjects=[f"{PREFIX}.dlq.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=90 * _DAY,
-        duplicate_window=_DEDUPE_WINDOW_S,
-    ),
+    _stream(COMMANDS_STREAM, "cmd", RetentionPolicy.WORK_QUEUE, max_age_days=7),
+    _stream(DEAD_LETTERS_STREAM, "dlq", RetentionPolicy.LIMITS, max_age_days=90),
 )
 
 
