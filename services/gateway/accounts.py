@@ -50,6 +50,16 @@ class Submission:
     origin: str
     source_chain_id: UUID | None
 
+    def row(self) -> tuple[object, ...]:
+        return (self.chain_id, self.user_id, self.character_id, self.request_text, self.origin, self.source_chain_id)
+
+
+# A picture counts once whether the gateway sent it, chat started it, or both records exist.
+_PICTURES_USED = ("SELECT count(*) FROM (SELECT chain_id FROM chain_submissions WHERE user_id = $1 "
+                  "UNION SELECT chain_id FROM chains_view WHERE user_id = $1) AS mine")
+_INSERT_SUBMISSION = ("INSERT INTO chain_submissions (chain_id, user_id, character_id, request_text, origin, "
+                      "source_chain_id) VALUES ($1, $2, $3, $4, $5, $6)")
+
 
 class Accounts:
     """Reads and writes of `users`, `api_keys` and `chain_submissions`."""
@@ -123,9 +133,7 @@ class Accounts:
 
     async def images_used(self, user_id: str) -> int:
         """Pictures the user asked for: through the gateway, or in chat (the log's chains)."""
-        return int(await self._db.fetchval(
-            "SELECT count(*) FROM (SELECT chain_id FROM chain_submissions WHERE user_id = $1 "
-            "UNION SELECT chain_id FROM chains_view WHERE user_id = $1) AS mine", user_id))
+        return int(await self._db.fetchval(_PICTURES_USED, user_id))
 
     async def may_start_picture(self, user_id: str, kind: str) -> bool:
         """Whether the user may start one more picture now (only an anonymous session is limited).
@@ -151,19 +159,20 @@ class Accounts:
             kind = await conn.fetchval("SELECT kind FROM users WHERE user_id = $1 FOR UPDATE", user_id)
             limit = self.anonymous_image_limit
             if kind == "anonymous" and limit is not None:
-                used = await conn.fetchval(
-                    "SELECT count(*) FROM (SELECT chain_id FROM chain_submissions WHERE user_id = $1 "
-                    "UNION SELECT chain_id FROM chains_view WHERE user_id = $1) AS mine", user_id)
+                used = await conn.fetchval(_PICTURES_USED, user_id)
                 if used >= limit:
                     raise Forbidden(
                         f"an anonymous session may make {limit} pictures and this one has made {used}: "
                         "log in to make more (POST /auth/signup for an API key, then POST /auth/login with it)",
                         code="login_required")
-            await conn.execute(
-                "INSERT INTO chain_submissions (chain_id, user_id, character_id, request_text, origin, "
-                "source_chain_id) VALUES ($1, $2, $3, $4, $5, $6)",
-                submission.chain_id, submission.user_id, submission.character_id, submission.request_text,
-                submission.origin, submission.source_chain_id)
+            await conn.execute(_INSERT_SUBMISSION, *submission.row())
+
+    async def record_submission(self, submission: Submission) -> None:
+        """Record a picture another service started for the user (chat); recording it twice changes nothing.
+
+        Not counted twice either: pictures used are the union of these rows and the chains in the log.
+        """
+        await self._db.execute(f"{_INSERT_SUBMISSION} ON CONFLICT (chain_id) DO NOTHING", *submission.row())
 
     async def submission(self, chain_id: UUID) -> Submission | None:
         row = await self._db.fetchrow("SELECT * FROM chain_submissions WHERE chain_id = $1", chain_id)

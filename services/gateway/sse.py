@@ -20,7 +20,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from services.gateway.db import Database
@@ -185,8 +185,13 @@ async def chat_reply_events(
     heartbeat_s: float,
     timeout_s: float,
     now: Callable[[], float],
+    on_chain: Callable[[str, str], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """The SSE body of POST /chat/stream: `delta`s, then `reply` (or `error`); `image` names a chain."""
+    """The SSE body of POST /chat/stream: `delta`s, then `reply` (or `error`); `image` names a chain.
+
+    `on_chain(chain_id, request_text)` is awaited before the client hears of a chain the message
+    started, so the gateway can answer for that chain before the planner has recorded it.
+    """
     deadline = now() + timeout_s
     chain_id: str | None = None
     deltas = 0
@@ -216,6 +221,8 @@ async def chat_reply_events(
                                                     "message_id": data.get("message_id")}))
                 elif kind == "chat.image_requested" and str(data.get("message_id")) == message_id:
                     chain_id = str(data.get("chain_id"))
+                    if on_chain is not None:
+                        await on_chain(chain_id, str(data.get("request_text") or ""))
                     yield sse_frame("image", _json(_chain_links(chain_id)))
                 elif kind == "chat.message_refused" and str(data.get("message_id")) == message_id:
                     yield sse_frame("error", _json({"error": data.get("rule", "refused"),

@@ -247,11 +247,16 @@ async def test_a_chat_reply_streams_token_by_token_then_whole(world: GatewayWorl
                  "invalid_request")
 
 
-async def test_a_chat_message_asking_for_a_picture_links_the_chain(world: GatewayWorld, alice) -> None:
+async def test_a_chat_message_asking_for_a_picture_links_the_chain(world: GatewayWorld, alice, bob) -> None:
     events = await chat(alice, character_id="ayla-test", text="send me a picture at the beach")
     image = next(d for e, d in events if e == "image")
     reply = events[-1][1]
     assert reply["chain_id"] == image["chain_id"] and reply["events_url"] == f"/chains/{image['chain_id']}/events"
+    # The chain is hers at once, before the planner has recorded it (the fake chat's chain never starts).
+    job = await alice.get(f"/chat/job/{image['chain_id']}")
+    assert job.status_code == 200 and job.json()["status"] == "queued", job.text
+    assert job.json()["request_text"] == "send me a picture at the beach"
+    assert_error(await bob.get(f"/chat/job/{image['chain_id']}"), 404, "chain_not_found")
 
 
 async def test_a_refused_chat_message_ends_the_stream_with_an_error(world: GatewayWorld, alice) -> None:

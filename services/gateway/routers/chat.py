@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from contracts import SendChatMessage
+from services.gateway.accounts import Submission
 from services.gateway.characters import visible_character
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict, NotFound
@@ -58,9 +59,15 @@ async def chat_stream(body: ChatRequest, user: UserDep, gateway: GatewayDep) -> 
         gateway.hub.unsubscribe(listener)
         raise
     settings = gateway.settings
+
+    async def record_chain(chain_id: str, request_text: str) -> None:
+        # The planner records the chain a moment later; until then this row says whose it is.
+        await gateway.accounts.record_submission(Submission(uuid.UUID(chain_id), user.id, character.character_id,
+                                                            request_text, "chat", None))
+
     events = chat_reply_events(listener, hub=gateway.hub, db=gateway.db, conversation_stream=stream,
                                conversation_id=str(conversation_id), message_id=str(message_id),
                                heartbeat_s=min(settings.gateway_sse_heartbeat_s, 5.0),
-                               timeout_s=settings.gateway_chat_timeout_s, now=time.monotonic)
+                               timeout_s=settings.gateway_chat_timeout_s, now=time.monotonic, on_chain=record_chain)
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS,
                              background=BackgroundTask(gateway.hub.unsubscribe, listener))
