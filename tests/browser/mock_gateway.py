@@ -80,9 +80,10 @@ class Chain:
 
 
 class State:
-    def __init__(self, tick_s: float, image_limit: int) -> None:
+    def __init__(self, tick_s: float, image_limit: int, chat_record_delay_s: float) -> None:
         self.tick_s = tick_s
         self.image_limit = image_limit
+        self.chat_record_delay_s = chat_record_delay_s
         self.characters: dict[str, dict[str, Any]] = {
             "ayla": {"id": "ayla", "name": "Ayla", "gender": "woman", "personality": "warm, curious",
                      "occupation": "marine biologist", "art_style": "photoreal", "builtin": True,
@@ -110,14 +111,16 @@ class State:
     # -- chains ---------------------------------------------------------------------------------
 
     def start_chain(self, session: str, character_id: str, request: str, *, parent: Chain | None = None,
-                    from_step: int | None = None) -> Chain:
+                    from_step: int | None = None, record_after_s: float = 0.0) -> Chain:
+        """A chain that runs on its own; it is known (listed, streamed) only `record_after_s` from now."""
         chain = Chain(str(uuid.uuid4()), character_id, session, request,
                       parent_chain_id=parent.id if parent else None, branch_from_step=from_step)
         if parent is not None and from_step is not None:
             chain.kinds = parent.kinds[from_step + 1:] or (parent.kinds[-1],)
-        self.chains[chain.id] = chain
+        if not record_after_s:
+            self.chains[chain.id] = chain
         self.loop = asyncio.get_running_loop()
-        task = self.loop.create_task(self.run_chain(chain))
+        task = self.loop.create_task(self.run_chain(chain, record_after_s))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return chain
@@ -136,7 +139,10 @@ class State:
         for queue in chain.live:
             queue.put_nowait(item)
 
-    async def run_chain(self, chain: Chain) -> None:
+    async def run_chain(self, chain: Chain, record_after_s: float = 0.0) -> None:
+        if record_after_s:
+            await asyncio.sleep(record_after_s)
+            self.chains[chain.id] = chain
         tick = self.tick_s
         reference = self.photos.get(chain.character_id)
         self.append(chain, "chain.requested", character_id=chain.character_id, user_id=chain.owner,
@@ -194,9 +200,11 @@ class State:
                     step_images=[{"sha256": chain.images[i]} for i in range(len(steps))])
 
 
-def create_app(*, tick_s: float = 0.05, image_limit: int = 100) -> FastAPI:
+def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_delay_s: float = 0.5) -> FastAPI:
+    """`chat_record_delay_s`: as in the real system, a chain asked for in chat is named (the `image`
+    event) before it is recorded: until then its stream is a 404 and /me/tree does not list it."""
     app = FastAPI(title="Likeness gateway mock")
-    state = State(tick_s, image_limit)
+    state = State(tick_s, image_limit, chat_record_delay_s)
     app.state.mock = state
 
     @app.middleware("http")
@@ -295,7 +303,8 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100) -> FastAPI:
         if "picture" in text.lower():
             if (refusal := needs_photo(character["id"]) or allowed(request)) is not None:
                 return refusal
-            chain_id = state.start_chain(request.state.session, character["id"], text).id
+            chain_id = state.start_chain(request.state.session, character["id"], text,
+                                         record_after_s=state.chat_record_delay_s).id
         conversation = body.get("conversation_id") or str(uuid.uuid4())
         reply = ("Here is a picture coming, just for you." if chain_id
                  else f"Hello! I am {character['name']}, and you said: {text}")

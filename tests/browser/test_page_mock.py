@@ -86,13 +86,17 @@ def test_a_new_character_chats_with_a_streamed_reply_in_offline_mode(page: Page,
     page.goto(mock.url)
     character = create_character(page, photo)
     expect(page.get_by_test_id(f"character-{character}")).to_have_attribute("aria-pressed", "true")
-    # Record every text the reply bubble shows while it streams in.
+    # Record every text the reply bubble shows while it streams in, and whether the log was busy
+    # (screen readers wait for the whole reply instead of reading each token).
     page.evaluate("""() => {
         window.__seen = [];
+        window.__busy = [];
+        const log = document.getElementById('chat-log');
         new MutationObserver(() => {
             const last = [...document.querySelectorAll('#chat-log .bubble-character .bubble-text')].pop();
             if (last) window.__seen.push(last.textContent);
-        }).observe(document.getElementById('chat-log'), {subtree: true, childList: true, characterData: true});
+            if (last) window.__busy.push(log.getAttribute('aria-busy'));
+        }).observe(log, {subtree: true, childList: true, characterData: true});
     }""")
 
     page.get_by_label("Message").fill("good morning")
@@ -103,6 +107,8 @@ def test_a_new_character_chats_with_a_streamed_reply_in_offline_mode(page: Page,
     expect(reply).not_to_have_attribute("data-streaming", "1")
     seen = [text for text in page.evaluate("window.__seen") if text]
     assert len(set(seen)) >= 3, f"the reply did not stream in parts: {seen}"
+    assert "true" in page.evaluate("window.__busy"), "the chat log was not marked busy while the reply streamed"
+    expect(page.get_by_test_id("chat-log")).not_to_have_attribute("aria-busy", "true")
     expect(reply.get_by_text("offline persona mode")).to_be_visible()
     expect(page.get_by_test_id("offline-badge")).to_be_visible()
     expect(page.locator("#chat-log .bubble-user")).to_have_text(re.compile("good morning"))
@@ -191,6 +197,8 @@ def test_a_dropped_stream_resumes_from_the_last_event_id_without_duplicates(page
 
 
 def test_asking_in_chat_starts_a_picture(page: Page, mock: MockGateway, photo: Path) -> None:
+    """The chat names the chain before it is recorded (see the mock's `chat_record_delay_s`): the page
+    waits for it instead of opening its stream at once, which the gateway would refuse with a 404."""
     page.goto(mock.url)
     create_character(page, photo)
 
@@ -219,6 +227,7 @@ def test_branching_from_a_gallery_step_starts_a_child_chain(page: Page, mock: Mo
 
     expect(dialog).to_be_hidden()
     expect(page.get_by_test_id("chain-id")).not_to_have_text(parent)
+    expect(page.locator("#chain-heading")).to_be_focused()  # the keyboard goes on to the new chain
     expect(page.locator("#chain-request")).to_contain_text("a branch from step 1")
     wait_completed(page)
     child = page.get_by_test_id("chain-id").inner_text()

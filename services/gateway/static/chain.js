@@ -32,9 +32,12 @@ export class ChainView {
     this.id = null;
   }
 
-  // Show chain `id` from its first event on and follow it live until it ends.
-  open(id) {
+  // Show chain `id` from its first event on and follow it live until it ends. With `ready`, the
+  // stream is opened only once `ready(id)` settles: for a chain named before the gateway has it in
+  // its log, whose stream would be refused (404) until then.
+  open(id, { ready = null } = {}) {
     this.close();
+    this.generation = (this.generation ?? 0) + 1;
     this.id = id;
     this.lastSeq = 0;
     this.threshold = null;
@@ -48,13 +51,26 @@ export class ChainView {
     this.$("chain-heading").textContent = "Picture in progress";
     this.$("chain-request").textContent = "";
     this.$("chain-threshold").textContent = "";
-    this.setStatus("connecting…");
+    this.setStatus(ready ? "starting…" : "connecting…");
     this.setQueue(null);
     clear(this.$("chain-steps"));
     clear(this.$("chain-log"));
     this.$("final").hidden = true;
-    this.connect();
+    if (ready) this.connectWhen(ready);
+    else this.connect();
     this.onStart(id);
+  }
+
+  async connectWhen(ready) {
+    const generation = this.generation;
+    try {
+      await ready(this.id);
+    } catch {
+      // Connect all the same: the stream, or its refusal, tells what became of the chain.
+    }
+    if (generation !== this.generation || this.ended || this.source) return;
+    this.setStatus("connecting…");
+    this.connect();
   }
 
   close() {
@@ -196,7 +212,7 @@ export class ChainView {
           const img = this.$("final-img");
           img.src = imageUrl(sha);
           this.$("final-link").href = imageUrl(sha);
-          this.$("final-caption").textContent = "The finished picture (opens full size).";
+          this.$("final-caption").textContent = "The finished picture (opens full size in a new tab).";
           this.$("final").hidden = false;
           this.$("final").dataset.sha256 = sha;
         }

@@ -52,3 +52,13 @@ function chainNode(item) {
     children: [],
   };
 }
+
+// The node of chain `id` anywhere in `nodes` (roots and their branches), or null.
+export function findNode(nodes, id) {
+  for (const node of nodes) {
+    if (node.id === id) return node;
+    const found = findNode(node.children, id);
+    if (found) return found;
+  }
+  return null;
+}

@@ -1,0 +1,126 @@
+// The chat with the selected character: the conversation kept in this browser, and the reply
+// streamed in as it is written. A message that asks for a picture starts a chain, followed here.
+
+import { ApiError, postStream } from "./api.js";
+import { el, clear } from "./dom.js";
+import { openChain } from "./follow.js";
+import { showError } from "./notices.js";
+import { $, STORE, state, storage } from "./state.js";
+import { whenListed } from "./treeview.js";
+
+const KEPT_MESSAGES = 50;
+
+// The conversation shown for each character is kept in this browser, with its conversation id.
+function conversation(id) {
+  try {
+    return JSON.parse(storage(STORE.conversation(id)) || "null") || { id: null, messages: [] };
+  } catch {
+    return { id: null, messages: [] };
+  }
+}
+
+function saveConversation(characterId, convo) {
+  convo.messages = convo.messages.slice(-KEPT_MESSAGES);
+  storage(STORE.conversation(characterId), JSON.stringify(convo));
+}
+
+// The chat names a picture's chain as soon as it asks for it, but the gateway knows the chain only
+// once the planner has recorded the request (milliseconds later, seconds under load) and answers
+// 404 for it until then: its stream is opened once the edit tree lists it.
+function followAnnounced(chainId) {
+  openChain(chainId, { ready: whenListed });
+}
+
+function chainLink(chainId) {
+  return el("button", { type: "button", class: "link-button", onclick: () => followAnnounced(chainId) },
+    "Watch the picture being made");
+}
+
+const offlineBadge = () => el("span", { class: "badge badge-offline" }, "offline persona mode");
+
+function chatMessage(role, text, { offline = false, chainId = null } = {}) {
+  const body = el("p", { class: "bubble-text" }, text);
+  const item = el("li", { class: `bubble bubble-${role}`, "data-role": role },
+    el("span", { class: "visually-hidden" }, role === "user" ? "You said: " : `${state.current?.name ?? "Character"} said: `),
+    body);
+  if (offline) item.append(offlineBadge());
+  if (chainId) item.append(chainLink(chainId));
+  $("chat-log").append(item);
+  item.scrollIntoView({ block: "nearest" });
+  return { item, body };
+}
+
+export function renderChatHistory() {
+  clear($("chat-log"));
+  const convo = conversation(state.current.id);
+  for (const message of convo.messages) chatMessage(message.role, message.text, message);
+  $("offline-badge").hidden = !convo.messages.some((m) => m.offline);
+}
+
+export async function sendChat(event) {
+  event.preventDefault();
+  const input = $("chat-input");
+  const text = input.value.trim();
+  if (!text || !state.current) return;
+  const character = state.current;
+  const convo = conversation(character.id);
+  input.value = "";
+  chatMessage("user", text);
+  convo.messages.push({ role: "user", text });
+  saveConversation(character.id, convo);
+
+  const reply = chatMessage("character", "");
+  // Busy on the live region itself: screen readers then read the reply once, when it is whole,
+  // instead of every token as it arrives.
+  $("chat-log").setAttribute("aria-busy", "true");
+  reply.item.dataset.streaming = "1";
+  $("chat-send").disabled = true;
+  const answer = { text: "" };
+  try {
+    const body = { character_id: character.id, text };
+    if (convo.id) body.conversation_id = convo.id;
+    await postStream("/chat/stream", body, (type, data) => onReplyEvent(type, data, { character, convo, reply, answer }));
+  } catch (error) {
+    if (!answer.text) reply.item.remove();
+    showError(error);
+  } finally {
+    $("chat-log").removeAttribute("aria-busy");
+    delete reply.item.dataset.streaming;
+    $("chat-send").disabled = false;
+  }
+}
+
+function onReplyEvent(type, data, { character, convo, reply, answer }) {
+  if (type === "accepted") {
+    if (data?.conversation_id) {
+      convo.id = data.conversation_id;
+      saveConversation(character.id, convo);
+    }
+  } else if (type === "reset") {
+    answer.text = "";
+    reply.body.textContent = "";
+  } else if (type === "image") {
+    if (data?.chain_id) followAnnounced(data.chain_id);
+  } else if (type === "delta") {
+    answer.text += data?.delta ?? "";
+    reply.item.dataset.deltas = String(Number(reply.item.dataset.deltas || 0) + 1);
+    reply.body.textContent = answer.text;
+  } else if (type === "reply") {
+    answer.text = data.text ?? answer.text;
+    reply.body.textContent = answer.text;
+    convo.id = data.conversation_id ?? convo.id;
+    const message = { role: "character", text: answer.text, offline: !!data.offline, chainId: data.chain_id ?? null };
+    convo.messages.push(message);
+    saveConversation(character.id, convo);
+    if (data.offline) {
+      reply.item.append(offlineBadge());
+      $("offline-badge").hidden = false;
+    }
+    if (data.chain_id) {
+      reply.item.append(chainLink(data.chain_id));
+      followAnnounced(data.chain_id); // no-op when the `image` event already opened it
+    }
+  } else if (type === "error") {
+    throw new ApiError(200, data?.error, data?.detail || "The reply failed.");
+  }
+}

@@ -1,0 +1,41 @@
+// The chain panel: which chain it follows, and where that is remembered (the URL's #chain= and
+// localStorage) so a reload picks the chain up again.
+
+import { ChainView } from "./chain.js";
+import { $, STORE, storage } from "./state.js";
+
+let ended = () => {};
+
+const view = new ChainView($("chain"), {
+  onStart: (id) => {
+    storage(STORE.chain, id);
+    if (location.hash !== `#chain=${id}`) history.replaceState(null, "", `#chain=${id}`);
+  },
+  onEnd: (id) => ended(id),
+  // A chain that never sent a single event is not ours to resume: forget it.
+  onLost: (id, never) => {
+    if (!never) return;
+    if (storage(STORE.chain) === id) storage(STORE.chain, null);
+    if (location.hash.includes(id)) history.replaceState(null, "", location.pathname + location.search);
+  },
+});
+
+// Set by the bootstrap, so that this module needs neither the gallery nor the tree.
+export function onChainEnd(callback) {
+  ended = callback;
+}
+
+export const followedChain = () => view.id;
+
+// `ready(id)`, when given, is awaited before the stream is opened (see ChainView.open); `focus`
+// moves the keyboard there, for a chain opened from a control that is elsewhere on the page.
+export function openChain(chainId, { ready = null, focus = false, scroll = true } = {}) {
+  if (view.id !== chainId) view.open(chainId, { ready });
+  if (scroll) $("chain").scrollIntoView({ block: "start" });
+  if (focus) $("chain-heading").focus({ preventScroll: true });
+}
+
+export function chainFromLocation() {
+  const match = /chain=([0-9a-zA-Z-]+)/.exec(location.hash);
+  return match ? match[1] : storage(STORE.chain);
+}
