@@ -300,13 +300,18 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
             return error(404, "not_found", "no such character")
         text: str = body["text"]
         chain_id = None
+        # Like the real gateway: past the limit the message is still answered, with no picture.
+        login_required = False
         if "picture" in text.lower():
-            if (refusal := needs_photo(character["id"]) or allowed(request)) is not None:
+            if (refusal := needs_photo(character["id"])) is not None:
                 return refusal
-            chain_id = state.start_chain(request.state.session, character["id"], text,
-                                         record_after_s=state.chat_record_delay_s).id
+            login_required = allowed(request) is not None
+            if not login_required:
+                chain_id = state.start_chain(request.state.session, character["id"], text,
+                                             record_after_s=state.chat_record_delay_s).id
         conversation = body.get("conversation_id") or str(uuid.uuid4())
         reply = ("Here is a picture coming, just for you." if chain_id
+                 else "Log in and I will send you more pictures." if login_required
                  else f"Hello! I am {character['name']}, and you said: {text}")
 
         async def stream() -> AsyncIterator[bytes]:
@@ -319,7 +324,7 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
                 await asyncio.sleep(state.tick_s / 2)
                 delta = word if i == 0 else " " + word
                 yield f"event: delta\ndata: {json.dumps({'delta': delta})}\n\n".encode()
-            data = {"text": reply, "offline": True, "conversation_id": conversation}
+            data = {"text": reply, "offline": True, "conversation_id": conversation, "login_required": login_required}
             if chain_id:
                 data["chain_id"] = chain_id
             yield f"event: reply\ndata: {json.dumps(data)}\n\n".encode()

@@ -253,6 +253,22 @@ def test_the_image_limit_shows_the_gateways_detail(page: Page, mock: MockGateway
     expect(page.get_by_test_id("chain")).to_be_hidden()
 
 
+def test_a_picture_asked_for_in_chat_past_the_limit_says_log_in(page: Page, mock: MockGateway,
+                                                               photo: Path) -> None:
+    mock.state.image_limit = 0
+    page.goto(mock.url)
+    create_character(page, photo)
+
+    page.get_by_label("Message").fill("send me a picture of you at the beach")
+    page.get_by_role("button", name="Send").click()
+
+    expect(page.locator("#chat-log .bubble-character").last).to_contain_text("Log in and I will send you more")
+    notice = page.get_by_test_id("limit-notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("log in")
+    expect(page.get_by_test_id("chain")).to_be_hidden()
+
+
 def test_the_page_is_usable_from_the_keyboard_and_every_control_is_labelled(page: Page, mock: MockGateway) -> None:
     page.goto(mock.url)
     expect(page.get_by_test_id("character-ayla")).to_be_visible()

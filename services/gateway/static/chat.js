@@ -120,6 +120,10 @@ function onReplyEvent(type, data, { character, convo, reply, answer }) {
       reply.item.append(chainLink(data.chain_id));
       followAnnounced(data.chain_id); // no-op when the `image` event already opened it
     }
+    if (data.login_required) {
+      // The character says so in words; the banner says how, as for a refused picture request.
+      showError(new ApiError(403, "login_required", "Guests may make only a few pictures: log in to ask for more."));
+    }
   } else if (type === "error") {
     throw new ApiError(200, data?.error, data?.detail || "The reply failed.");
   }
