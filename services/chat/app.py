@@ -14,13 +14,13 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts import Command, Envelope, Event, SendChatMessage
+from contracts.streams import character_stream, conversation_stream, user_reference_stream
 from services.chat.domain import characters as character_rules
 from services.chat.domain import conversations as conversation_rules
 from services.chat.domain.characters import CharacterState, SeedBuiltin, UserReference
 from services.chat.domain.conversations import ConversationState, ReceiveMessage
 from services.chat.domain.decision import Decision
 from services.chat.personas import Persona
-from contracts.streams import character_stream, conversation_stream, user_reference_stream
 from services.chat.replies import Replier
 from services.chat.writer import Stamp, StreamWriter
 from services.runtime.eventstore import EventStore

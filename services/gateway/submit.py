@@ -6,9 +6,9 @@ from typing import Any
 from uuid import UUID
 
 from contracts import RequestChain
+from contracts.streams import chain_stream
 from services.gateway.accounts import Submission
 from services.gateway.auth import User
-from contracts.streams import chain_stream
 from services.gateway.context import Gateway
 
 __all__ = ["start_chain"]
