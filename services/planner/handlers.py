@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
+from uuid import UUID
 
 from contracts import (
     REGISTRY,
     CancelChain,
+    ContractError,
     Envelope,
     FaceCheckFailed,
     FaceScored,
@@ -15,15 +20,18 @@ from contracts import (
     RenderFailed,
     RequestChain,
 )
-from services.planner.batches import BatchRecorder
 from contracts.streams import chain_stream
+from services.planner.batches import BatchRecorder
 from services.planner.chains import ChainService
+from services.planner.deadletters import abandoned, result_envelope
 from services.planner.saga.decide import PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings
-from services.runtime.handlers import HandlerTable
+from services.runtime.handlers import DeadLetter, DeadLetterHandler, HandlerTable, PoisonMessage
 
-__all__ = ["RequestPlanner", "command_handlers", "result_handlers"]
+__all__ = ["RequestPlanner", "command_handlers", "dead_letter_handler", "result_handlers"]
+
+log = logging.getLogger(__name__)
 
 _CHAIN_ENDS = {"chain.completed", "chain.failed", "chain.cancelled"}
 
@@ -67,13 +75,40 @@ def result_handlers(chains: ChainService, batches: BatchRecorder) -> HandlerTabl
     table = HandlerTable(REGISTRY, ignore_others=True)
 
     async def on_result(result: Message, envelope: Envelope) -> None:
-        decision = await chains.handle(result.chain_id, envelope, _always(result))
-        if any(event.type in _CHAIN_ENDS for event in decision.events):
-            await batches.chain_ended(await chains.load(chain_stream(result.chain_id)), envelope)
+        await _advance(chains, batches, result.chain_id, envelope, result)
 
     for model in (RenderCompleted, RenderFailed, FaceScored, FaceCheckFailed):
         table.on(model)(on_result)
     return table
+
+
+def dead_letter_handler(
+    chains: ChainService, batches: BatchRecorder, clock: Callable[[], datetime]
+) -> DeadLetterHandler:
+    """Dead letters of the renderer and facecheck: a command they gave up on ends its attempt (see `deadletters`)."""
+
+    async def on_dead_letter(letter: DeadLetter) -> None:
+        try:
+            command_envelope = Envelope.from_bytes(letter.data)
+            command = command_envelope.open(REGISTRY)
+        except ContractError as exc:
+            raise PoisonMessage(f"not a message the planner can read: {exc}") from exc
+        trigger = abandoned(command, letter.reason)
+        if trigger is None:
+            log.debug("ignoring a dead %s of %s: the planner did not send it", command_envelope.type, letter.consumer)
+            return
+        cause = result_envelope(trigger, command_envelope, clock())
+        await _advance(chains, batches, trigger.result.chain_id, cause, trigger)
+
+    return on_dead_letter
+
+
+async def _advance(chains: ChainService, batches: BatchRecorder, chain_id: UUID, cause: Envelope,
+                   trigger: Trigger) -> None:
+    """Feed one trigger to its chain; the end of a chain may complete its batch."""
+    decision = await chains.handle(chain_id, cause, _always(trigger))
+    if any(event.type in _CHAIN_ENDS for event in decision.events):
+        await batches.chain_ended(await chains.load(chain_stream(chain_id)), cause)
 
 
 def _always(trigger: Trigger):

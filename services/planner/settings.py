@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from contracts.subjects import validate_token
 from services.runtime.settings import RuntimeSettings
 
 __all__ = ["PlannerSettings"]
@@ -34,8 +35,21 @@ class PlannerSettings(RuntimeSettings):
     # How many messages each consumer handles at once in this process.
     workers: int = Field(default=8, ge=1, le=256)
 
+    # The service names (their LIKENESS_SERVICE_NAME) of the services the planner commands: a command
+    # one of them dead-letters ends its chain's attempt instead of leaving the chain waiting forever.
+    dead_letters_of: tuple[str, ...] = ("renderer", "facecheck")
+
     @model_validator(mode="after")
     def _llm_complete(self) -> PlannerSettings:
         if self.llm_base_url and not self.llm_model:
             raise ValueError("LIKENESS_LLM_MODEL is required when LIKENESS_LLM_BASE_URL is set")
+        return self
+
+    @model_validator(mode="after")
+    def _not_own_dead_letters(self) -> PlannerSettings:
+        for service in self.dead_letters_of:
+            validate_token(service)
+        if self.service_name in self.dead_letters_of:
+            # The planner's own dead letters are what it gave up on: reading them back could loop.
+            raise ValueError(f"LIKENESS_DEAD_LETTERS_OF may not name the planner itself ({self.service_name!r})")
         return self

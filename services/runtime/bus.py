@@ -3,12 +3,15 @@ publishing, live (core NATS) traffic and dead letters.
 
 Malformed or unknown messages are dead-lettered with the reason and acked, so they never
 block the ones behind them; a failing handler is retried with a delay, then dead-lettered.
+A dead-letter consumer (`consume_dead_letters`) reads other services' dead letters with their
+reasons; what it cannot handle is dropped with a log line, never dead-lettered again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats
 from faststream import AckPolicy
@@ -20,7 +23,15 @@ from prometheus_client import Counter
 from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.subjects import DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject, live_subject
-from services.runtime.handlers import Action, HandlerTable, handle_delivery
+from services.runtime.handlers import (
+    Action,
+    DeadLetter,
+    DeadLetterHandler,
+    HandlerTable,
+    Verdict,
+    handle_dead_letter,
+    handle_delivery,
+)
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ConsumerSpec, ensure_consumer, ensure_streams
 
@@ -60,20 +71,43 @@ class Bus:
     def consume(self, spec: ConsumerSpec, table: HandlerTable, *, workers: int = 1) -> None:
         """Run `table`'s handlers for every message of the durable consumer `spec`."""
         settings = self._settings
+
+        async def verdict_on(msg: StreamMessage, deliveries: int) -> Verdict:
+            return await handle_delivery(table, msg.body, msg.raw_message.subject, deliveries,
+                                         max_deliver=settings.max_deliver, retry_delay_s=settings.retry_delay_s)
+
+        self._subscribe(spec, verdict_on, workers)
+
+    def consume_dead_letters(self, spec: ConsumerSpec, handler: DeadLetterHandler, *, workers: int = 1) -> None:
+        """Run `handler` for every dead letter of the durable consumer `spec` (on the dead-letters stream).
+
+        The letter's bytes are neither decoded nor checked against its subject here: that is the
+        handler's business. Failures are retried like any handler's, then the letter is dropped.
+        """
+        settings = self._settings
+
+        async def verdict_on(msg: StreamMessage, deliveries: int) -> Verdict:
+            letter = DeadLetter.read(msg.body, msg.raw_message.headers)
+            verdict = await handle_dead_letter(handler, letter, deliveries, max_deliver=settings.max_deliver,
+                                               retry_delay_s=settings.retry_delay_s)
+            if verdict.action is Action.DROP:
+                log.error("%s: dropping a dead letter of %s (%s): %s", spec.durable, letter.original_subject or "?",
+                          letter.reason, verdict.reason)
+            return verdict
+
+        self._subscribe(spec, verdict_on, workers)
+
+    def _subscribe(
+        self, spec: ConsumerSpec, verdict_on: Callable[[StreamMessage, int], Awaitable[Verdict]], workers: int
+    ) -> None:
+        """Pull from `spec` and settle each message as `verdict_on` says: ack, retry later or dead-letter."""
         self._consumers.append(spec)
 
         async def on_message(msg: StreamMessage) -> None:
             raw = msg.raw_message
             deliveries = raw.metadata.num_delivered if raw.metadata else 1
             try:
-                verdict = await handle_delivery(
-                    table,
-                    msg.body,
-                    raw.subject,
-                    deliveries,
-                    max_deliver=settings.max_deliver,
-                    retry_delay_s=settings.retry_delay_s,
-                )
+                verdict = await verdict_on(msg, deliveries)
             except asyncio.CancelledError:
                 # Shutting down mid-handler: hand the message back now rather than after ack_wait.
                 await asyncio.shield(msg.nack())
@@ -135,14 +169,10 @@ class Bus:
     async def dead_letter(
         self, raw: bytes, *, subject: str, reason: str, consumer: str, deliveries: int, origin: str
     ) -> None:
-        headers = {
-            "Likeness-Reason": reason[:1000],
-            "Likeness-Original-Subject": subject,
-            "Likeness-Consumer": consumer,
-            "Likeness-Deliveries": str(deliveries),
-            # Dead-lettering the same delivery twice (a crash between publish and ack) stores it once.
-            "Nats-Msg-Id": f"dlq:{consumer}:{origin}",
-        }
+        headers = DeadLetter(data=raw, reason=reason, original_subject=subject, consumer=consumer,
+                             deliveries=deliveries).headers()
+        # Dead-lettering the same delivery twice (a crash between publish and ack) stores it once.
+        headers["Nats-Msg-Id"] = f"dlq:{consumer}:{origin}"
         log.error("%s: dead-lettering %s: %s", consumer, subject, reason)
         await self.js.publish(dead_letter_subject(self._settings.service_name), raw, headers=headers,
                               stream=DEAD_LETTERS_STREAM, timeout=self._settings.nats_timeout_s)

@@ -6,11 +6,14 @@
 
 `Verdict` is pure policy: given what arrived and how it went, it says what the bus must do,
 so the rules are tested without NATS.
+
+Dead letters are read back by `handle_dead_letter`: the handler gets the original bytes and the
+reason, and whatever it cannot handle is dropped (acked and logged), never dead-lettered again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
@@ -21,10 +24,25 @@ from contracts.errors import ContractError
 from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
 
-__all__ = ["Action", "HandlerError", "HandlerTable", "PoisonMessage", "TransientError", "Verdict", "handle_delivery"]
+__all__ = [
+    "Action",
+    "DeadLetter",
+    "DeadLetterHandler",
+    "HandlerError",
+    "HandlerTable",
+    "PoisonMessage",
+    "TransientError",
+    "Verdict",
+    "handle_dead_letter",
+    "handle_delivery",
+]
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[M, Envelope], Awaitable[None]]
+
+_REASON, _SUBJECT, _CONSUMER, _DELIVERIES = (
+    "Likeness-Reason", "Likeness-Original-Subject", "Likeness-Consumer", "Likeness-Deliveries")
+_MAX_REASON_CHARS = 1000
 
 
 class HandlerError(Exception):
@@ -43,6 +61,8 @@ class Action(Enum):
     ACK = "ack"
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"
+    # Acked unhandled, with the reason logged: what a dead-letter consumer gives up on, so nothing loops.
+    DROP = "drop"
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,34 @@ class HandlerTable(Generic[M]):
         return tuple(self._handlers)
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a consumer gave up on: its original bytes, and who gave up on it, where and why."""
+
+    data: bytes
+    reason: str
+    original_subject: str
+    consumer: str
+    deliveries: int
+
+    def headers(self) -> dict[str, str]:
+        """The NATS headers that carry everything but the bytes."""
+        return {_REASON: self.reason[:_MAX_REASON_CHARS], _SUBJECT: self.original_subject,
+                _CONSUMER: self.consumer, _DELIVERIES: str(self.deliveries)}
+
+    @classmethod
+    def read(cls, data: bytes, headers: Mapping[str, str] | None) -> DeadLetter:
+        """The dead letter as stored; missing or garbled headers read as unknown rather than failing."""
+        headers = headers or {}
+        deliveries = headers.get(_DELIVERIES, "")
+        return cls(data=data, reason=headers.get(_REASON) or "no reason given",
+                   original_subject=headers.get(_SUBJECT, ""), consumer=headers.get(_CONSUMER, ""),
+                   deliveries=int(deliveries) if deliveries.isdigit() else 0)
+
+
+DeadLetterHandler = Callable[[DeadLetter], Awaitable[None]]
+
+
 async def handle_delivery(
     table: HandlerTable,
     raw: bytes,
@@ -105,14 +153,37 @@ async def handle_delivery(
         if table.ignore_others:
             return Verdict(Action.ACK)
         return Verdict(Action.DEAD_LETTER, f"no handler for {envelope.type!r} on this consumer")
+    return await _run(lambda: handler(message, envelope), deliveries, max_deliver, retry_delay_s,
+                      give_up=Action.DEAD_LETTER)
+
+
+async def handle_dead_letter(
+    handler: DeadLetterHandler,
+    letter: DeadLetter,
+    deliveries: int,
+    *,
+    max_deliver: int,
+    retry_delay_s: float,
+) -> Verdict:
+    """Run a dead-letter handler on one delivery; like `handle_delivery`, but it never answers
+    DEAD_LETTER: a letter that cannot be handled is dropped, so no two services bounce it forever.
+    The bytes are the handler's to read, since they may be exactly what could not be read before."""
+    if deliveries > max_deliver:
+        return Verdict(Action.DROP, f"delivered {deliveries} times without an answer (crash or timeout)")
+    return await _run(lambda: handler(letter), deliveries, max_deliver, retry_delay_s, give_up=Action.DROP)
+
+
+async def _run(call: Callable[[], Awaitable[None]], deliveries: int, max_deliver: int, retry_delay_s: float, *,
+               give_up: Action) -> Verdict:
+    """Run a handler: ACK, RETRY with a growing delay, or `give_up` on poison or the last delivery."""
     try:
-        await handler(message, envelope)
+        await call()
     except PoisonMessage as exc:
-        return Verdict(Action.DEAD_LETTER, f"refused by handler: {exc}")
-    except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered, never crashes the consumer
+        return Verdict(give_up, f"refused by handler: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any failure is retried, then given up on, never crashes the consumer
         reason = f"{type(exc).__name__}: {exc}"
         if deliveries >= max_deliver:
-            return Verdict(Action.DEAD_LETTER, f"failed {deliveries} times, last: {reason}")
+            return Verdict(give_up, f"failed {deliveries} times, last: {reason}")
         return Verdict(Action.RETRY, reason, delay_s=retry_delay_s * deliveries)
     return Verdict(Action.ACK)
 

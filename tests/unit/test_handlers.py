@@ -8,7 +8,15 @@ import pytest
 
 from contracts import REGISTRY, CharacterThresholdSet, ImageRef, RenderStep
 from contracts.subjects import command_subject, event_subject
-from services.runtime.handlers import Action, HandlerTable, PoisonMessage, TransientError, handle_delivery
+from services.runtime.handlers import (
+    Action,
+    DeadLetter,
+    HandlerTable,
+    PoisonMessage,
+    TransientError,
+    handle_dead_letter,
+    handle_delivery,
+)
 from tests.factories import threshold_event, wrap
 
 IMAGE = ImageRef(sha256="cd" * 32, media_type="image/jpeg", width=64, height=64, bytes=10)
@@ -94,3 +102,56 @@ async def test_an_event_on_another_streams_subject_is_refused() -> None:
     table.on(CharacterThresholdSet)(lambda *_: None)
     verdict = await deliver(table, event.to_bytes(), event_subject(event.type, "character-max"))
     assert verdict.action is Action.DEAD_LETTER and "does not belong on subject" in verdict.reason
+
+
+LETTER = DeadLetter(data=b"not even an envelope", reason="failed 3 times, last: boom",
+                    original_subject=command_subject("render.step"), consumer="renderer", deliveries=3)
+
+
+async def read_back(handler, deliveries: int = 1):
+    return await handle_dead_letter(handler, LETTER, deliveries, max_deliver=3, retry_delay_s=0.5)
+
+
+def test_a_dead_letter_reads_back_from_the_headers_it_was_stored_with() -> None:
+    assert DeadLetter.read(LETTER.data, LETTER.headers()) == LETTER
+    long = DeadLetter(data=b"", reason="x" * 5000, original_subject="s", consumer="c", deliveries=1)
+    assert len(long.headers()["Likeness-Reason"]) == 1000
+
+
+def test_a_dead_letter_without_headers_reads_as_unknown_rather_than_failing() -> None:
+    letter = DeadLetter.read(b"raw", {"Likeness-Deliveries": "many"})
+    assert (letter.data, letter.reason, letter.consumer, letter.deliveries) == (b"raw", "no reason given", "", 0)
+    assert DeadLetter.read(b"raw", None).reason == "no reason given"
+
+
+async def test_a_dead_letter_handler_gets_the_bytes_and_reason_unchecked_and_is_acked() -> None:
+    seen = []
+
+    async def handle(letter: DeadLetter) -> None:
+        seen.append((letter.data, letter.reason))
+
+    verdict = await read_back(handle)
+    assert verdict.action is Action.ACK and seen == [(LETTER.data, LETTER.reason)]
+
+
+async def test_a_failing_dead_letter_handler_is_retried_then_dropped_never_dead_lettered_again() -> None:
+    async def handle(_letter: DeadLetter) -> None:
+        raise TransientError("database down")
+
+    first, last = await read_back(handle, 1), await read_back(handle, 3)
+    assert (first.action, first.delay_s) == (Action.RETRY, 0.5)
+    assert last.action is Action.DROP and "failed 3 times" in last.reason and "database down" in last.reason
+
+
+async def test_a_dead_letter_refused_by_its_handler_or_past_the_limit_is_dropped() -> None:
+    async def refuse(_letter: DeadLetter) -> None:
+        raise PoisonMessage("unreadable")
+
+    refused = await read_back(refuse)
+    assert refused.action is Action.DROP and "unreadable" in refused.reason
+    ran = []
+
+    async def handle(_letter: DeadLetter) -> None:
+        ran.append(1)
+
+    assert (await read_back(handle, deliveries=4)).action is Action.DROP and not ran

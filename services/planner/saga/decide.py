@@ -41,7 +41,16 @@ from contracts import (
 )
 from services.planner.saga.state import AttemptRecord, ChainState, Status
 
-__all__ = ["Decision", "PlanAccepted", "PlanRefused", "StartChain", "decide", "retry_seed", "variant_chain_id"]
+__all__ = [
+    "Abandoned",
+    "Decision",
+    "PlanAccepted",
+    "PlanRefused",
+    "StartChain",
+    "decide",
+    "retry_seed",
+    "variant_chain_id",
+]
 
 # Kinds of render failure that say nothing about the plan: another attempt may well succeed.
 _TRANSIENT_RENDER_FAILURES = {"unreachable", "timeout", "interrupted", "internal"}
@@ -75,15 +84,27 @@ class StartChain:
 
 
 @dataclass(frozen=True)
+class Abandoned:
+    """A service gave up on (dead-lettered) an attempt's command; `result` stands for the answer that
+    will never come. Final: the service already retried it, so the chain fails where a real result
+    of the same kind would retry (another round would only repeat those retries)."""
+
+    result: RenderFailed | FaceCheckFailed
+
+
+@dataclass(frozen=True)
 class Decision:
     events: list[Event] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
 
 
-Trigger = StartChain | CancelChain | RenderCompleted | RenderFailed | FaceScored | FaceCheckFailed
+Trigger = StartChain | CancelChain | RenderCompleted | RenderFailed | FaceScored | FaceCheckFailed | Abandoned
 
 
 def decide(state: ChainState, trigger: Trigger) -> Decision:
+    final = False
+    if isinstance(trigger, Abandoned):
+        trigger, final = trigger.result, True
     match trigger:
         case StartChain():
             return _start(state, trigger)
@@ -101,7 +122,7 @@ def decide(state: ChainState, trigger: Trigger) -> Decision:
         case RenderCompleted() if current.image is None and current.reason is None:
             return _rendered(state, trigger)
         case RenderFailed() if current.image is None and current.reason is None:
-            return _render_failed(state, current, trigger)
+            return _render_failed(state, current, trigger, may_retry=not final)
         case FaceScored() if current.image is not None and current.score is None and current.reason is None:
             return _scored(state, current, trigger)
         case FaceCheckFailed() if current.image is not None and current.score is None and current.reason is None:
@@ -166,12 +187,12 @@ def _rendered(state: ChainState, done: RenderCompleted) -> Decision:
     return Decision([rendered], [score])
 
 
-def _render_failed(state: ChainState, current: AttemptRecord, failed: RenderFailed) -> Decision:
+def _render_failed(state: ChainState, current: AttemptRecord, failed: RenderFailed, *, may_retry: bool) -> Decision:
     where = f" at node {failed.node_id} ({failed.node_type})" if failed.node_id else ""
     reason = f"render {failed.error_kind}{where}: {failed.reason}"
     step_failed = StepFailed(chain_id=failed.chain_id, step=failed.step, attempt=failed.attempt, reason=reason,
                              stage="render")
-    if failed.error_kind in _TRANSIENT_RENDER_FAILURES and _attempts_left(state, current):
+    if may_retry and failed.error_kind in _TRANSIENT_RENDER_FAILURES and _attempts_left(state, current):
         retry = _retry(state, current, reason, previous_score=None)
         return Decision([step_failed, *retry.events], retry.commands)
     return Decision([step_failed, _chain_failed(state, reason, replace(current, reason=reason))])

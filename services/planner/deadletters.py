@@ -1,0 +1,50 @@
+"""What a dead letter of a service the planner commands means for the chain that sent the command.
+
+The renderer and facecheck dead-letter a command they give up on (its handler failed on every
+delivery, or refused it); its answer will then never come, and without this the chain would wait
+in "running" forever. The planner reads such a dead letter as that answer, a failed render or a
+failed face check, and feeds it to the saga like any result: the saga's (step, attempt) matching
+ignores a dead letter of a stale attempt, and ids derived from the command make a redelivered one
+change nothing. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from contracts import Envelope, FaceCheckFailed, Message, RenderFailed, RenderStep, ScoreFace
+from contracts.streams import chain_stream
+from services.planner.saga.decide import Abandoned
+from services.runtime.ids import derived_id
+
+__all__ = ["abandoned", "result_envelope"]
+
+
+def abandoned(command: Message, reason: str) -> Abandoned | None:
+    """The saga trigger a dead-lettered `command` stands for; None for messages the planner did not send."""
+    if isinstance(command, RenderStep):
+        return Abandoned(RenderFailed(chain_id=command.chain_id, step=command.step, attempt=command.attempt,
+                                      error_kind="internal", reason=f"the renderer gave up on this step: {reason}"))
+    if isinstance(command, ScoreFace):
+        return Abandoned(FaceCheckFailed(chain_id=command.chain_id, step=command.step, attempt=command.attempt,
+                                         reason=f"the face check gave up on this image: {reason}"))
+    return None
+
+
+def result_envelope(trigger: Abandoned, command: Envelope, now: datetime) -> Envelope:
+    """The envelope the stand-in result arrives in, as if the service had answered `command`.
+
+    Its id derives from the command's, so every delivery of the same dead letter (or a second
+    dead letter of the same command) leads to the very same chain events.
+    """
+    result = trigger.result
+    return Envelope.wrap(
+        result,
+        event_id=derived_id(command.event_id, "dead-letter"),
+        stream=chain_stream(result.chain_id),
+        occurred_at=now,
+        correlation_id=command.correlation_id,
+        causation_id=str(command.event_id),
+        actor=command.actor,
+        trace=command.trace,
+    )

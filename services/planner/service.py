@@ -1,0 +1,71 @@
+"""Wiring of the planner process: planning (rules, or an LLM), the chain saga and its consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from contracts.subjects import (
+    COMMANDS_STREAM,
+    DEAD_LETTERS_STREAM,
+    EVENTS_STREAM,
+    PREFIX,
+    dead_letter_subject,
+    event_filter,
+)
+from services.planner.batches import BatchRecorder
+from services.planner.chains import ChainService
+from services.planner.handlers import command_handlers, dead_letter_handler, result_handlers
+from services.planner.planning import LlmPlanner, LlmSettings, OpenAICompatibleChat, Planner, Registry, UserPolicy
+from services.planner.requests import RequestPlanning
+from services.planner.settings import PlannerSettings
+from services.runtime.runner import Runtime
+from services.runtime.streams import ConsumerSpec
+
+__all__ = ["build_runtime", "consumers"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def consumers(settings: PlannerSettings) -> tuple[ConsumerSpec, ...]:
+    """The planner's durable consumers: chain commands, results, and dead letters of the services it commands."""
+    return (
+        ConsumerSpec("planner-commands", COMMANDS_STREAM, f"{PREFIX}.cmd.chain.>"),
+        ConsumerSpec("planner-render-results", EVENTS_STREAM, event_filter("render")),
+        ConsumerSpec("planner-face-results", EVENTS_STREAM, event_filter("face")),
+        *(ConsumerSpec(f"planner-dead-letters-{service}", DEAD_LETTERS_STREAM, dead_letter_subject(service))
+          for service in settings.dead_letters_of),
+    )
+
+
+def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = _now) -> Runtime:
+    """The planner process: database, outbox relay and blob store on."""
+    runtime = Runtime(settings, database=True, relay=True, blobs=True)
+    assert runtime.store is not None
+    chat = None
+    if settings.llm_base_url:
+        chat = OpenAICompatibleChat.from_settings(LlmSettings(
+            base_url=settings.llm_base_url, model=settings.llm_model or "", timeout_s=settings.llm_timeout_s,
+            api_key=settings.llm_api_key.get_secret_value() or "not-needed"))
+
+        @runtime.on_shutdown
+        async def close_llm(_: Runtime) -> None:
+            await chat.aclose()
+
+    planner = Planner(Registry.load(), LlmPlanner(chat) if chat else None)
+    chains = ChainService(runtime.store, clock)
+    planning = RequestPlanning(planner, runtime.store, user_policy=UserPolicy(max_rating=settings.user_max_rating),
+                               default_style=settings.default_style)
+    batches = BatchRecorder(runtime.store, chains, lambda: runtime.blobs, clock)
+    workers = settings.workers
+    commands, render_results, face_results, *dead_letters = consumers(settings)
+    runtime.bus.consume(commands, command_handlers(chains, planning, batches, settings), workers=workers)
+    results = result_handlers(chains, batches)
+    runtime.bus.consume(render_results, results, workers=workers)
+    runtime.bus.consume(face_results, results, workers=workers)
+    on_dead_letter = dead_letter_handler(chains, batches, clock)
+    for spec in dead_letters:
+        runtime.bus.consume_dead_letters(spec, on_dead_letter)
+    return runtime
