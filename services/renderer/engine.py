@@ -8,7 +8,7 @@ from typing import Protocol
 
 from contracts.render import RenderStep
 
-__all__ = ["Preview", "Progress", "RenderEngine", "RenderOutput", "RenderUpdate", "Tick"]
+__all__ = ["Preview", "Progress", "RenderEngine", "RenderOutput", "RenderUpdate", "Tick", "Waiting"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,16 @@ class Preview:
     node: str | None = None
 
 
-RenderUpdate = Tick | Preview
+@dataclass(frozen=True)
+class Waiting:
+    """No backend can take the job now: it has waited `waited_s` of at most `limit_s` for one of `backends`."""
+
+    backends: tuple[str, ...]
+    waited_s: float
+    limit_s: float
+
+
+RenderUpdate = Tick | Preview | Waiting
 Progress = Callable[[RenderUpdate], Awaitable[None]]
 
 

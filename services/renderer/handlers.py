@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep
-from services.renderer.engine import Preview, RenderEngine, RenderUpdate
+from services.renderer.engine import Preview, RenderEngine, RenderUpdate, Waiting
 from services.renderer.errors import RenderError
 from services.renderer.previews import shrink_preview
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore, BlobTooLarge, NotAnImage
@@ -80,6 +80,10 @@ class RenderHandler:
         last_preview = [float("-inf")]
 
         async def publish(update: RenderUpdate) -> None:
+            if isinstance(update, Waiting):
+                # RenderProgress has no field to say "waiting for a render backend" (value/max/queue_position
+                # would each tell the page something untrue), so the wait is only in the log for now.
+                return
             if isinstance(update, Preview):
                 now = time.monotonic()
                 if now - last_preview[0] < self.preview_interval_s:

@@ -1,11 +1,16 @@
-"""Backend choice and VRAM-freeing decisions (pure: state and clock values in, decisions out)."""
+"""Backend choice, waiting for a backend, and VRAM-freeing decisions (pure: state and clock values in, decisions out)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["BackendView", "foreign_load", "preference", "serves", "should_free"]
+__all__ = ["BackendView", "available", "foreign_load", "next_probe_in", "preference", "serves", "should_free",
+           "unreachable_reason"]
+
+# While no backend can take a job, re-probe after 0.5 s, then 1, 2, 4, and every 5 s after that.
+PROBE_FIRST_S = 0.5
+PROBE_CAP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,32 @@ def preference(views: Sequence[BackendView], model: str, style: str | None) -> l
         if serves(view, model, style)
     ]
     return [entry[-1] for entry in sorted(ranked)]
+
+
+def available(views: Sequence[BackendView], model: str, style: str | None) -> list[str]:
+    """Healthy backends that serve the job, best first (used after a fresh probe, so health is current)."""
+    healthy = {view.url for view in views if view.healthy}
+    return [url for url in preference(views, model, style) if url in healthy]
+
+
+def next_probe_in(waited_s: float, limit_s: float, probes: int, *, first_s: float = PROBE_FIRST_S,
+                  cap_s: float = PROBE_CAP_S) -> float | None:
+    """Seconds to sleep before the next probe while waiting for a backend; None when the wait is over.
+
+    The delay doubles from `first_s` up to `cap_s` and is cut to what is left of `limit_s`, so the
+    last probe falls at the end of the wait; `limit_s` 0 means no waiting at all.
+    """
+    left = limit_s - waited_s
+    if left <= 0:
+        return None
+    return min(first_s * 2 ** min(probes, 32), cap_s, left)
+
+
+def unreachable_reason(waited_s: float, limit_s: float, failures: Mapping[str, str]) -> str:
+    """Why a job found no backend: how long it waited for one, which it tried and each one's last error."""
+    waited = f"after waiting {waited_s:.1f} s for one to come back" if limit_s > 0 else "(waiting for one is off)"
+    tried = ", ".join(f"{url} ({reason})" for url, reason in failures.items()) or "none"
+    return f"no ComfyUI backend could take the job {waited}; tried {tried}"
 
 
 def foreign_load(queue_remaining: int, in_flight: int) -> int:

@@ -16,7 +16,7 @@ import httpx
 
 from services.renderer.comfyui.http import ComfyHTTP
 from services.renderer.errors import RenderError
-from services.renderer.policy import BackendView, foreign_load, preference, should_free
+from services.renderer.policy import BackendView, available, foreign_load, preference, should_free
 
 __all__ = ["Backend", "BackendPool"]
 
@@ -113,6 +113,12 @@ class BackendPool:
         backend.healthy, backend.down_reason = True, None
         backend.foreign = foreign_load(remaining, backend.in_flight)
         return True
+
+    async def probe_serving(self, model: str, style: str | None) -> list[str]:
+        """Probe the backends that serve this job now; those that answered, best first."""
+        urls = self.candidates(model, style)
+        await asyncio.gather(*(self.probe(self.backends[url]) for url in urls))
+        return available([b.view() for b in self.backends.values()], model, style)
 
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(b) for b in self.backends.values()))

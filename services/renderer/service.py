@@ -59,11 +59,13 @@ class RendererService:
         serves = {url.rstrip("/"): (d.models, d.styles) for url, d in s.comfyui_serves.items()}
         pool = BackendPool(s.comfyui_urls, http, serves=serves, probe_timeout_s=s.health_timeout_s,
                            probe_interval_s=s.health_interval_s, idle_free_s=s.idle_free_s)
-        timeouts = Timeouts(connect_s=s.connect_timeout_s, request_s=s.request_timeout_s, poll_s=s.poll_interval_s)
+        timeouts = Timeouts(connect_s=s.connect_timeout_s, request_s=s.request_timeout_s, poll_s=s.poll_interval_s,
+                            reconnect_give_up_s=s.reconnect_give_up_s)
         rt.spawn(_keep(pool, http), "comfyui-pool")
         log.info("rendering on ComfyUI backends %s with templates %s", ", ".join(s.comfyui_urls),
                  ", ".join(self.templates.names))
-        return ComfyUIEngine(pool, self.templates, http, timeouts=timeouts, deadline_s=s.render_timeout_s)
+        return ComfyUIEngine(pool, self.templates, http, timeouts=timeouts, deadline_s=s.render_timeout_s,
+                             backend_wait_s=s.render_backend_wait_s)
 
 
 async def _keep(pool: BackendPool, http: httpx.AsyncClient) -> None:
@@ -75,7 +77,10 @@ async def _keep(pool: BackendPool, http: httpx.AsyncClient) -> None:
 
 
 def build_runtime(settings: RendererSettings) -> Runtime:
-    """The renderer's runtime: blob store on, no database, RenderStep consumer with a long ack wait."""
+    """The renderer's runtime: blob store on, no database, RenderStep consumer with a long ack wait.
+
+    The ack wait covers waiting for a backend too, so a job waiting out a ComfyUI restart is not redelivered.
+    """
     rt = Runtime(settings, database=False, relay=False, blobs=True)
     service = RendererService(settings)
     rt.on_startup(service.start)

@@ -38,6 +38,9 @@ class RendererSettings(RuntimeSettings):
     templates_dir: Path | None = None
 
     render_timeout_s: float = Field(default=600.0, gt=0)
+    # When no backend can take a step (all refuse connections: a ComfyUI restarting), wait this long for
+    # one to come back before failing it as unreachable; 0 fails at once. Not counted in render_timeout_s.
+    render_backend_wait_s: float = Field(default=30.0, ge=0, le=3600)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=5.0, gt=0)
@@ -72,5 +75,14 @@ class RendererSettings(RuntimeSettings):
 
     @property
     def consumer_ack_wait_s(self) -> float:
-        """Longer than a render plus its blob transfers, so JetStream never redelivers a job still running."""
-        return max(self.ack_wait_s, self.render_timeout_s + 6 * self.nats_timeout_s * 2 + 30)
+        """Longer than a wait for a backend, a render and its blob transfers: JetStream never redelivers a running job.
+
+        The wait may overrun by one probe (two requests of `health_timeout_s`).
+        """
+        waiting = self.render_backend_wait_s + 2 * self.health_timeout_s if self.render_backend_wait_s else 0.0
+        return max(self.ack_wait_s, waiting + self.render_timeout_s + 6 * self.nats_timeout_s * 2 + 30)
+
+    @property
+    def reconnect_give_up_s(self) -> float:
+        """How long a backend may refuse the websocket mid-render before the attempt fails as unreachable."""
+        return max(self.render_backend_wait_s, self.connect_timeout_s)

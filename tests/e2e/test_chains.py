@@ -389,6 +389,8 @@ class TestUnreachable:
             "LIKENESS_COMFYUI_URLS": down_url,
             "LIKENESS_CONNECT_TIMEOUT_S": "1", "LIKENESS_REQUEST_TIMEOUT_S": "2", "LIKENESS_RENDER_TIMEOUT_S": "10",
             "LIKENESS_HEALTH_TIMEOUT_S": "1",
+            # Each attempt waits this long for the backend to come back before it counts as unreachable.
+            "LIKENESS_RENDER_BACKEND_WAIT_S": "1",
         }))
 
     def test_an_unreachable_comfyui_fails_the_chain_after_its_retries(self, stack: Stack, down_url: str,

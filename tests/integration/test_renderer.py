@@ -19,7 +19,7 @@ from services.runtime.blobs import BlobStore
 from services.runtime.ids import derived_id
 from services.runtime.settings import RuntimeSettings
 from tests.factories import wrap
-from tests.fakes.comfyui import FakeComfyUI, Scenario
+from tests.fakes.comfyui import FakeComfyUI, Scenario, closed_url
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +43,9 @@ async def service(settings: RuntimeSettings, nc: nats.NATS) -> AsyncIterator[Cal
     """Start the renderer service in-process on the given backends; stopped and its consumer removed after."""
     started: list = []
 
-    async def start(urls: tuple[str, ...]) -> None:
+    async def start(urls: tuple[str, ...], **overrides) -> None:
         config = RendererSettings(nats_url=settings.nats_url, environment="test", comfyui_urls=urls,
-                                  render_timeout_s=30, poll_interval_s=0.5, workers=2)
+                                  render_timeout_s=30, poll_interval_s=0.5, workers=2, **overrides)
         rt = build_runtime(config)
         started.append((rt, asyncio.create_task(rt.run())))
 
@@ -109,6 +109,40 @@ async def test_an_execution_error_yields_render_failed_naming_the_node(
     assert (event.error_kind, event.node_id, event.node_type, event.backend) == ("execution", "8", "KSampler", fake.url)
     assert "CUDA out of memory" in event.reason
     assert result.event_id == derived_id(command.event_id, "render-result")
+
+
+async def test_a_step_arriving_while_comfyui_restarts_waits_for_it_and_completes(
+    service: Callable, nc: nats.NATS, blobs: BlobStore
+) -> None:
+    url = closed_url()
+    await service((url,), render_backend_wait_s=10)
+
+    async def restart_later() -> None:
+        await asyncio.sleep(1.0)
+        async with FakeComfyUI(Scenario(image_for=lambda graph, source: OUTPUT), port=int(url.rsplit(":", 1)[1])):
+            await asyncio.sleep(5)
+
+    comfyui = asyncio.create_task(restart_later())
+    try:
+        _, result, _ = await send_and_wait(nc, blobs)
+    finally:
+        comfyui.cancel()
+        await asyncio.gather(comfyui, return_exceptions=True)
+    event = result.open(REGISTRY)
+    assert isinstance(event, RenderCompleted), event
+    assert event.backend == url and await blobs.get(event.image.sha256) == OUTPUT
+
+
+async def test_a_backend_that_does_not_come_back_in_time_fails_the_step_as_unreachable(
+    service: Callable, nc: nats.NATS, blobs: BlobStore
+) -> None:
+    url = closed_url()
+    await service((url,), render_backend_wait_s=1)
+    _, result, _ = await send_and_wait(nc, blobs)
+    event = result.open(REGISTRY)
+    assert isinstance(event, RenderFailed), event
+    assert event.error_kind == "unreachable"
+    assert "no ComfyUI backend could take the job after waiting 1." in event.reason and url in event.reason
 
 
 async def test_without_comfyui_the_draft_engine_renders(service: Callable, nc: nats.NATS, blobs: BlobStore) -> None:

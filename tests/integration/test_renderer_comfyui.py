@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from contracts import ImageRef, RenderStep
 from services.renderer.comfy_engine import ComfyUIEngine
 from services.renderer.comfyui.client import ComfyUIClient, Submission, Timeouts
-from services.renderer.engine import Preview, Tick
+from services.renderer.engine import Preview, Tick, Waiting
 from services.renderer.errors import RenderError
 from services.renderer.pool import BackendPool
 from services.renderer.templates import TemplateLibrary
@@ -51,9 +51,10 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def engine(http: httpx.AsyncClient, urls: list[str], *, timeouts: Timeouts = FAST, deadline_s: float = 20.0,
-           **pool_kw) -> ComfyUIEngine:
+           backend_wait_s: float = 0.0, **pool_kw) -> ComfyUIEngine:
     pool = BackendPool(urls, http, **pool_kw)
-    return ComfyUIEngine(pool, TemplateLibrary.load(), http, timeouts=timeouts, deadline_s=deadline_s)
+    return ComfyUIEngine(pool, TemplateLibrary.load(), http, timeouts=timeouts, deadline_s=deadline_s,
+                         backend_wait_s=backend_wait_s)
 
 
 class Recorder:
@@ -70,6 +71,10 @@ class Recorder:
     @property
     def previews(self) -> list[Preview]:
         return [u for u in self.updates if isinstance(u, Preview)]
+
+    @property
+    def waits(self) -> list[Waiting]:
+        return [u for u in self.updates if isinstance(u, Waiting)]
 
 
 async def test_a_render_uploads_queues_streams_progress_and_returns_the_output(http: httpx.AsyncClient) -> None:
@@ -130,6 +135,46 @@ async def test_an_unreachable_backend_fails_clearly(http: httpx.AsyncClient) -> 
     with pytest.raises(RenderError) as info:
         await engine(http, [url]).render(job(), INPUT, Recorder())
     assert info.value.kind == "unreachable" and url in info.value.reason
+
+
+async def test_a_job_waits_for_its_only_backend_to_come_back(http: httpx.AsyncClient) -> None:
+    url = closed_url()
+    port = int(url.rsplit(":", 1)[1])
+    progress = Recorder()
+    render = asyncio.create_task(engine(http, [url], backend_wait_s=10).render(job(), INPUT, progress))
+    await asyncio.sleep(0.8)  # refused at once, then re-probed at 0.5 s: still down
+    assert not render.done() and progress.waits and progress.waits[0].backends == (url,)
+    async with FakeComfyUI(Scenario(image_for=lambda g, i: OUTPUT), port=port):
+        out = await asyncio.wait_for(render, 10)
+    assert out.image == OUTPUT and out.backend == url
+    assert progress.waits[-1].limit_s == 10 and progress.ticks  # then it rendered as usual
+
+
+async def test_a_backend_that_stays_down_fails_after_the_wait_saying_so(http: httpx.AsyncClient) -> None:
+    url = closed_url()
+    with pytest.raises(RenderError) as info:
+        await engine(http, [url], backend_wait_s=1).render(job(), INPUT, Recorder())
+    reason = info.value.reason
+    assert info.value.kind == "unreachable" and "after waiting 1." in reason and f"tried {url} (" in reason
+    with pytest.raises(RenderError) as at_once:
+        await engine(http, [url], backend_wait_s=0).render(job(), INPUT, Recorder())
+    assert at_once.value.kind == "unreachable" and "(waiting for one is off)" in at_once.value.reason
+
+
+async def test_a_backend_dying_mid_render_fails_the_attempt_as_unreachable(http: httpx.AsyncClient) -> None:
+    progress = Recorder()
+    timeouts = Timeouts(connect_s=1.0, request_s=2.0, poll_s=0.5, reconnect_delays_s=(0.05, 0.1),
+                        reconnect_give_up_s=0.5)
+    fake = await FakeComfyUI(Scenario(step_delay_s=0.2)).start()
+    render = engine(http, [fake.url], timeouts=timeouts)
+    task = asyncio.create_task(render.render(job(steps=30), INPUT, progress))
+    while not progress.ticks:
+        await asyncio.sleep(0.05)
+    await fake.stop()
+    with pytest.raises(RenderError) as info:
+        await asyncio.wait_for(task, 10)
+    assert info.value.kind == "unreachable" and "went away during the render" in info.value.reason
+    assert info.value.backend == fake.url and not render.pool.backends[fake.url].healthy
 
 
 async def test_a_hanging_backend_fails_after_the_connect_timeout(http: httpx.AsyncClient) -> None:

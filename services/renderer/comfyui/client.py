@@ -37,6 +37,9 @@ class Timeouts:
     # Socket silence after which /history and /queue are asked (lost frames, a silenced socket).
     poll_s: float = 5.0
     reconnect_delays_s: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
+    # How long reopening may keep failing (the backend died mid-render) before the attempt fails as
+    # unreachable; None: until the render deadline. A restarted ComfyUI has lost the prompt anyway.
+    reconnect_give_up_s: float | None = None
     # Attempts to read history after `executing: null`, for the history race (§6.8).
     history_attempts: int = 20
 
@@ -151,7 +154,9 @@ class ComfyUIClient:
                 marks["started"] = loop.time()
 
     async def _reconnect(self, sock: ComfySocket) -> None:
-        """Reopen with the same client id until it works; the render deadline bounds the attempts."""
+        """Reopen with the same client id until it works, for at most `reconnect_give_up_s` (and the deadline)."""
+        loop = asyncio.get_running_loop()
+        began, give_up = loop.time(), self.timeouts.reconnect_give_up_s
         for attempt in range(1_000_000):
             delays = self.timeouts.reconnect_delays_s
             await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
@@ -160,6 +165,9 @@ class ComfyUIClient:
                 return
             except BackendUnreachable as exc:
                 log.info("%s: reconnect attempt %d failed: %s", self.base_url, attempt + 1, exc.reason)
+                if give_up is not None and loop.time() - began >= give_up:
+                    raise RenderError("unreachable", f"{self.base_url} went away during the render and was not "
+                                                     f"back within {give_up:g} s: {exc.reason}") from None
 
     async def _reconcile(self, tracker: PromptTracker) -> None:
         """Ask /history (then /queue) whether the prompt ended while we were not listening."""

@@ -1,8 +1,17 @@
-"""Backend choice and idle freeing as pure decisions."""
+"""Backend choice, waiting for a backend and idle freeing as pure decisions."""
 
 from __future__ import annotations
 
-from services.renderer.policy import BackendView, foreign_load, preference, serves, should_free
+from services.renderer.policy import (
+    BackendView,
+    available,
+    foreign_load,
+    next_probe_in,
+    preference,
+    serves,
+    should_free,
+    unreachable_reason,
+)
 
 
 def view(url: str, **kw) -> BackendView:
@@ -51,3 +60,44 @@ def test_free_once_after_the_idle_period() -> None:
     assert not should_free(in_flight=1, last_active=100.0, freed=False, now=900.0, idle_s=600)
     assert not should_free(in_flight=0, last_active=100.0, freed=True, now=900.0, idle_s=600)
     assert not should_free(in_flight=0, last_active=None, freed=False, now=900.0, idle_s=600)
+
+
+def test_after_a_probe_only_healthy_backends_serving_the_job_are_taken_best_first() -> None:
+    views = [view("a", healthy=False), view("b", in_flight=2), view("c"), view("flux", models=frozenset({"flux"}))]
+    assert available(views, "qwen", None) == ["c", "b"]
+    assert available([view("a", healthy=False)], "qwen", None) == []
+
+
+def probe_times(limit_s: float) -> list[float]:
+    """When the probes of a wait fall (seconds since it began), if every probe finds nobody."""
+    times, waited, probes = [], 0.0, 0
+    while (delay := next_probe_in(waited, limit_s, probes)) is not None:
+        waited += delay
+        probes += 1
+        times.append(waited)
+    return times
+
+
+def test_the_wait_re_probes_with_a_doubling_back_off_capped_at_five_seconds() -> None:
+    assert probe_times(30) == [0.5, 1.5, 3.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30.0]
+
+
+def test_the_last_probe_falls_at_the_end_of_the_wait() -> None:
+    assert probe_times(1) == [0.5, 1.0]
+    assert probe_times(0.2) == [0.2]
+    # Probes take time too: once the limit is used up, no more sleeping.
+    assert next_probe_in(1.3, 1.0, 2) is None
+
+
+def test_a_wait_of_zero_gives_up_at_once() -> None:
+    assert next_probe_in(0.0, 0.0, 0) is None
+    assert probe_times(0) == []
+
+
+def test_the_unreachable_reason_says_how_long_it_waited_and_what_it_tried() -> None:
+    failures = {"http://a": "cannot connect to http://a: refused", "http://b": "cannot connect to http://b: refused"}
+    reason = unreachable_reason(30.04, 30.0, failures)
+    assert reason == ("no ComfyUI backend could take the job after waiting 30.0 s for one to come back; tried "
+                      "http://a (cannot connect to http://a: refused), http://b (cannot connect to http://b: refused)")
+    assert unreachable_reason(0.0, 0.0, {"http://a": "x"}) == \
+        "no ComfyUI backend could take the job (waiting for one is off); tried http://a (x)"

@@ -46,6 +46,17 @@ async def test_probes_mark_down_and_back_up_and_count_foreign_queue() -> None:
         assert pool.backends["http://b"].healthy
 
 
+async def test_probing_for_a_job_returns_the_backends_that_answered_best_first() -> None:
+    down, calls = {"a"}, []
+    async with httpx.AsyncClient(transport=transport(down, calls)) as http:
+        pool = BackendPool(["http://a", "http://b", "http://c"], http, serves={"http://c": (("flux",), ())})
+        assert await pool.probe_serving("qwen", None) == ["http://b"]
+        assert {host for host, _, _ in calls} == {"a", "b"}  # c does not serve qwen: not probed
+        down.clear()
+        async with pool.lease("http://b"):
+            assert await pool.probe_serving("qwen", None) == ["http://a", "http://b"]
+
+
 async def test_in_flight_jobs_steer_the_choice() -> None:
     async with httpx.AsyncClient(transport=transport(set(), [])) as http:
         pool = BackendPool(["http://a", "http://b"], http)

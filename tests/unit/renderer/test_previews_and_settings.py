@@ -49,3 +49,18 @@ def test_no_urls_means_draft(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIKENESS_COMFYUI_URLS", "gpu:8188")
     with pytest.raises(ValidationError, match="not an http"):
         RendererSettings()
+
+
+def test_the_backend_wait_is_covered_by_the_consumer_ack_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIKENESS_RENDER_BACKEND_WAIT_S", raising=False)
+    default = RendererSettings()
+    assert default.render_backend_wait_s == 30
+    without = RendererSettings(render_backend_wait_s=0)
+    assert default.consumer_ack_wait_s >= without.consumer_ack_wait_s + 30 + 2 * default.health_timeout_s
+    monkeypatch.setenv("LIKENESS_RENDER_BACKEND_WAIT_S", "300")
+    long = RendererSettings()
+    assert long.consumer_ack_wait_s > long.render_timeout_s + 300 and long.reconnect_give_up_s == 300
+    assert without.reconnect_give_up_s == without.connect_timeout_s
+    monkeypatch.setenv("LIKENESS_RENDER_BACKEND_WAIT_S", "-1")
+    with pytest.raises(ValidationError):
+        RendererSettings()
