@@ -1,10 +1,12 @@
 """Event store throughput and replay cost, next to raw asyncpg baselines measured in the same run.
 
-    PYTHONPATH=. .venv/bin/python bench/eventstore.py [--profile]
+    PYTHONPATH=. .venv/bin/python bench/eventstore.py [--profile] [--event-loop asyncio|uvloop]
 
 Prints figures only (no assertions):
   * appends/s: one writer, one event per append, sequential (expected version known);
   * appends/s: 8 concurrent writers, each on its own stream (events/s in total);
+  * the same two through SQLAlchemy's pool (each statement on a connection checked out of the
+    engine, as the store did before it had its own asyncpg pool), to compare in the same run;
   * events/s: one writer, batches of 10 and of 100 events per append;
   * baseline: raw asyncpg single-row INSERT (autocommit, jsonb column) into a scratch table,
     one connection and 8 connections; ratio = our rate / raw rate;
@@ -24,6 +26,7 @@ Prints figures only (no assertions):
 Targets: >= 5,000 appends/s; fold of 10,000 events <= 100 ms.
 
 --profile: also cProfile one production replay + fold and print where its time goes.
+--event-loop: asyncio (default, comparable with earlier figures) or uvloop (what services run on).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import uvloop
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,7 +57,7 @@ from contracts import REGISTRY, CharacterThresholdSet, Envelope  # noqa: E402
 from contracts.subjects import event_subject  # noqa: E402
 from services.runtime.database import create_engine  # noqa: E402
 from services.runtime.eventstore import EventStore  # noqa: E402
-from services.runtime.eventstore.store import _APPEND, _REPLAY, _metadata  # noqa: E402
+from services.runtime.eventstore.store import _APPEND, _REPLAY, _json, _metadata_json  # noqa: E402
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn  # noqa: E402
 
 N_SEQ = 3000  # single writer, one event per append
@@ -68,6 +73,19 @@ WARMUP = 100
 
 TARGET_APPENDS_S = 5000
 TARGET_FOLD_MS = 100.0
+
+
+class SQLAlchemyPathStore(EventStore):
+    """The store with each statement on a connection checked out of SQLAlchemy's pool: the old path."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._sqlalchemy = engine
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self._sqlalchemy.connect() as conn:
+            raw = await conn.get_raw_connection()
+            return await raw.driver_connection.fetch(query, *args)
 
 
 def new_stream(tag: str) -> str:
@@ -220,8 +238,8 @@ def append_args(stream: str, head: int, batch: list[Envelope]) -> list[object]:
         [e.event_id for e in numbered],  # $3 event ids
         [e.type for e in numbered],  # $4 types
         [e.version for e in numbered],  # $5 versions
-        [json.dumps(e.data) for e in numbered],  # $6 data texts
-        [json.dumps(_metadata(e)) for e in numbered],  # $7 metadata texts
+        [_json(e.data) for e in numbered],  # $6 data texts
+        [_metadata_json(e) for e in numbered],  # $7 metadata texts
         [e.event_id for e in numbered],  # $8 outbox message ids
         [event_subject(e.type, stream) for e in numbered],  # $9 subjects
         [e.to_bytes() for e in numbered],  # $10 payloads
@@ -249,6 +267,7 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
     settings = RuntimeSettings(nats_url=nats_url, database_url=database_url, environment="test")
     engine = create_engine(settings)
     store = EventStore(engine)
+    old_store = SQLAlchemyPathStore(engine)
     dsn = to_asyncpg_dsn(database_url)
     raw_conns = [await asyncpg.connect(dsn, timeout=10) for _ in range(N_WRITERS)]
     json_conn = await asyncpg.connect(dsn, timeout=10)
@@ -269,12 +288,15 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
         warm = new_stream("w")
         await append_one_by_one(store, warm, events_for(warm, WARMUP))
         await asyncio.gather(*(store.stream_version(new_stream("w")) for _ in range(N_WRITERS)))
+        warm = new_stream("w")
+        await append_one_by_one(old_store, warm, events_for(warm, WARMUP))
+        await asyncio.gather(*(old_store.stream_version(new_stream("w")) for _ in range(N_WRITERS)))
         await raw_inserts(raw_conns, payload, WARMUP // N_WRITERS)
         await raw_inserts(raw_conns, payload, WARMUP // N_WRITERS, table="bench_scratch_notify")
         await raw_append_sql(raw_conns, WARMUP // N_WRITERS)
         await raw_append_sql(raw_conns[:1], WARMUP)
 
-        rows: list[tuple[str, int, int, float]] = []  # (case, appends, events, seconds)
+        rows: list[tuple[str, int, int, float, bool]] = []  # (case, appends, events, seconds, concurrent)
 
         # Baselines first, then ours, then the baselines again: take the best of each side's runs
         # so a noisy neighbour on this small machine does not tilt the ratio one way.
@@ -284,20 +306,30 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
         stream = new_stream("a")
         envs = events_for(stream, N_SEQ)
         seq_s = await timed(lambda: append_one_by_one(store, stream, envs), "seq")
-        rows.append(("EventStore.append, 1 writer, 1 ev/append", N_SEQ, N_SEQ, seq_s))
+        rows.append(("EventStore.append, 1 writer, 1 ev/append", N_SEQ, N_SEQ, seq_s, False))
+        stream = new_stream("o")
+        envs = events_for(stream, N_SEQ)
+        old_seq_s = await timed(lambda: append_one_by_one(old_store, stream, envs), "old_seq")
+        rows.append(("  same via SQLAlchemy checkout (old path)", N_SEQ, N_SEQ, old_seq_s, False))
 
-        streams = [new_stream(f"c{i}") for i in range(N_WRITERS)]
-        per = {s: events_for(s, N_PER_WRITER) for s in streams}
-        conc_s = await timed(lambda: asyncio.gather(*(append_one_by_one(store, s, per[s]) for s in streams)), "conc")
         n_conc = N_WRITERS * N_PER_WRITER
-        rows.append((f"EventStore.append, {N_WRITERS} writers, 1 ev/app", n_conc, n_conc, conc_s))
+
+        def writers(on: EventStore, tag: str) -> Callable[[], Awaitable[object]]:
+            streams = [new_stream(f"{tag}{i}") for i in range(N_WRITERS)]
+            per = {s: events_for(s, N_PER_WRITER) for s in streams}
+            return lambda: asyncio.gather(*(append_one_by_one(on, s, per[s]) for s in streams))
+
+        conc_s = await timed(writers(store, "c"), "conc")
+        rows.append((f"EventStore.append, {N_WRITERS} writers, 1 ev/app", n_conc, n_conc, conc_s, True))
+        old_conc_s = await timed(writers(old_store, "p"), "old_conc")
+        rows.append(("  same via SQLAlchemy checkout (old path)", n_conc, n_conc, old_conc_s, True))
 
         batched: list[tuple[int, float]] = []  # (events per append, seconds)
         for size in BATCHES:
             stream = new_stream(f"b{size}")
             envs = events_for(stream, N_BATCHED)
             secs = await timed(lambda s=stream, e=envs, n=size: append_batched(store, s, e, n))
-            rows.append((f"EventStore.append, 1 writer, {size} ev/append", N_BATCHED // size, N_BATCHED, secs))
+            rows.append((f"EventStore.append, 1 writer, {size} ev/append", N_BATCHED // size, N_BATCHED, secs, False))
             batched.append((size, secs))
 
         raw1.append(await timed(lambda: raw_inserts(raw_conns[:1], payload, N_RAW)))
@@ -325,8 +357,8 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
         print(f"{'append throughput':<42}{'apps':>7}{'events':>7}{'secs':>6}{'apps/s':>10}{'evts/s':>9}{'vs raw':>7}")
         print(line("raw INSERT jsonb, 1 conn (baseline)", N_RAW, N_RAW, min(raw1), raw1_rate))
         print(line(f"raw INSERT jsonb, {N_WRITERS} conns (baseline)", n_diag, n_diag, min(rawc), rawc_rate))
-        for case, appends, events, secs in rows:
-            print(line(case, appends, events, secs, rawc_rate if "writers" in case else raw1_rate))
+        for case, appends, events, secs, concurrent in rows:
+            print(line(case, appends, events, secs, rawc_rate if concurrent else raw1_rate))
         print("diagnostics (same run)")
         for case, appends, events, secs in diag:
             print(line("  " + case, appends, events, secs, rawc_rate if "conns" in case else raw1_rate))
@@ -334,13 +366,17 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
               f"{N_WRITERS} conns: {n_diag / rawc[0]:.0f} / {n_diag / rawc[1]:.0f}; best taken. 'vs raw' compares"
               f" appends/s (commits) with the 1-conn or {N_WRITERS}-conn baseline)")
         print(f"  (this process's CPU per append: EventStore 1 writer {CPU['seq'] / N_SEQ * 1000:.2f} ms, "
-              f"{N_WRITERS} writers {CPU['conc'] / n_conc * 1000:.2f} ms; bare asyncpg 1 conn "
-              f"{CPU['bare1'] / n_diag * 1000:.2f} ms, {N_WRITERS} conns {CPU[f'bare{N_WRITERS}'] / n_diag * 1000:.2f} ms)")
+              f"{N_WRITERS} writers {CPU['conc'] / n_conc * 1000:.2f} ms; old path 1 writer "
+              f"{CPU['old_seq'] / N_SEQ * 1000:.2f} ms, {N_WRITERS} writers {CPU['old_conc'] / n_conc * 1000:.2f} ms; "
+              f"bare asyncpg 1 conn {CPU['bare1'] / n_diag * 1000:.2f} ms, "
+              f"{N_WRITERS} conns {CPU[f'bare{N_WRITERS}'] / n_diag * 1000:.2f} ms)")
+        print(f"  (EventStore appends/s over the old path's: 1 writer {old_seq_s / seq_s:.2f}x, "
+              f"{N_WRITERS} writers {old_conc_s / conc_s:.2f}x)")
 
         # Replay: one 10,000-event stream, loaded in batches. Drop the append phase's envelopes
         # first: they are bench ballast a planner process would not hold, and every full garbage
         # collection during a replay would walk them.
-        envs, per = [], {}
+        envs = []
         gc.collect()
         gc.callbacks.append(_gc_timer)
         stream = new_stream("f")
@@ -368,7 +404,7 @@ async def main(nats_url: str, database_url: str, profile: bool) -> None:
         print(f"{'    of which in the garbage collector':<68}{stats([r[1] for r in runs])}")
         print(f"{'  read_stream + open(REGISTRY) + fold (full envelopes, audits)':<68}"
               f"{stats([r[0] for r in env_runs])}")
-        print(f"{'    of which read_stream (SQLAlchemy rows -> RecordedEvent)':<68}{stats([r[1] for r in env_runs])}")
+        print(f"{'    of which read_stream (rows -> RecordedEvent)':<68}{stats([r[1] for r in env_runs])}")
         print(f"{'    of which open every envelope + fold':<68}{stats([r[2] for r in env_runs])}")
         print("  baselines: bare asyncpg on its own connection")
         print(f"{'    fetch of the replay SELECT (4 columns, data::text)':<68}{stats(replay_sql_runs)}")
@@ -417,9 +453,11 @@ async def profile_replay(store: EventStore, stream: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", action="store_true", help="cProfile one replay and print the hot spots")
+    parser.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="this process's event loop (services run on uvloop); run both to compare")
     args = parser.parse_args()
     started = time.perf_counter()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; event loop {args.event_loop}")
     with backends() as (nats_url, database_url):
-        asyncio.run(main(nats_url, database_url, args.profile))
+        (uvloop.run if args.event_loop == "uvloop" else asyncio.run)(main(nats_url, database_url, args.profile))
     print(f"\ntotal {time.perf_counter() - started:.1f}s; machine at the end: {machine()}")

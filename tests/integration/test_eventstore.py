@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from contracts import REGISTRY, CharacterThresholdSet
+from services.runtime.database import create_engine
 from services.runtime.eventstore import ANY_VERSION, DuplicateEventId, EventStore, WrongExpectedVersion
-from services.runtime.settings import to_asyncpg_dsn
+from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
 from tests.factories import new_stream, threshold_event
 
 pytestmark = pytest.mark.integration
@@ -128,3 +129,29 @@ async def test_read_all_never_skips_a_row_behind_a_slow_transaction(store: Event
         await conn.close()
     after = [r.envelope.stream for r in await store.read_all(after_position=start)]
     assert after.index(slow) < after.index(fast)
+
+
+async def test_the_stores_connections_close_with_their_engine(settings: RuntimeSettings, database_url: str) -> None:
+    spy = await asyncpg.connect(to_asyncpg_dsn(database_url), timeout=10)
+    backends = "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database()"
+    try:
+        before = set(await spy.fetchval(backends))
+        engine = create_engine(settings)
+        stores = [EventStore(engine) for _ in range(3)]
+        streams = [new_stream() for _ in stores]
+        await asyncio.gather(*(s.append(stream, 0, [threshold_event(stream)]) for s, stream in zip(stores, streams)))
+        ours = set(await spy.fetchval(backends)) - before
+        assert 0 < len(ours) <= settings.db_pool_size, "every store on one engine shares one pool"
+
+        await engine.dispose()
+        for _ in range(100):  # a backend leaves pg_stat_activity a moment after its client hangs up
+            if not ours & set(await spy.fetchval(backends)):
+                break
+            await asyncio.sleep(0.05)
+        assert not ours & set(await spy.fetchval(backends))
+
+        # Like the engine itself, a store on a disposed engine connects again when next used.
+        assert [r.envelope.stream for r in await stores[0].read_stream(streams[0])] == [streams[0]]
+        await engine.dispose()
+    finally:
+        await spy.close()

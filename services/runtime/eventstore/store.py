@@ -11,24 +11,25 @@ nothing recorded is left unpublished.
 
 from __future__ import annotations
 
+import asyncio
 import gc
-import json
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 
 import asyncpg
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import pydantic_core
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
-from services.runtime.eventstore.tables import events
+from services.runtime.database import DriverPool, driver_pool
 
 __all__ = [
     "ANY_VERSION",
@@ -75,6 +76,28 @@ _REPLAY = """
     WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version
 """
 
+_HEAD = "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1"
+
+_LANDED = """
+    SELECT stream_id, stream_version, global_position FROM events
+    WHERE event_id = ANY($1::uuid[]) ORDER BY stream_version
+"""
+
+_COLUMNS = "global_position, recorded_at, event_id, stream_id, stream_version, type, version, data, metadata"
+
+_READ_STREAM = f"""
+    SELECT {_COLUMNS} FROM events
+    WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version
+"""
+
+# Identity values are taken at insert time but become visible at commit, so rows written by
+# transactions at or after the oldest still-running one wait (see read_all).
+_READ_ALL = f"""
+    SELECT {_COLUMNS} FROM events
+    WHERE global_position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY global_position LIMIT $2
+"""
+
 
 class EventStoreError(Exception):
     """Root of the event store's errors."""
@@ -113,24 +136,35 @@ class AppendResult:
 class EventStore:
     """The `events` table, with optimistic concurrency per stream.
 
-    Every write is a single statement, so the engine may (and for speed should) be autocommit.
-    The hot paths (append, replay) talk to asyncpg directly on the engine's pooled connections:
-    SQLAlchemy's result layer costs more than the database round trip does.
+    Every statement is a single autocommit one, sent through a plain asyncpg pool beside the
+    engine (`services.runtime.database.driver_pool`: same URL, opened on first use, closed by
+    `engine.dispose()`), or through `pool` when given (the caller closes it): SQLAlchemy's
+    checkout and result layer cost more client CPU than the database round trip does.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, *, pool: asyncpg.Pool | None = None) -> None:
+        self._driver: DriverPool = driver_pool(engine) if pool is None else DriverPool.wrapping(pool)
         self._append_listeners: list[Callable[[], None]] = []
 
     def on_append(self, listener: Callable[[], None]) -> None:
         """Call `listener()` after every committed append (wakes the outbox relay at once)."""
         self._append_listeners.append(listener)
 
-    @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """One statement on a pooled connection; asyncpg reuses its prepared form per connection."""
+        driver = self._driver
+        pool = driver.pool or await driver.open()
+        if pool.get_idle_size():
+            conn = await pool.acquire()  # no wait: an idle connection is there
+        else:
+            # Every connection is busy: bound the wait as SQLAlchemy's pool_timeout did. (Not
+            # acquire(timeout=): asyncpg's wait_for makes a task per call on Python 3.11.)
+            async with asyncio.timeout(driver.timeout_s):
+                conn = await pool.acquire()
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await pool.release(conn)
 
     async def append(
         self,
@@ -173,59 +207,50 @@ class EventStore:
     ) -> AppendResult:
         # Outbox payloads carry each event's seq, so the head must be known before the statement.
         head = await self.stream_version(stream_id) if expected_version is ANY_VERSION else expected_version
-        numbered = [env.model_copy(update={"seq": head + i}) for i, env in enumerate(batch, 1)]
-        messages = [(e, event_subject(e.type, stream_id)) for e in numbered]
-        messages += [(c, command_subject(c.type)) for c in commands]
-        async with self._driver() as conn:
-            rows = await conn.fetch(
-                _APPEND,
-                stream_id,
-                head,
-                [e.event_id for e in numbered],
-                [e.type for e in numbered],
-                [e.version for e in numbered],
-                [json.dumps(e.data) for e in numbered],
-                [json.dumps(_metadata(e)) for e in numbered],
-                [m.event_id for m, _ in messages],
-                [subject for _, subject in messages],
-                [m.to_bytes() for m, _ in messages],
-            )
-        positions = tuple(row["global_position"] for row in rows if row["global_position"] is not None)
+        ids, types, versions, data, metadata, subjects, payloads = [], [], [], [], [], [], []
+        for seq, env in enumerate(batch, head + 1):
+            if env.seq != seq:
+                env = env.model_copy(update={"seq": seq})
+            ids.append(env.event_id)
+            types.append(env.type)
+            versions.append(env.version)
+            data.append(_json(env.data))
+            metadata.append(_metadata_json(env))
+            subjects.append(_event_subject(env.type, stream_id))
+            payloads.append(env.to_bytes())
+        message_ids = ids
+        if commands:
+            message_ids = [*ids, *(c.event_id for c in commands)]
+            subjects += [_command_subject(c.type) for c in commands]
+            payloads += [c.to_bytes() for c in commands]
+        rows = await self._fetch(
+            _APPEND, stream_id, head, ids, types, versions, data, metadata, message_ids, subjects, payloads
+        )
+        positions = tuple(row[1] for row in rows if row[1] is not None)
         if not positions:
-            raise WrongExpectedVersion(stream_id, head, rows[0]["head"])
+            raise WrongExpectedVersion(stream_id, head, rows[0][0])
         for listener in self._append_listeners:
             listener()
         return AppendResult(head + len(batch), positions)
 
     async def stream_version(self, stream_id: str) -> int:
-        async with self._engine.connect() as conn:
-            return await _head(conn, stream_id)
+        """The stream's head version (0: no events yet)."""
+        rows = await self._fetch(_HEAD, stream_id)
+        return int(rows[0][0])
 
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
         """The stream's events after `after_version`, in order."""
-        query = (
-            select(events)
-            .where(events.c.stream_id == stream_id, events.c.stream_version > after_version)
-            .order_by(events.c.stream_version)
-        )
-        async with self._engine.connect() as conn:
-            return [_recorded(row) for row in (await conn.execute(query)).mappings()]
+        rows = await self._fetch(_READ_STREAM, stream_id, after_version)
+        with _no_collection():
+            return [_recorded(row) for row in rows]
 
     async def replay(
         self, stream_id: str, registry: MessageRegistry, *, after_version: int = 0
     ) -> list[tuple[int, Message]]:
         """The stream's typed messages after `after_version` with their versions: the fast fold path."""
-        async with self._driver() as conn:
-            rows = await conn.fetch(_REPLAY, stream_id, after_version)
-        # Thousands of fresh objects that all stay alive: a collection pass here only walks the
-        # heap (measured at more than the parsing itself on a 10,000-event stream), so skip it.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        rows = await self._fetch(_REPLAY, stream_id, after_version)
+        with _no_collection():
             return [(row[0], registry.parse_json(row[1], row[2], row[3])) for row in rows]
-        finally:
-            if collecting:
-                gc.enable()
 
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events after a global position, never skipping one whose transaction is still open.
@@ -234,49 +259,58 @@ class EventStore:
         that simply took `global_position > p` could pass over a slower transaction's row for
         good. Rows written by transactions at or after the oldest still-running one wait.
         """
-        query = (
-            select(events)
-            .where(
-                events.c.global_position > after_position,
-                events.c.tx_id < text("pg_snapshot_xmin(pg_current_snapshot())"),
-            )
-            .order_by(events.c.global_position)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            return [_recorded(row) for row in (await conn.execute(query)).mappings()]
+        rows = await self._fetch(_READ_ALL, after_position, limit)
+        with _no_collection():
+            return [_recorded(row) for row in rows]
 
     async def _already_appended(self, stream_id: str, batch: Sequence[Envelope]) -> AppendResult | None:
         ids = [env.event_id for env in batch]
-        query = (
-            select(events.c.event_id, events.c.stream_id, events.c.stream_version, events.c.global_position)
-            .where(events.c.event_id.in_(ids))
-            .order_by(events.c.stream_version)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        if len(rows) != len(ids) or any(row.stream_id != stream_id for row in rows):
+        rows = await self._fetch(_LANDED, ids)
+        if len(rows) != len(ids) or any(row["stream_id"] != stream_id for row in rows):
             return None
-        return AppendResult(rows[-1].stream_version, tuple(row.global_position for row in rows), idempotent=True)
+        return AppendResult(rows[-1]["stream_version"], tuple(row["global_position"] for row in rows), idempotent=True)
 
 
-async def _head(conn: AsyncConnection, stream_id: str) -> int:
-    query = select(func.coalesce(func.max(events.c.stream_version), 0)).where(events.c.stream_id == stream_id)
-    return int(await conn.scalar(query))
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Pause the cyclic collector while a read builds its objects (no awaits inside).
+
+    Thousands of fresh objects that all stay alive: a collection pass there only walks the heap
+    (measured at more than the parsing itself on a 10,000-event stream).
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
-def _metadata(env: Envelope) -> dict[str, Any]:
-    return {
+# Subjects repeat (one per type and stream), and validating their tokens is regex work per event.
+_event_subject = lru_cache(maxsize=4096)(event_subject)
+_command_subject = lru_cache(maxsize=256)(command_subject)
+
+
+def _json(value: Any) -> str:
+    """JSON text for a jsonb column; NaN and infinities stay literal, so Postgres refuses them as before."""
+    return pydantic_core.to_json(value, inf_nan_mode="constants").decode()
+
+
+def _metadata_json(env: Envelope) -> str:
+    """The `metadata` column: the envelope's provenance (its body, routing and seq have columns)."""
+    return _json({
         "occurred_at": env.occurred_at.isoformat(),
         "correlation_id": env.correlation_id,
         "causation_id": env.causation_id,
         "actor": env.actor,
-        "trace": env.trace.model_dump(),
-    }
+        "trace": env.trace,
+    })
 
 
-def _recorded(row: Any) -> RecordedEvent:
-    meta = row["metadata"]
+def _recorded(row: asyncpg.Record) -> RecordedEvent:
+    # asyncpg hands jsonb over as text; pydantic's parser reads it several times faster than json.
+    meta = pydantic_core.from_json(row["metadata"])
     envelope = Envelope(
         event_id=row["event_id"],
         stream=row["stream_id"],
@@ -288,6 +322,6 @@ def _recorded(row: Any) -> RecordedEvent:
         causation_id=meta.get("causation_id"),
         actor=meta.get("actor"),
         trace=meta.get("trace") or {},
-        data=row["data"],
+        data=pydantic_core.from_json(row["data"]),
     )
     return RecordedEvent(row["global_position"], row["recorded_at"], envelope)
