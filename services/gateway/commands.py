@@ -8,7 +8,6 @@ checked as well every so often, so an answer whose live copy was missed is still
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -55,10 +54,7 @@ class Commander:
             next_check = time.monotonic() + _LOG_CHECK_S
             while (left := deadline - time.monotonic()) > 0:
                 wait = max(0.0, min(left, next_check - time.monotonic()))
-                try:
-                    item = await asyncio.wait_for(listener.queue.get(), wait)
-                except TimeoutError:
-                    item = None
+                item = await listener.next(wait)
                 if item is CLOSED:
                     raise Unavailable("the gateway is shutting down; send the request again", code="shutting_down")
                 if item is not None and item.persisted and item.envelope.get("causation_id") == cause:

@@ -111,6 +111,23 @@ class Listener:
         self.lost = False
         self.gone = False
 
+    async def next(self, timeout_s: float) -> LiveItem | _Closed | None:
+        """The next item, or None after `timeout_s` without one.
+
+        Called once per delivered event by every open stream, so it avoids `asyncio.wait_for`,
+        which wraps each wait in a task of its own: a queued item is taken at once, and a wait
+        is one future under a deadline.
+        """
+        try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
     def push(self, item: LiveItem | _Closed) -> None:
         try:
             self.queue.put_nowait(item)

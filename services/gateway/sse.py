@@ -86,9 +86,8 @@ async def chain_events(
         if ended or (not frames and await _already_ended(store, stream_id, last)):
             return
         while True:
-            try:
-                item = await asyncio.wait_for(listener.queue.get(), period)
-            except TimeoutError:
+            item = await listener.next(period)
+            if item is None:
                 yield b": ping\n\n"
                 if heads is not None and await heads.version(stream_id) <= last:
                     continue
@@ -199,9 +198,8 @@ async def chat_reply_events(
         yield f"retry: {_RETRY_MS}\n\n".encode()
         yield sse_frame("accepted", _json({"conversation_id": conversation_id, "message_id": message_id}))
         while (left := deadline - now()) > 0:
-            try:
-                item = await asyncio.wait_for(listener.queue.get(), min(left, heartbeat_s))
-            except TimeoutError:
+            item = await listener.next(min(left, heartbeat_s))
+            if item is None:
                 yield b": ping\n\n"
                 answers = await db.chat_answers(conversation_stream, message_id)
                 items = [LiveItem(conversation_stream, True, envelope, b"") for envelope in answers]

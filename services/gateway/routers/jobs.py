@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -62,10 +61,7 @@ async def wait_for_job(job_id: UUID, user: UserDep, gateway: GatewayDep,
         # Read again now that we listen: an end between the first read and the subscription is not missed.
         record = await gateway.chains.load(job_id, user)
         while not record.finished and (left := deadline - time.monotonic()) > 0:
-            try:
-                item = await asyncio.wait_for(listener.queue.get(), min(left, _RECHECK_S))
-            except TimeoutError:
-                item = None
+            item = await listener.next(min(left, _RECHECK_S))
             if item is CLOSED:
                 break
             if item is None or listener.lost or (item.persisted and item.type in TERMINAL_TYPES):

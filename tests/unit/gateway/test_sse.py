@@ -209,6 +209,19 @@ async def test_the_hub_delivers_by_stream_id_and_marks_listeners_that_fall_behin
     assert hub.listeners(STREAM) == 0 and len(seen) == 4
 
 
+async def test_a_listener_hands_over_what_is_queued_waits_for_more_or_gives_up() -> None:
+    hub = LiveHub()
+    with hub.listen(STREAM) as listener:
+        assert await listener.next(0.01) is None
+        publish(hub, 1)
+        assert (await listener.next(0.01)).seq == 1
+        later = asyncio.get_running_loop().call_later(0.02, publish, hub, 2)
+        assert (await listener.next(5.0)).seq == 2
+        later.cancel()
+        hub.close()
+        assert await listener.next(5.0) is CLOSED
+
+
 @pytest.mark.parametrize(("header", "query", "after"), [
     ("7", None, 7), (" 7 ", 3, 7), (None, 3, 3), ("junk", 3, 3), (None, None, 0), ("", 0, 0),
 ])
