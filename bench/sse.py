@@ -3,6 +3,7 @@ commit to each client, next to the same updates seen by polling GET /chat/job/{i
 
     PYTHONPATH=. .venv/bin/python bench/sse.py [--clients 1000] [--chains 50] [--rate 40] [--seconds 20]
                                                            [--client-procs N] [--poll-s 3] [--steps 12]
+                                                           [--event-loop uvloop|asyncio]
 
 Processes: embedded NATS + Postgres (bench/_backends.py); the REAL gateway, `python -m services.gateway`,
 as its own process; --client-procs processes holding the SSE connections (raw asyncio sockets, so
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -106,12 +108,22 @@ async def _clients(port: int, key: str, chains: list[str], start: int, count: in
 
     tasks = [asyncio.ensure_future(one(n)) for n in range(start, start + count)]
     ready.put(count)
+    # The measuring process must not pause itself: no collector passes while arrivals are timed.
+    quiet_collector()
     await asyncio.get_running_loop().run_in_executor(None, report.wait)
     stop.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     results.put({n: arrivals.get(n, []) for n in range(start, start + count)})
+
+
+def quiet_collector() -> None:
+    """Freeze what exists and stop cyclic collection: the bench's own processes (clients, driver) then
+    never stall for a GC pass while they time arrivals, so a pause measured is the system's."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
 
 
 # -- the driver -------------------------------------------------------------------------------------
@@ -148,7 +160,7 @@ async def main(nats_url: str, database_url: str, args: argparse.Namespace) -> No
                LIKENESS_DATABASE_URL=database_url, LIKENESS_HTTP_HOST="127.0.0.1", LIKENESS_HTTP_PORT=str(port),
                LIKENESS_ENVIRONMENT="test", LIKENESS_GATEWAY_RATE_PER_S="1000000",
                LIKENESS_GATEWAY_RATE_BURST="1000000", LIKENESS_GATEWAY_ANONYMOUS_IMAGE_LIMIT="",
-               LIKENESS_DB_POOL_SIZE="20")
+               LIKENESS_DB_POOL_SIZE="20", LIKENESS_EVENT_LOOP=args.event_loop)
     log_path = Path(args.log or "/tmp/likeness-bench-gateway.log")
     with log_path.open("wb") as log:
         gateway = subprocess.Popen([sys.executable, "-m", "services.gateway"], env=env, stdout=log,
@@ -168,7 +180,7 @@ async def main(nats_url: str, database_url: str, args: argparse.Namespace) -> No
                 raise RuntimeError(f"the gateway did not start; see {log_path}")
             signed = (await http.post("/auth/signup")).json()
             key, user = signed["api_key"], signed["user_id"]
-        print(f"gateway pid {gateway.pid} on :{port} (log {log_path}); user {user}")
+        print(f"gateway pid {gateway.pid} on :{port}, event loop {args.event_loop} (log {log_path}); user {user}")
 
         reference = await blobs.put_image(png((120, 80, 60), size=128))
         scripts = [ChainScript(store, blobs, user_id=user, character_id="bench", reference=reference,
@@ -228,6 +240,7 @@ async def main(nats_url: str, database_url: str, args: argparse.Namespace) -> No
             on_nats[(envelope["stream"].removeprefix("chain-"), envelope["seq"])] = time.time()
 
         baseline = await nc.subscribe("likeness.evt.chain.>", cb=heard)
+        quiet_collector()
         pollers = [asyncio.ensure_future(poll(c)) for c in chain_ids]
         watched = psutil.Process(gateway.pid)
         watched.cpu_percent()
@@ -329,6 +342,8 @@ def _args() -> argparse.Namespace:
                         help="processes holding the client connections (default: a quarter of the CPUs, 1..4)")
     parser.add_argument("--poll-s", type=float, default=3.0)
     parser.add_argument("--log", default=None, help="the gateway's log file")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the gateway's event loop (LIKENESS_EVENT_LOOP); run both to compare")
     return parser.parse_args()
 
 

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -169,4 +170,7 @@ def run_service(build: Callable[[], Awaitable[Runtime]]) -> None:
             loop.add_signal_handler(sig, runtime.request_stop)
         await runtime.run()
 
-    asyncio.run(main())
+    if RuntimeSettings().event_loop == "uvloop":
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

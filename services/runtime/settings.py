@@ -6,6 +6,7 @@ Nothing else in a service reads the environment. Every variable has the `LIKENES
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,10 @@ class RuntimeSettings(BaseSettings):
     nats_timeout_s: float = Field(default=5.0, gt=0)
 
     blob_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+
+    # uvloop runs a service's event loop (and uvicorn then parses HTTP with httptools): measured in
+    # bench/sse.py against plain asyncio, which stays selectable for debugging.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("database_url")
     @classmethod
