@@ -65,7 +65,14 @@ from contracts.fields import (
     UserId,
 )
 from contracts.registry import MessageRegistry, Upcaster
-from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep
+from contracts.render import (
+    RenderCompleted,
+    RenderFailed,
+    RenderPreview,
+    RenderProgress,
+    RenderStep,
+    RenderWaiting,
+)
 
 __all__ = [
     "BatchCompleted",
@@ -115,6 +122,7 @@ __all__ = [
     "RenderPreview",
     "RenderProgress",
     "RenderStep",
+    "RenderWaiting",
     "RequestChain",
     "SamplerSteps",
     "Score",
@@ -161,6 +169,7 @@ REGISTRY = MessageRegistry(
         # render
         RenderStep,
         RenderProgress,
+        RenderWaiting,
         RenderPreview,
         RenderCompleted,
         RenderFailed,

@@ -25,7 +25,7 @@ from contracts.fields import (
     Timings,
 )
 
-__all__ = ["RenderCompleted", "RenderFailed", "RenderPreview", "RenderProgress", "RenderStep"]
+__all__ = ["RenderCompleted", "RenderFailed", "RenderPreview", "RenderProgress", "RenderStep", "RenderWaiting"]
 
 # Previews ride core NATS (1 MiB default max payload) next to the envelope; keep them small.
 _PREVIEW_MAX_CHARS = 256 * 1024
@@ -76,6 +76,20 @@ class RenderProgress(Ephemeral):
         if self.value > self.max:
             raise ValueError(f"progress value {self.value} exceeds max {self.max}")
         return self
+
+
+class RenderWaiting(Ephemeral):
+    """No render backend can take the attempt now: the renderer is waiting for one to come back."""
+
+    type: Literal["render.waiting"] = "render.waiting"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt
+    waited_s: float = Field(ge=0)
+    # How long it waits at most before the attempt fails as unreachable.
+    limit_s: float = Field(ge=0)
 
 
 class RenderPreview(Ephemeral):

@@ -11,7 +11,8 @@ Resuming after `Last-Event-ID: k` sends k+1, k+2, ... exactly once:
    from Postgres, where every published event already is (the outbox publishes after commit).
 
 Each heartbeat (`: ping`) also re-reads the log, so a stream whose live copy of the terminal event
-was lost still ends. Progress, preview and queue-position events are live only and have no id.
+was lost still ends. Progress, preview, queue-position and waiting (no render backend reachable
+yet) events are live only and have no id.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ async def _live_frames(item: LiveItem, preview_max_chars: int) -> list[bytes]:
         return item.memo("frames", lambda: _progress_frames(item.data))
     if item.type == "render.preview":
         return await item.amemo("frames", lambda: _preview_frames(item.data, preview_max_chars))
+    if item.type == "render.waiting":
+        keys = ("chain_id", "step", "attempt", "waited_s", "limit_s")
+        return item.memo("frames", lambda: [sse_frame("waiting", _json({k: item.data.get(k) for k in keys}))])
     return []
 
 

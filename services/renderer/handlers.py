@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from contracts.base import Message
 from contracts.envelope import Envelope
-from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep
+from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep, RenderWaiting
 from services.renderer.engine import Preview, RenderEngine, RenderUpdate, Waiting
 from services.renderer.errors import RenderError
 from services.renderer.previews import shrink_preview
@@ -81,10 +81,9 @@ class RenderHandler:
 
         async def publish(update: RenderUpdate) -> None:
             if isinstance(update, Waiting):
-                # RenderProgress has no field to say "waiting for a render backend" (value/max/queue_position
-                # would each tell the page something untrue), so the wait is only in the log for now.
-                return
-            if isinstance(update, Preview):
+                message: Message = RenderWaiting(chain_id=job.chain_id, step=job.step, attempt=job.attempt,
+                                                 waited_s=round(update.waited_s, 1), limit_s=update.limit_s)
+            elif isinstance(update, Preview):
                 now = time.monotonic()
                 if now - last_preview[0] < self.preview_interval_s:
                     return
@@ -92,9 +91,9 @@ class RenderHandler:
                 if data is None:
                     return
                 last_preview[0] = now
-                message: Message = RenderPreview(chain_id=job.chain_id, step=job.step, attempt=job.attempt,
-                                                 media_type="image/jpeg", node=update.node,
-                                                 data_base64=base64.b64encode(data).decode())
+                message = RenderPreview(chain_id=job.chain_id, step=job.step, attempt=job.attempt,
+                                        media_type="image/jpeg", node=update.node,
+                                        data_base64=base64.b64encode(data).decode())
             else:
                 message = RenderProgress(chain_id=job.chain_id, step=job.step, attempt=job.attempt,
                                          value=update.value, max=update.max, node=update.node)

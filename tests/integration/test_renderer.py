@@ -124,13 +124,16 @@ async def test_a_step_arriving_while_comfyui_restarts_waits_for_it_and_completes
 
     comfyui = asyncio.create_task(restart_later())
     try:
-        _, result, _ = await send_and_wait(nc, blobs)
+        _, result, live = await send_and_wait(nc, blobs)
     finally:
         comfyui.cancel()
         await asyncio.gather(comfyui, return_exceptions=True)
     event = result.open(REGISTRY)
     assert isinstance(event, RenderCompleted), event
     assert event.backend == url and await blobs.get(event.image.sha256) == OUTPUT
+    # Meanwhile the page was told why nothing moved.
+    waiting = [e.open(REGISTRY) for e in live if e.type == "render.waiting"]
+    assert waiting and all(w.limit_s == 10 and w.waited_s <= 10 for w in waiting)
 
 
 async def test_a_backend_that_does_not_come_back_in_time_fails_the_step_as_unreachable(

@@ -59,6 +59,7 @@ from contracts import (
     RenderPreview,
     RenderProgress,
     RenderStep,
+    RenderWaiting,
     RequestChain,
     ScoreFace,
     SendChatMessage,
@@ -180,6 +181,7 @@ SAMPLES: list[Message] = [
     ),
     RenderProgress(chain_id=CHAIN, step=0, attempt=1, value=3, max=20, node="31", queue_position=0),
     RenderPreview(chain_id=CHAIN, step=0, attempt=1, media_type="image/jpeg", data_base64="/9j/4AAQSkZJRg==", node="31"),
+    RenderWaiting(chain_id=CHAIN, step=0, attempt=2, waited_s=3.5, limit_s=30.0),
     RenderCompleted(
         chain_id=CHAIN,
         step=0,

@@ -92,6 +92,10 @@ export class ChainView {
       const q = parse(event.data);
       if (q && !this.ended) this.setQueue(q.position > 0 ? q.position : null);
     });
+    source.addEventListener("waiting", (event) => {
+      const w = parse(event.data);
+      if (w && !this.ended) this.setWaiting(w.waited_s, w.limit_s);
+    });
     source.addEventListener("open", () => {
       if (!this.ended) this.setStatus("live");
     });
@@ -357,6 +361,13 @@ export class ChainView {
     const node = this.$("chain-queue");
     node.hidden = position == null;
     node.textContent = position == null ? "" : `Waiting for a free renderer: position ${position} in the queue.`;
+  }
+
+  // No render backend answers (one restarting): say so rather than show a stalled progress bar.
+  setWaiting(waited, limit) {
+    const node = this.$("chain-queue");
+    node.hidden = false;
+    node.textContent = `Waiting for a renderer to come back (${Math.round(waited)} s of at most ${Math.round(limit)} s).`;
   }
 
   log(type, text, seq = null) {

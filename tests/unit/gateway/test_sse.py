@@ -18,6 +18,7 @@ from contracts import (
     ImageRef,
     PlannedStep,
     RenderProgress,
+    RenderWaiting,
 )
 from contracts.subjects import event_subject, live_subject
 from services.gateway.live import CLOSED, LiveHub
@@ -191,6 +192,19 @@ async def test_progress_is_streamed_live_with_the_queue_position() -> None:
     frames = await reader.read(2)
     assert frames[0].startswith(b"event: progress\ndata: ") and b'"queue_position":3' in frames[0]
     assert frames[1] == b'event: queue\ndata: {"position":3,"step":0,"attempt":1}\n\n'
+
+
+async def test_waiting_for_a_render_backend_is_streamed_live() -> None:
+    log, hub = MemoryLog(), LiveHub()
+    log.add(1)
+    reader = Reader(log, hub)
+    await reader.read(2)
+    waiting = RenderWaiting(chain_id=CHAIN, step=0, attempt=2, waited_s=1.5, limit_s=30)
+    envelope = Envelope.wrap(waiting, event_id=uuid.uuid4(), stream=STREAM, occurred_at=NOW, correlation_id=STREAM)
+    hub.dispatch(live_subject(waiting.type, STREAM), envelope.to_bytes())
+    (frame,) = await reader.read(1)
+    assert frame == (b'event: waiting\ndata: {"chain_id":"%s","step":0,"attempt":2,"waited_s":1.5,"limit_s":30.0}\n\n'
+                     % str(CHAIN).encode())
 
 
 async def test_the_hub_delivers_by_stream_id_and_marks_listeners_that_fall_behind() -> None:
