@@ -24,6 +24,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from prometheus_client import Histogram
+
 from services.gateway.db import Database
 from services.gateway.images import preview_data_url
 from services.gateway.live import CLOSED, Listener, LiveHub, LiveItem, sse_frame
@@ -31,6 +33,10 @@ from services.gateway.readmodels.chains import TERMINAL_TYPES
 from services.runtime.eventstore import EventStore
 
 __all__ = ["SSE_HEADERS", "StreamHeads", "chain_events", "chat_reply_events", "parse_last_event_id"]
+
+DELIVERY = Histogram("likeness_gateway_sse_delivery_seconds",
+                     "From the live hub receiving an event to its SSE frame taken by the server, per client",
+                     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 # How long a browser waits before reconnecting on its own (the `retry:` field), in milliseconds.
@@ -112,6 +118,8 @@ async def chain_events(
                     continue
                 last = item.seq
                 yield item.frame
+                # Resumed once the server took the frame: the gateway's own share of the delivery time.
+                DELIVERY.observe(time.monotonic() - item.received_at)
                 if item.type in TERMINAL_TYPES:
                     return
             else:
