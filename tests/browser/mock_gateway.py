@@ -6,7 +6,9 @@ assets) and answers the calls the page makes, from memory, with the gateway's sh
 offline persona mode, picture jobs, and chains whose events are scripted on a timer and streamed
 as Server-Sent Events with `id: <stream version>`, resumable with `Last-Event-ID`, plus ephemeral
 `progress` and `preview` events. Each step's first attempt is retried once when the request says
-"drift", to show a retry. An image limit per session is enforced with a 403, like the gateway's.
+"drift", to show a retry. While `renderer_away` is set, a chain's first render streams `waiting`
+events instead, as the gateway does while no render backend answers. An image limit per session is
+enforced with a 403, like the gateway's.
 
     with MockGateway(tick_s=0.05) as mock:
         page.goto(mock.url)
@@ -47,6 +49,7 @@ THRESHOLD = 40.0
 KINDS = ("background", "outfit", "pose")
 TERMINAL = {"chain.completed", "chain.failed", "chain.refused", "chain.cancelled"}
 SAMPLER_STEPS = 4
+RENDER_WAIT_LIMIT_S = 60.0  # the renderer's `limit_s`: how long it waits for a backend at most
 
 
 def error(status: int, code: str, detail: str) -> JSONResponse:
@@ -95,6 +98,10 @@ class State:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.requests_by_session: dict[str, int] = {}
         self.stream_opens: list[tuple[str, str | None]] = []  # (chain id, Last-Event-ID) per SSE request
+        # Set and cleared by a test (from its own thread): no render backend answers while it is set.
+        # A flag held until the test clears it, not a count of events, so the test sees the waiting
+        # line for as long as it needs to, whatever the tick.
+        self.renderer_away = False
         self.tasks: set[asyncio.Task] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -164,7 +171,9 @@ class State:
                 seed = step["seed"] + 7919 * (attempt - 1)
                 self.append(chain, "chain.step_requested", step=index, attempt=attempt, seed=seed,
                             input_image={"sha256": "0" * 64})
-                if index == 0 and attempt == 1:  # the first render waits behind other users' renders
+                # The first render waits for a renderer to come back if none answers, or else behind
+                # other users' renders.
+                if index == 0 and attempt == 1 and not await self.wait_for_renderer(chain, index, attempt):
                     for position in (2, 2, 2, 2, 1, 1, 1, 1):
                         await asyncio.sleep(tick)
                         self.broadcast(chain, ("progress", {"step": 0, "attempt": 1, "value": 0,
@@ -198,6 +207,22 @@ class State:
         final = chain.images[len(steps) - 1]
         self.append(chain, "chain.completed", final_image={"sha256": final},
                     step_images=[{"sha256": chain.images[i]} for i in range(len(steps))])
+
+
+    async def wait_for_renderer(self, chain: Chain, step: int, attempt: int) -> bool:
+        """While the renderer is away, send `waiting` every tick; whether there was any wait.
+
+        A render that waited is taken as soon as a backend is back, so its first `progress` carries
+        no queue position: that is what clears the waiting line on the page."""
+        started = time.monotonic()
+        waited = False
+        while self.renderer_away:
+            waited = True
+            self.broadcast(chain, ("waiting", {"chain_id": chain.id, "step": step, "attempt": attempt,
+                                               "waited_s": round(time.monotonic() - started, 1),
+                                               "limit_s": RENDER_WAIT_LIMIT_S}))
+            await asyncio.sleep(self.tick_s)
+        return waited
 
 
 def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_delay_s: float = 0.5) -> FastAPI:

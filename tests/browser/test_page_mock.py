@@ -158,6 +158,40 @@ def test_a_picture_is_followed_live_to_its_final_image(page: Page, mock: MockGat
     page.screenshot(path=str(tmp_path / "mock-final.png"), full_page=True)
 
 
+def test_while_no_renderer_answers_the_page_says_so_until_progress_arrives(page: Page, mock: MockGateway,
+                                                                            photo: Path) -> None:
+    mock.state.renderer_away = True
+    page.goto(mock.url)
+    create_character(page, photo)
+
+    ask_for_picture(page, "by the lighthouse")
+
+    queue = page.get_by_test_id("chain-queue")
+    expect(queue).to_be_visible()
+    expect(queue).to_have_text(re.compile(r"^Waiting for a renderer to come back \(\d+ s of at most 60 s\)\.$"))
+    # The line follows the wait as it goes on (one `waiting` event a tick, from 0 s), not just its first event.
+    expect(queue).to_have_text(re.compile(r"\([1-9]\d* s of at most 60 s\)"))
+    expect(page.get_by_test_id("attempt-0-1")).to_have_attribute("data-state", "rendering")
+    assert page.get_by_test_id("progress-0-1").evaluate("p => p.value") == 0
+
+    # The line as it is when the render first moves on: the end of the chain hides it too, so
+    # looking only once the chain is done would not tell whether the progress cleared it.
+    page.evaluate("""() => {
+        window.__atProgress = null;
+        new MutationObserver(() => {
+            const q = document.getElementById('chain-queue');
+            const p = document.querySelector('[data-testid="progress-0-1"]');
+            if (window.__atProgress !== null || !(p.value > 0)) return;
+            window.__atProgress = {hidden: q.hidden, text: q.textContent};
+        }).observe(document.getElementById('chain'), {subtree: true, childList: true, attributes: true, characterData: true});
+    }""")
+    mock.state.renderer_away = False
+
+    expect(queue).to_be_hidden()
+    wait_completed(page)
+    assert page.evaluate("window.__atProgress") == {"hidden": True, "text": ""}
+
+
 def test_a_reload_mid_chain_shows_the_done_steps_again_and_the_rest_live(page: Page, mock: MockGateway,
                                                                         photo: Path, tmp_path: Path) -> None:
     mock.state.tick_s = 0.15
