@@ -22,6 +22,9 @@ from services.runtime.streams import ensure_streams
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The whole-system tests' fixtures (photo, fake ComfyUI) for tests/e2e and tests/browser alike.
+pytest_plugins = ["tests.e2e.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:

@@ -11,7 +11,6 @@ previews, limits, branching dialogs) are covered quickly against the mock in tes
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,14 +18,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.stack import Background, Recorded, Stack, clean_env
-from tests.faces import face_of
+from tests.e2e.fakes import start_fake_comfyui
+from tests.e2e.stack import Recorded, Stack, started
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 # Seconds per sampler step of the fake ComfyUI: a photoreal step samples 8 steps, ~2.4 s a render.
 STEP_DELAY_S = 0.3
-START_TIMEOUT_S = 60.0
 CHAIN_TIMEOUT_MS = 120_000
 THREE_STEPS = "on a beach at sunset, sitting on a towel, in a red summer dress"
 # Pictures an anonymous session may ask for: each test starts its own session (its own cookies).
@@ -45,33 +43,19 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def photo(workdir: Path) -> Path:
-    path = workdir / "reference.png"
-    path.write_bytes(face_of(0))
-    return path
-
-
-@pytest.fixture(scope="module")
 def comfy_url(workdir: Path) -> Iterator[str]:
     """A slow fake ComfyUI: it outputs its input picture (the face stays), one sampler step at a time."""
-    process = Background("fake-comfyui", [sys.executable, "-m", "tests.fakes.comfyui", "--port", "0",
-                                          "--step-delay", str(STEP_DELAY_S)], clean_env(), workdir)
+    process, url = start_fake_comfyui(workdir, "--step-delay", str(STEP_DELAY_S))
     try:
-        line = process.wait_for_line(lambda s: s.startswith("fake ComfyUI on "), START_TIMEOUT_S)
-        yield line.removeprefix("fake ComfyUI on ").strip()
+        yield url
     finally:
         process.stop()
 
 
 @pytest.fixture(scope="module")
 def stack(workdir: Path, comfy_url: str) -> Iterator[Stack]:
-    stack = Stack(workdir / "stack", env={"LIKENESS_COMFYUI_URLS": comfy_url,
-                                          "LIKENESS_GATEWAY_ANONYMOUS_IMAGE_LIMIT": str(IMAGE_LIMIT)})
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
+    yield from started(Stack(workdir / "stack", env={"LIKENESS_COMFYUI_URLS": comfy_url,
+                                                     "LIKENESS_GATEWAY_ANONYMOUS_IMAGE_LIMIT": str(IMAGE_LIMIT)}))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from services.runtime.blobs import BlobStore
 from services.runtime.embedded import free_port
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
 
-__all__ = ["REPO", "Background", "EditRun", "Recorded", "Stack", "clean_env"]
+__all__ = ["REPO", "Background", "EditRun", "Recorded", "Stack", "clean_env", "started"]
 
 REPO = Path(__file__).resolve().parents[2]
 CHAIN_SERVICES = ("planner", "renderer", "facecheck")
@@ -234,3 +234,12 @@ class Stack:
         for path in sorted((self.state_dir / "logs").glob("*.log")):
             parts.append(f"--- {path.name} ---\n{path.read_text(errors='replace')[-limit:]}")
         return "\n".join(parts)
+
+
+def started(stack: Stack) -> Iterator[Stack]:
+    """`yield from started(Stack(...))` in a fixture: the stack up for the fixture's life, then down."""
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

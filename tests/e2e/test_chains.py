@@ -15,25 +15,21 @@ Three deployments, each started once for the tests that need it (a class each):
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.planner.planning.fakes import plan_json
-from tests.e2e.comfy_script import ENV as SCRIPT_ENV
 from tests.e2e.comfy_script import ERROR_MESSAGE, ComfyScript
-from tests.e2e.stack import CHAIN_SERVICES, REPO, Background, EditRun, Recorded, Stack, clean_env
-from tests.faces import face_of
+from tests.e2e.fakes import FakeComfy, FakeLlm
+from tests.e2e.stack import CHAIN_SERVICES, REPO, EditRun, Recorded, Stack, started
 from tests.fakes.comfyui import closed_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 THRESHOLD = 40.0
 CHAIN_TIMEOUT_S = 120.0
-START_TIMEOUT_S = 60.0
 
 REQUESTED, PLANNED, REFUSED = "chain.requested", "chain.planned", "chain.refused"
 STEP_REQUESTED, RENDERED, SCORED = "chain.step_requested", "chain.step_rendered", "chain.step_scored"
@@ -51,84 +47,9 @@ ONE_STEP = "put her on a beach at sunset"
 # -- shared processes and helpers ---------------------------------------------------------------
 
 
-class FakeComfy:
-    """The fake ComfyUI process and the script its image policy reads."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.script = ComfyScript(workdir / "comfy-script.json")
-        self.script.reset()
-        env = clean_env(**{SCRIPT_ENV: str(self.script.path)})
-        self.process = Background("fake-comfyui", [sys.executable, "-m", "tests.fakes.comfyui", "--port", "0",
-                                                   "--image-for", "tests.e2e.comfy_script:next_image"], env, workdir)
-        self.url = _announced(self.process, "fake ComfyUI on ")
-
-
-class FakeLlm:
-    """The fake OpenAI-compatible server process; replies are queued per test."""
-
-    def __init__(self, workdir: Path) -> None:
-        script = workdir / "llm-script.json"
-        script.write_text(json.dumps({"replies": [], "model": "fake-model"}))
-        self.process = Background("fake-openai", [
-            sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--script", str(script),
-        ], clean_env(), workdir)
-        self.url = _announced(self.process, "fake-openai listening on ")  # ends in /v1
-        self.control = self.url.removesuffix("/v1")
-
-    def queue(self, *replies: str) -> None:
-        httpx.post(f"{self.control}/_fake/replies", json=list(replies), timeout=10).raise_for_status()
-
-    def requests(self) -> list[dict]:
-        response = httpx.get(f"{self.control}/_fake/requests", timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-
-def _announced(process: Background, prefix: str) -> str:
-    """The URL a fake prints once it accepts connections; the process is stopped if it never does."""
-    try:
-        line = process.wait_for_line(lambda s: s.startswith(prefix), START_TIMEOUT_S)
-    except AssertionError:
-        process.stop()
-        raise
-    return line.removeprefix(prefix).strip()
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chains")
-
-
-@pytest.fixture(scope="module")
-def photo(workdir: Path) -> Path:
-    """The character's reference photo: person 0 of tests.faces."""
-    path = workdir / "reference.png"
-    path.write_bytes(face_of(0))
-    return path
-
-
-@pytest.fixture(scope="module")
-def comfy(workdir: Path) -> Iterator[FakeComfy]:
-    fake = FakeComfy(workdir)
-    try:
-        yield fake
-    finally:
-        fake.process.stop()
-
-
-@pytest.fixture
-def script(comfy: FakeComfy) -> ComfyScript:
-    """The fake ComfyUI's outcome queue, emptied for each test (an empty queue renders "same")."""
-    comfy.script.reset()
-    return comfy.script
-
-
-def started(stack: Stack) -> Iterator[Stack]:
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def types(events: list[Recorded]) -> list[str]:

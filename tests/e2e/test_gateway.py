@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from tests.e2e.comfy_script import ComfyScript
-from tests.e2e.stack import Stack
-from tests.e2e.test_chains import FakeComfy
+from tests.e2e.fakes import FakeComfy
+from tests.e2e.stack import Stack, started
 from tests.faces import face_of, no_face_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -32,28 +32,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def comfy(workdir: Path) -> Iterator[FakeComfy]:
-    fake = FakeComfy(workdir)
-    try:
-        yield fake
-    finally:
-        fake.process.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(workdir: Path, comfy: FakeComfy) -> Iterator[Stack]:
-    stack = Stack(workdir / "stack", env={"LIKENESS_COMFYUI_URLS": comfy.url})
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
-
-
-@pytest.fixture
-def script(comfy: FakeComfy) -> ComfyScript:
-    comfy.script.reset()
-    return comfy.script
+    yield from started(Stack(workdir / "stack", env={"LIKENESS_COMFYUI_URLS": comfy.url}))
 
 
 @pytest.fixture

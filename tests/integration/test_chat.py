@@ -45,6 +45,7 @@ from services.runtime.blobs import BlobStore
 from services.runtime.eventstore import EventStore
 from services.runtime.runner import Runtime
 from tests.conftest import Backends
+from tests.runtimes import running
 from tests.faces import face_of
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -71,25 +72,8 @@ async def chat_service(backends: Backends, **extra) -> AsyncIterator[Runtime]:
     settings = ChatSettings(nats_url=backends.nats_url, database_url=backends.database_url, environment="test",
                             ack_wait_s=10.0, retry_delay_s=0.2, max_deliver=3, graceful_timeout_s=5.0,
                             chat_offline_delay_s=0.0, chat_workers=1, **extra)
-    rt = build_runtime(settings)
-    started = asyncio.Event()
-
-    @rt.on_startup
-    async def ready(_: Runtime) -> None:
-        started.set()
-
-    task = asyncio.ensure_future(rt.run())
-    waiting = asyncio.ensure_future(started.wait())
-    await asyncio.wait([task, waiting], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if not started.is_set():
-        waiting.cancel()
-        rt.request_stop()
-        raise RuntimeError(f"chat service did not start: {task.exception() if task.done() else 'timeout'}")
-    try:
+    async with running(build_runtime(settings), start_timeout_s=30) as rt:
         yield rt
-    finally:
-        rt.request_stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def send(js, message: Message, stream: str, *, actor: str = "u1") -> Envelope:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from services.facecheck.service import CONSUMER, build_runtime
 from services.facecheck.settings import FacecheckSettings
 from services.runtime.blobs import BlobStore
 from tests.conftest import Backends
+from tests.runtimes import running
 from tests.faces import corrupt_image, face_of, no_face_image, two_faces_image
 
 pytestmark = pytest.mark.integration
@@ -27,18 +27,8 @@ async def service(backends: Backends) -> AsyncIterator[None]:
     settings = FacecheckSettings(nats_url=backends.nats_url, database_url=backends.database_url, environment="test",
                                  graceful_timeout_s=5.0)
     encoder = load_dlib()
-    rt = build_runtime(settings, encoder_factory=lambda _settings: encoder)
-    started = asyncio.Event()
-
-    @rt.on_startup
-    async def ready(_) -> None:
-        started.set()
-
-    task = asyncio.ensure_future(rt.run())
-    await asyncio.wait_for(started.wait(), 60)
-    yield
-    rt.request_stop()
-    await asyncio.wait_for(task, 30)
+    async with running(build_runtime(settings, encoder_factory=lambda _settings: encoder)):
+        yield
     nc = await nats.connect(backends.nats_url, connect_timeout=5)
     await nc.jetstream().delete_consumer(COMMANDS_STREAM, CONSUMER)  # work-queue filters must not overlap later
     await nc.drain()

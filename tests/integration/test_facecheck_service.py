@@ -23,6 +23,7 @@ from services.facecheck.settings import FacecheckSettings
 from services.runtime.blobs import BlobStore
 from services.runtime.ids import derived_id
 from tests.conftest import Backends
+from tests.runtimes import running
 from tests.faces import corrupt_image, face_of, no_face_image, same_face_variant, two_faces_image
 from tests.factories import wrap
 
@@ -35,11 +36,8 @@ async def service(backends: Backends) -> AsyncIterator[None]:
     settings = FacecheckSettings(nats_url=backends.nats_url, database_url=backends.database_url, environment="test",
                                  ack_wait_s=10.0, retry_delay_s=0.2, max_deliver=3, graceful_timeout_s=5.0)
     encoder = load_dlib()
-    rt = build_runtime(settings, encoder_factory=lambda _settings: encoder)
-    task = asyncio.ensure_future(rt.run())
-    yield
-    rt.request_stop()
-    await asyncio.wait_for(task, 30)
+    async with running(build_runtime(settings, encoder_factory=lambda _settings: encoder)):
+        yield
     nc = await nats.connect(backends.nats_url, connect_timeout=5)
     await nc.jetstream().delete_consumer(COMMANDS_STREAM, CONSUMER)  # work-queue filters must not overlap later
     await nc.drain()

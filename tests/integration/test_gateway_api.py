@@ -14,7 +14,6 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 

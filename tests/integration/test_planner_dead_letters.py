@@ -24,6 +24,7 @@ from services.runtime.handlers import DeadLetter
 from services.runtime.ids import derived_id
 from services.runtime.settings import RuntimeSettings
 from tests.factories import threshold_event, wrap
+from tests.runtimes import running
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,8 @@ async def planner(settings: RuntimeSettings) -> AsyncIterator[PlannerSettings]:
     """The planner service in-process; its durable consumers are removed after the module."""
     config = PlannerSettings(nats_url=settings.nats_url, database_url=settings.database_url, environment="test",
                              ack_wait_s=2.0, retry_delay_s=0.2, max_deliver=3, graceful_timeout_s=5.0, workers=2)
-    runtime = build_runtime(config)
-    task = asyncio.create_task(runtime.run())
-    yield config
-    runtime.request_stop()
-    await asyncio.wait_for(task, 30)
+    async with running(build_runtime(config)):
+        yield config
     nc = await nats.connect(settings.nats_url, connect_timeout=5)
     try:
         for spec in consumers(config):

@@ -6,6 +6,7 @@ import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 
 import nats
 import pytest
@@ -20,6 +21,7 @@ from services.runtime.ids import derived_id
 from services.runtime.settings import RuntimeSettings
 from tests.factories import wrap
 from tests.fakes.comfyui import FakeComfyUI, Scenario, closed_url
+from tests.runtimes import running
 
 pytestmark = pytest.mark.integration
 
@@ -41,18 +43,14 @@ async def blobs(nc: nats.NATS, settings: RuntimeSettings) -> BlobStore:
 @pytest.fixture
 async def service(settings: RuntimeSettings, nc: nats.NATS) -> AsyncIterator[Callable]:
     """Start the renderer service in-process on the given backends; stopped and its consumer removed after."""
-    started: list = []
+    async with AsyncExitStack() as stack:
 
-    async def start(urls: tuple[str, ...], **overrides) -> None:
-        config = RendererSettings(nats_url=settings.nats_url, environment="test", comfyui_urls=urls,
-                                  render_timeout_s=30, poll_interval_s=0.5, workers=2, **overrides)
-        rt = build_runtime(config)
-        started.append((rt, asyncio.create_task(rt.run())))
+        async def start(urls: tuple[str, ...], **overrides) -> None:
+            config = RendererSettings(nats_url=settings.nats_url, environment="test", comfyui_urls=urls,
+                                      render_timeout_s=30, poll_interval_s=0.5, workers=2, **overrides)
+            await stack.enter_async_context(running(build_runtime(config)))
 
-    yield start
-    for rt, task in started:
-        rt.request_stop()
-        await asyncio.wait_for(task, 30)
+        yield start
     await nc.jetstream().delete_consumer(COMMANDS_STREAM, CONSUMER)
 
 
