@@ -9,7 +9,7 @@ Processes: embedded NATS + Postgres (bench/_backends.py); the REAL gateway, `pyt
 as its own process; --client-procs processes holding the SSE connections (raw asyncio sockets, so
 the clients cost little next to the server); and this one, which drives the chains and polls.
 
-  driver   appends chain events to the log as the planner would (services/gateway/testing.ChainScript:
+  driver   appends chain events to the log as the planner would (tests/fakes/gateway_world.ChainScript:
            requested, planned, then per step requested/rendered/scored/accepted), one event per
            transaction, round-robin over the chains at --rate events per second in all, and runs the
            outbox relay that publishes them (woken after each commit, as the planner's relay is).
@@ -50,7 +50,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._backends import backends, machine, pg_settings
-from services.gateway.testing import ChainScript, Relay, png
+from tests.fakes.gateway_world import ChainScript, Relay, png
 from services.runtime.blobs import BlobStore
 from services.runtime.database import create_engine
 from services.runtime.embedded import free_port

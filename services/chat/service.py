@@ -20,6 +20,7 @@ from services.chat.llm import OpenAIReplyModel, ReplyModel
 from services.chat.personas import load_personas
 from services.chat.replies import Replier
 from services.chat.settings import ChatSettings
+from services.runtime.llm import LlmSettings
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec
 
@@ -79,7 +80,7 @@ def reply_model(settings: ChatSettings) -> ReplyModel | None:
     """The LLM the settings describe, or None for offline persona replies only."""
     if not settings.chat_llm_base_url or not settings.chat_llm_model:
         return None
-    return OpenAIReplyModel.connect(
+    return OpenAIReplyModel.connect(LlmSettings(
         base_url=settings.chat_llm_base_url, model=settings.chat_llm_model,
         api_key=settings.chat_llm_api_key.get_secret_value(), timeout_s=settings.chat_llm_timeout_s,
-        max_tokens=settings.chat_llm_max_tokens, temperature=settings.chat_llm_temperature)
+        max_tokens=settings.chat_llm_max_tokens, temperature=settings.chat_llm_temperature))

@@ -16,9 +16,11 @@ from contracts.subjects import (
 from services.planner.batches import BatchRecorder
 from services.planner.chains import ChainService
 from services.planner.handlers import command_handlers, dead_letter_handler, result_handlers
-from services.planner.planning import LlmPlanner, LlmSettings, OpenAICompatibleChat, Planner, Registry, UserPolicy
+from services.planner.plan_model import OpenAICompatibleChat
+from services.planner.planning import LlmPlanner, Planner, Registry, UserPolicy
 from services.planner.requests import RequestPlanning
 from services.planner.settings import PlannerSettings
+from services.runtime.llm import LlmSettings
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec
 

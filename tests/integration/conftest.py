@@ -17,7 +17,7 @@ from contracts import Envelope
 from contracts.subjects import command_subject
 
 if TYPE_CHECKING:
-    from services.gateway.testing import GatewayWorld
+    from tests.fakes.gateway_world import GatewayWorld
 
 
 @pytest.fixture

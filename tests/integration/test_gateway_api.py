@@ -2,7 +2,7 @@
 
 One gateway runs in this process on a free port (its real Runtime: HTTP, live hub, projector), next
 to an outbox relay and fakes of the chat and facecheck services that speak their real protocols
-(services/gateway/testing.py). Every test talks HTTP to it as a browser or a program would.
+(tests/fakes/gateway_world.py). Every test talks HTTP to it as a browser or a program would.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from contracts import REGISTRY
 from services.gateway.auth import RateLimiter
-from services.gateway.testing import GatewayWorld, png
+from tests.fakes.gateway_world import GatewayWorld, png
 from tests.conftest import Backends
 from tests.faces import face_of
 from tests.integration.gateway_helpers import assert_error, chat, create_character, form, user_id

@@ -24,7 +24,7 @@ from PIL import Image
 from contracts import REGISTRY, Envelope, ImageRef, RenderPreview, RenderProgress
 from contracts.subjects import command_subject, live_subject
 from services.gateway.live import FAMILIES
-from services.gateway.testing import ChainScript, GatewayWorld
+from tests.fakes.gateway_world import ChainScript, GatewayWorld
 from tests.conftest import Backends
 from tests.faces import face_of
 from tests.integration.gateway_helpers import Sse, sse_events

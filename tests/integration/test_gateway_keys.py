@@ -12,7 +12,7 @@ import pytest
 
 from services.gateway import accounts as accounts_module
 from services.gateway.accounts import Accounts
-from services.gateway.testing import GatewayWorld
+from tests.fakes.gateway_world import GatewayWorld
 from tests.conftest import Backends
 from tests.integration.gateway_helpers import assert_error
 

@@ -17,7 +17,7 @@ import pytest
 
 from contracts import CharacterReferenceSet, Envelope
 from contracts.streams import character_stream
-from services.gateway.testing import GatewayWorld
+from tests.fakes.gateway_world import GatewayWorld
 from tests.conftest import Backends
 from tests.faces import face_of
 from tests.integration.gateway_helpers import assert_error, chat, create_character, form

@@ -14,11 +14,11 @@ import httpx
 import openai
 import pytest
 
-from services.planner.planning import (
-    CharacterProfile, LlmPlanner, LlmSettings, OpenAICompatibleChat, Planner, UserPolicy,
-)
+from services.planner.plan_model import OpenAICompatibleChat
+from services.planner.planning import CharacterProfile, LlmPlanner, Planner, UserPolicy
 from services.planner.planning.fakes import plan_json
 from services.planner.planning.registry import Registry
+from services.runtime.llm import LlmSettings
 from tests.conftest import REPO
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, Hang, Reply
 

@@ -13,7 +13,7 @@ from services.planner.planning.errors import (
     InvalidLlmAnswer, InvalidModifier, LlmError, LlmUnavailable, LoraStackTooLarge, PlanningError, RegistryError,
     UnknownName,
 )
-from services.planner.planning.llm import LlmPlanner, LlmSettings, OpenAICompatibleChat
+from services.planner.planning.llm import LlmPlanner
 from services.planner.planning.loras import MAX_LORAS_PER_STEP, character_strength, choose_loras, stack_loras
 from services.planner.planning.modifiers import Modifiers, ParsedRequest, parse_modifiers
 from services.planner.planning.plan import derive_seed, plan_request, step_seed
@@ -25,8 +25,8 @@ from services.planner.planning.rules import draft_by_rules
 
 __all__ = [
     "KIND_ORDER", "MAX_LORAS_PER_STEP", "CharacterProfile", "ContentLimit", "ContentWords", "Draft", "EditIntent",
-    "InvalidLlmAnswer", "InvalidModifier", "LlmError", "LlmPlanner", "LlmSettings", "LlmUnavailable", "LoraSpec",
-    "LoraStackTooLarge", "ModelSpec", "Modifiers", "OpenAICompatibleChat", "ParsedRequest", "Plan", "PlanDecision",
+    "InvalidLlmAnswer", "InvalidModifier", "LlmError", "LlmPlanner", "LlmUnavailable", "LoraSpec",
+    "LoraStackTooLarge", "ModelSpec", "Modifiers", "ParsedRequest", "Plan", "PlanDecision",
     "Planner", "PlanningError", "Rating", "Refusal", "Registry", "RegistryError", "StyleSpec", "UnknownName",
     "UserPolicy", "character_strength", "choose_loras", "content_limit", "derive_seed", "draft_by_rules",
     "parse_modifiers", "plan_request", "stack_loras", "step_seed",

@@ -2,19 +2,17 @@
 
 An invalid answer (not JSON, or not the plan schema) is shown to the LLM and asked again once;
 a second invalid answer, a timeout or an HTTP error hands the request to the rule-based planner and
-the draft's note says why. Setting examples for Grok, OpenAI and Ollama are in LLM.md next to this file.
+the draft's note says why. Pure: the model is behind `ChatModel`, whose implementation over the shared
+client is `services.planner.plan_model`. Setting examples for Grok, OpenAI and Ollama are in LLM.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-import httpx
-import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.planner.planning.decision import KIND_ORDER, Draft, EditIntent, EditKind
@@ -24,30 +22,10 @@ from services.planner.planning.profiles import Gender
 from services.planner.planning.rules import draft_by_rules
 
 __all__ = [
-    "PLAN_SCHEMA", "ChatModel", "LlmPlanAnswer", "LlmPlanner", "LlmSettings", "LlmStep", "OpenAICompatibleChat",
-    "parse_answer",
+    "PLAN_SCHEMA", "ChatModel", "LlmPlanAnswer", "LlmPlanner", "LlmStep", "parse_answer",
 ]
 
 Messages = Sequence[Mapping[str, str]]
-
-
-class LlmSettings(BaseModel):
-    """Where the LLM is and how long to wait for it; filled from the service's settings."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    base_url: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    # Local servers (Ollama, llama.cpp) ignore the key, but the SDK insists on one.
-    api_key: str = "not-needed"
-    timeout_s: float = Field(default=30.0, gt=0)
-    # None leaves the server's default: some models (OpenAI reasoning models) reject any other value.
-    temperature: float | None = None
-
-    @field_validator("api_key")
-    @classmethod
-    def _placeholder_for_blank(cls, key: str) -> str:
-        return key or "not-needed"
 
 
 class ChatModel(Protocol):
@@ -187,63 +165,3 @@ def _fallback(rules: Draft, why: str) -> Draft:
 
 def _clip(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-class OpenAICompatibleChat:
-    """`ChatModel` over the openai SDK: json_schema structured output, json_object where unsupported."""
-
-    def __init__(self, client: openai.AsyncOpenAI, settings: LlmSettings) -> None:
-        self._client = client
-        self._settings = settings
-        # None until known; False once the server rejected json_schema and accepted json_object.
-        self._json_schema: bool | None = None
-
-    @classmethod
-    def from_settings(cls, settings: LlmSettings) -> OpenAICompatibleChat:
-        # The SDK's own retries would multiply the timeout; the planner decides what a failure costs.
-        timeout = httpx.Timeout(settings.timeout_s, connect=min(5.0, settings.timeout_s))
-        client = openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, timeout=timeout,
-                                    max_retries=0)
-        return cls(client, settings)
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def complete(self, messages: Messages, schema: Mapping[str, Any]) -> str:
-        if self._json_schema is not False:
-            strict = {"type": "json_schema", "json_schema": {"name": "edit_plan", "strict": True, "schema": schema}}
-            try:
-                return await self._ask(messages, strict)
-            except _SchemaRejected:
-                pass  # An older or smaller server: JSON mode with the shape in the prompt still works.
-        answer = await self._ask(messages, {"type": "json_object"})
-        self._json_schema = False
-        return answer
-
-    async def _ask(self, messages: Messages, response_format: Mapping[str, Any]) -> str:
-        options: dict[str, Any] = {}
-        if self._settings.temperature is not None:
-            options["temperature"] = self._settings.temperature
-        try:
-            # The SDK timeout bounds each read; this bounds the whole call, trickling answers included.
-            async with asyncio.timeout(self._settings.timeout_s):
-                response = await self._client.chat.completions.create(
-                    model=self._settings.model, messages=list(messages), response_format=response_format, **options)
-        except (TimeoutError, openai.APITimeoutError):
-            raise LlmUnavailable(f"no answer within {self._settings.timeout_s:g}s") from None
-        except openai.APIConnectionError as exc:
-            raise LlmUnavailable(f"cannot reach {self._settings.base_url}: {exc}") from None
-        except openai.APIStatusError as exc:
-            if response_format.get("type") == "json_schema" and exc.status_code in (400, 422):
-                raise _SchemaRejected from None
-            detail = exc.body.get("message") if isinstance(exc.body, dict) else None
-            raise LlmUnavailable(f"HTTP {exc.status_code}: {detail or exc.message}") from None
-        message = response.choices[0].message if response.choices else None
-        if message is None or not message.content:
-            refusal = getattr(message, "refusal", None)
-            raise InvalidLlmAnswer(f"refused: {refusal}" if refusal else "empty answer")
-        return message.content
-
-
-class _SchemaRejected(Exception):
-    """The server answered 400/422 to a json_schema request."""

@@ -1,15 +1,18 @@
-"""The openai SDK adapter against scripted HTTP (httpx.MockTransport): streaming, usage, the picture tool, failures."""
+"""The reply model over the shared LLM client against scripted HTTP (a mock transport of the SDK's own httpx
+flavour, so the same tests run on openai 1.x-3.x): streaming, usage, the picture tool, failures."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 
-import httpx
 import pytest
 
 from services.chat.errors import LlmUnavailable
 from services.chat.llm import LlmAnswer, OpenAIReplyModel, ScriptedReplyModel
+from services.runtime.llm import LlmSettings, sdk_httpx
+
+httpx = sdk_httpx()
 
 MESSAGES = [{"role": "system", "content": "You are Luna."}, {"role": "user", "content": "hi"}]
 
@@ -42,8 +45,8 @@ class Server:
 
 def model(server: Server, **kw) -> OpenAIReplyModel:
     client = httpx.AsyncClient(transport=httpx.MockTransport(server))
-    return OpenAIReplyModel.connect(base_url="http://llm.test/v1", model="grok-3-mini", api_key="k", timeout_s=5,
-                                    http_client=client, **kw)
+    settings = LlmSettings(base_url="http://llm.test/v1", model="grok-3-mini", api_key="k", timeout_s=5, **kw)
+    return OpenAIReplyModel.connect(settings, http_client=client)
 
 
 async def collect(llm: OpenAIReplyModel, **kw) -> tuple[LlmAnswer, list[str]]:
@@ -113,7 +116,7 @@ async def test_connection_errors_are_llm_unavailable() -> None:
     def refuse() -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
-    with pytest.raises(LlmUnavailable, match="cannot reach the LLM"):
+    with pytest.raises(LlmUnavailable, match="cannot reach http://llm.test/v1"):
         await collect(model(Server(refuse)))
 
 

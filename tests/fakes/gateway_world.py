@@ -1,4 +1,4 @@
-"""In-tree fakes for tests and benchmarks of the gateway, over real NATS and Postgres.
+"""Fakes for tests and benchmarks of the gateway, over real NATS and Postgres (test code: never shipped).
 
     RunningGateway  the gateway service (its real Runtime) in this process, on a free port
     Relay           an outbox relay in this process, woken by every append of a given store

@@ -1,0 +1,1 @@
+"""The project as packaged: its lock, its per-service dependency groups, its images."""
