@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.gateway.access_log import AccessLogMiddleware
 from services.gateway.auth import SESSION_COOKIE
 from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
@@ -65,6 +66,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(SessionCookieMiddleware, secure=settings.cookie_secure,
                        max_age_s=settings.gateway_session_max_age_s)
+    # Added last, so it runs first and times (and logs) everything, errors included.
+    app.add_middleware(AccessLogMiddleware)
     for module in (auth, characters, chat, jobs, chains, me, catalog):
         app.include_router(module.router)
 

@@ -10,10 +10,12 @@ reasons; what it cannot handle is dropped with a log line, never dead-lettered a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
 import nats
+import nats.errors
 from faststream import AckPolicy
 from faststream.message import StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
@@ -37,6 +39,34 @@ from services.runtime.streams import ConsumerSpec, ensure_consumer, ensure_strea
 
 __all__ = ["Bus", "provision"]
 
+
+def _fetch_deadlines_as_nats_timeouts() -> None:
+    """Make a pull's deadline always raise `nats.errors.TimeoutError`, the one FastStream's pull loop expects.
+
+    nats-py's `PullSubscription.fetch` raises the builtin `TimeoutError` instead when the deadline ran out
+    between its no-wait probe and its lingering request (nats/js/client.py, `raise asyncio.TimeoutError`).
+    FastStream's loop only suppresses the nats class, so each such ordinary, empty pull killed the loop: an
+    ERROR with a traceback in every service's log, a few times a run, then a restart of the loop.
+    """
+    fetch = JetStreamContext.PullSubscription.fetch
+    if getattr(fetch, "_deadline_is_nats_timeout", False):
+        return
+
+    @functools.wraps(fetch)
+    async def fetch_with_nats_timeouts(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        try:
+            return await fetch(self, *args, **kwargs)
+        except nats.errors.TimeoutError:
+            raise
+        except TimeoutError as exc:
+            raise nats.errors.TimeoutError from exc
+
+    fetch_with_nats_timeouts._deadline_is_nats_timeout = True  # type: ignore[attr-defined]
+    JetStreamContext.PullSubscription.fetch = fetch_with_nats_timeouts  # type: ignore[method-assign]
+
+
+_fetch_deadlines_as_nats_timeouts()
+
 log = logging.getLogger(__name__)
 
 HANDLED = Counter("likeness_messages_total", "Deliveries by consumer and outcome", ["consumer", "outcome"])
@@ -54,6 +84,9 @@ class Bus:
             graceful_timeout=settings.graceful_timeout_s,
             # Per-message "received/processed" lines belong at DEBUG: at INFO they cost more than a decision.
             log_level=logging.DEBUG,
+            # Our logger, not FastStream's default one (which colours its lines unconditionally, even into
+            # files); its records then take the process's one format (services.runtime.logs).
+            logger=logging.getLogger("faststream"),
             # Handlers take the raw message (see `_the_message`) and decode it themselves, so
             # FastStream's dependency injection would only add a thread hop per message.
             apply_types=False,

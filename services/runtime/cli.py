@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from services.runtime.launcher import LauncherSettings, RunInfo
+from services.runtime.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -147,12 +148,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `likeness` script."""
     args = _parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-    # Only the launcher's own story at INFO; libraries (alembic, httpx) speak up at WARNING.
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    logging.getLogger("likeness").setLevel(logging.INFO)
     settings = LauncherSettings()
+    # Only the launcher's own story at INFO; libraries (alembic, httpx) speak up at WARNING.
+    configure_logging("launcher", settings.log_format, "WARNING")
+    logging.getLogger("likeness").setLevel(logging.INFO)
     if args.state_dir is not None:
         settings.state_dir = args.state_dir
     return args.handler(settings, args)

@@ -23,6 +23,7 @@ from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
+from services.runtime.logs import log_context
 
 __all__ = [
     "Action",
@@ -153,8 +154,17 @@ async def handle_delivery(
         if table.ignore_others:
             return Verdict(Action.ACK)
         return Verdict(Action.DEAD_LETTER, f"no handler for {envelope.type!r} on this consumer")
-    return await _run(lambda: handler(message, envelope), deliveries, max_deliver, retry_delay_s,
-                      give_up=Action.DEAD_LETTER)
+    # What the handler logs names the chain (or conversation) and the trace it belongs to.
+    with log_context(correlation_id=envelope.correlation_id, message_type=envelope.type,
+                     trace_id=_trace_id(envelope.trace.traceparent)):
+        return await _run(lambda: handler(message, envelope), deliveries, max_deliver, retry_delay_s,
+                          give_up=Action.DEAD_LETTER)
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C `traceparent` (version-traceid-parentid-flags)."""
+    parts = traceparent.split("-") if traceparent else []
+    return parts[1] if len(parts) == 4 else None
 
 
 async def handle_dead_letter(

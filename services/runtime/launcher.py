@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import psutil
 from pydantic import BaseModel, Field, field_validator
@@ -31,6 +32,8 @@ class LauncherSettings(BaseSettings):
     # Above the services' own graceful timeout (20 s), so they get to finish in-flight work.
     stop_timeout_s: float = Field(default=30.0, gt=0)
     max_restarts: int = Field(default=5, ge=0)
+    # The launcher's own lines (stderr and logs/up.log) in the services' format (see services.runtime.logs).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("nats_url", "database_url", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
@@ -25,6 +26,7 @@ from services.runtime.blobs import BlobStore
 from services.runtime.bus import Bus
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
+from services.runtime.logs import configure_logging
 from services.runtime.ops import ReadinessCheck, add_ops_routes
 from services.runtime.outbox import OutboxNotifier, OutboxRelay
 from services.runtime.settings import RuntimeSettings
@@ -101,7 +103,8 @@ class Runtime:
             self.spawn(notifier.run(relay_stop), "outbox-notifier")
             self.store.on_append(_wake_relay(relay, notifier))
         server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
-                                             log_level="warning", lifespan="off"))
+                                             log_level="warning", log_config=None, access_log=False,
+                                             lifespan="off"))
         http = asyncio.ensure_future(server.serve())
         log.info("%s started (http %s:%s)", self.settings.service_name, self.settings.http_host, self.settings.http_port)
         try:
@@ -157,9 +160,19 @@ async def _first_of(*aws: Awaitable) -> None:
                 task.cancel()
 
 
+def _service_name(settings: RuntimeSettings) -> str:
+    """LIKENESS_SERVICE_NAME, else the package run as `python -m services.<name>`."""
+    if "service_name" in settings.model_fields_set:
+        return settings.service_name
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    parts = spec.name.split(".") if spec is not None else []
+    return parts[1] if len(parts) >= 2 and parts[0] == "services" else settings.service_name
+
+
 def run_service(build: Callable[[], Awaitable[Runtime]]) -> None:
     """Entry point of `python -m services.<name>`: build the runtime, run it until a signal."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = RuntimeSettings()
+    configure_logging(_service_name(settings), settings.log_format, settings.log_level)
 
     async def main() -> None:
         runtime = await build()
@@ -170,7 +183,7 @@ def run_service(build: Callable[[], Awaitable[Runtime]]) -> None:
             loop.add_signal_handler(sig, runtime.request_stop)
         await runtime.run()
 
-    if RuntimeSettings().event_loop == "uvloop":
+    if settings.event_loop == "uvloop":
         uvloop.run(main())
     else:
         asyncio.run(main())

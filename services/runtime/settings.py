@@ -45,6 +45,10 @@ class RuntimeSettings(BaseSettings):
     # bench/sse.py against plain asyncio, which stays selectable for debugging.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
+    # Logs: one line a record on stderr, `text` for people or `json` for a log pipeline (services.runtime.logs).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, url: str) -> str:

@@ -23,6 +23,7 @@ import psutil
 from services.runtime.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
 from services.runtime.embedded._common import die_with_parent, stop_process, tail, wait_or_kill
 from services.runtime.launcher import HOST, LauncherSettings, RunInfo, ServiceInfo
+from services.runtime.logs import log_file
 
 __all__ = ["ServiceProcess", "StartupError", "up"]
 
@@ -60,8 +61,6 @@ class ServiceProcess:
     def start(self) -> None:
         """Spawn the process; output is appended to its log file."""
         with self.log_path.open("ab") as out:
-            out.write(f"--- likeness up: starting {self.name} on port {self.port} ---\n".encode())
-            out.flush()
             # Own session: a terminal Ctrl-C reaches only `up`, which then stops services in order.
             self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.name}"], env=self.env, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
@@ -264,6 +263,4 @@ def _require_free_port(port: int) -> None:
 
 
 def _log_to_file(path: Path) -> None:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("likeness").addHandler(handler)
+    logging.getLogger("likeness").addHandler(log_file(path))
