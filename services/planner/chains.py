@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from uuid import UUID
 
-from contracts import REGISTRY, Envelope, Message
+from contracts import REGISTRY, ChainCompleted, ChainFailed, ChainPlanned, ChainRefused, Envelope, Message
 from contracts.streams import chain_stream
 from services.planner.saga.decide import Decision, Trigger, decide
 from services.planner.saga.state import ChainState, evolve
@@ -71,6 +71,7 @@ class ChainService:
             else:
                 for event in decision.events:
                     state = evolve(state, event)
+                    _log_milestone(event)
                 self._remember(stream, state)
             return decision
         raise RuntimeError(f"{stream}: still conflicting after {_MAX_ROUNDS} rounds")
@@ -100,3 +101,17 @@ class ChainService:
             actor=cause.actor,
             trace=cause.trace,
         )
+
+
+def _log_milestone(event: Message) -> None:
+    """One line at each turn of a chain an operator follows (the log context names the chain)."""
+    match event:
+        case ChainPlanned():
+            note = f" ({event.planner_note})" if event.planner_note else ""
+            log.info("planned %d step(s) by %s%s", len(event.steps), event.planner, note)
+        case ChainRefused():
+            log.info("refused by rule %s: %s", event.rule, event.reason)
+        case ChainCompleted():
+            log.info("completed: %d step(s)", len(event.step_images))
+        case ChainFailed():
+            log.warning("failed at step %d: %s", event.step, event.reason)

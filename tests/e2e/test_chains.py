@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.planner.planning.fakes import plan_json
@@ -139,6 +140,8 @@ class TestDeployment:
         assert "completed: 3 steps" in run.stdout
         # ComfyUI rendered exactly the three planned seeds.
         assert script.served() == [{"outcome": "same", "seed": s["seed"]} for s in planned["steps"]]
+        # Logs written to files carry no terminal colour codes (FastStream's own handler colours everything).
+        assert "\x1b[" not in stack.logs(limit=10**9)
 
     def test_a_step_that_fails_the_face_check_passes_on_retry(self, stack: Stack, script: ComfyScript,
                                                               photo: Path) -> None:
@@ -252,9 +255,12 @@ class TestLlmPlanner:
     @pytest.fixture(scope="class")
     @classmethod
     def stack(cls, workdir: Path, comfy: FakeComfy, llm: FakeLlm) -> Iterator[Stack]:
-        yield from started(Stack(workdir / "llm", services=CHAIN_SERVICES, env={
+        # Every service, chat's LLM too (openai 3 once stopped chat at start-up), logging JSON lines.
+        yield from started(Stack(workdir / "llm", env={
             "LIKENESS_COMFYUI_URLS": comfy.url,
             "LIKENESS_LLM_BASE_URL": llm.url, "LIKENESS_LLM_MODEL": "fake-model", "LIKENESS_LLM_TIMEOUT_S": "10",
+            "LIKENESS_CHAT_LLM_BASE_URL": llm.url, "LIKENESS_CHAT_LLM_MODEL": "fake-model",
+            "LIKENESS_LOG_FORMAT": "json",
         }))
 
     def test_an_invalid_llm_answer_twice_falls_back_to_the_rules(self, stack: Stack, llm: FakeLlm,
@@ -292,6 +298,46 @@ class TestLlmPlanner:
             assert instruction in step["prompt"]
         assert_chained_inputs(events)
         assert len(llm.requests()) - before == 1
+
+    def test_a_three_step_llm_chain_leaves_only_clean_json_lines_in_every_log(
+            self, stack: Stack, llm: FakeLlm, script: ComfyScript, photo: Path) -> None:
+        beach = ("background", "Change the background to a beach at sunset, keep the person unchanged")
+        dress = ("outfit", "Change her outfit to a red summer dress, keep her face and pose unchanged")
+        towel = ("pose", "Change her pose: sitting on a towel, keep her face, outfit and the background unchanged")
+        llm.queue(plan_json(towel, dress, beach))
+        script.reset("same", "same", "same")
+
+        run = stack.edit(photo, THREE_STEPS, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT * 3, COMPLETED]
+        assert only(events, PLANNED)["planner"] == "llm"
+        gateway = f"http://127.0.0.1:{stack.port}"
+        assert httpx.get(f"{gateway}/chains/{run.chain_id}", timeout=10).status_code == 404  # not this caller's
+        records = {service: json_lines(stack, service) for service in ("gateway", "chat", *CHAIN_SERVICES)}
+        for service, lines in records.items():
+            assert lines, f"{service} logged nothing"
+            assert all(line["service"] == service for line in lines), service
+            bad = [line for line in lines if line["level"] in ("ERROR", "CRITICAL") or "exception" in line
+                   or "Traceback" in line["message"]]
+            assert not bad, f"{service} logged errors in normal operation: {bad}"
+        # The handlers' lines name the chain they worked on; the gateway logged the request, template and all.
+        assert any(str(run.chain_id) in line.get("correlation_id", "") for line in records["planner"])
+        access = [line["http"] for line in records["gateway"] if "http" in line]
+        assert {"method": "GET", "route": "/chains/{chain_id}", "status": 404} in [
+            {key: entry[key] for key in ("method", "route", "status")} for entry in access]
+        assert all(set(entry) == {"method", "route", "status", "duration_ms", "user"} for entry in access)
+
+
+def json_lines(stack: Stack, service: str) -> list[dict]:
+    """Every line of a service's log, each of which must be one JSON object."""
+    lines = []
+    for number, line in enumerate(stack.log(service).splitlines(), 1):
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"{service}.log line {number} is not JSON: {line!r}") from None
+    return lines
 
 
 # -- no ComfyUI to be had -----------------------------------------------------------------------
