@@ -13,7 +13,7 @@ LATEST_VENV ?= .venv-latest
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install lock lock-upgrade lock-uv up down status test test-latest bench clean clean-state
+.PHONY: install lock lock-upgrade lock-uv up down status test test-latest test-openai bench clean clean-state
 
 install: $(STAMP)
 
@@ -62,6 +62,13 @@ test-latest: $(STAMP)
 	$(UV) pip install --quiet --python $(LATEST_VENV)/bin/python --upgrade --refresh \
 		-r pyproject.toml --all-extras --group dev
 	$(PY) -m tests.latest $(LATEST_VENV) -- $(PYTEST_ARGS)
+
+# The LLM client's tests on the oldest openai SDK we support, the last 2.x and the newest 3.x (the lock has its own).
+OPENAI_VERSIONS ?= 1.55.3 2.54.0 3.63.0
+test-openai: $(STAMP)
+	@set -e; for v in $(OPENAI_VERSIONS); do echo "== openai $$v"; \
+		$(UV) run --quiet --frozen --all-extras --with "openai==$$v" python -m pytest -q -p no:cacheprovider \
+		tests/unit/chat tests/unit/planner tests/integration/test_llm_planner.py | tail -n 1; done
 
 bench: install
 	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) "$$f"; done

@@ -4,7 +4,7 @@
     answer = await client.complete(messages, response_format={"type": "json_object"})
     answer = await client.stream(messages, on_delta, tools=[...])      # text deltas as they arrive
 
-It works with every openai SDK from 1.40 to 3.x: openai 3 runs on httpx2 instead of httpx and refuses an
+It works with every openai SDK from 1.55.3 (the first that runs on httpx 0.28) to 3.x: openai 3 runs on httpx2 instead of httpx and refuses an
 `httpx.Timeout`, so timeouts are given as `openai.Timeout`, which each SDK exports in its own flavour.
 The SDK never retries on its own (max_retries=0): a retry costs the caller's deadline, so callers decide.
 
