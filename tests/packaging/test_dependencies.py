@@ -76,6 +76,10 @@ def test_each_service_imports_with_only_its_own_group(service: str, tmp_path: Pa
     imports = run(str(venv / "bin" / "python"), "-c", IMPORT_ALL, f"services.{service}",
                   env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/")})
     assert imports.returncode == 0, f"{service} needs more than its group:\n{imports.stdout}{imports.stderr}"
+    # Every image runs the migration Job's `likeness migrate` (against an external database).
+    migrate = run(str(venv / "bin" / "python"), "-c", "import services.runtime.cli, services.runtime.supervisor",
+                  env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/")})
+    assert migrate.returncode == 0, migrate.stderr
 
 
 def test_the_launcher_runs_on_the_runtime_and_the_embedded_group(tmp_path: Path, uv_env: dict[str, str]) -> None:
