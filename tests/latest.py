@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ("tests/unit", "tests/integration", "tests/packaging")
+SUITES = ("tests/unit", "tests/integration")
 
 
 def locked_versions() -> dict[str, set[str]]:
