@@ -66,12 +66,10 @@ def build_runtime(
         changed = await characters.seed(book.personas)
         log.info("built-in characters: %d in the personas file, %d recorded now", len(book.personas), changed)
 
-    # A reply may take two LLM calls and the offline fallback: JetStream must not redeliver meanwhile.
-    reply_wait = max(settings.ack_wait_s, 2 * settings.chat_llm_timeout_s + 15)
     rt.bus.consume(ConsumerSpec(CHARACTER_CONSUMER, COMMANDS_STREAM, f"{PREFIX}.cmd.character.>",
                                 ack_wait_s=settings.ack_wait_s), character_handlers(characters),
                    workers=settings.chat_workers)
-    rt.bus.consume(ConsumerSpec(CHAT_CONSUMER, COMMANDS_STREAM, f"{PREFIX}.cmd.chat.>", ack_wait_s=reply_wait),
+    rt.bus.consume(ConsumerSpec(CHAT_CONSUMER, COMMANDS_STREAM, f"{PREFIX}.cmd.chat.>", ack_wait_s=settings.ack_wait_s),
                    chat_handlers(conversations), workers=settings.chat_workers)
     return rt
 

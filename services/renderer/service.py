@@ -87,6 +87,6 @@ def build_runtime(settings: RendererSettings) -> Runtime:
     table: HandlerTable = HandlerTable(REGISTRY, ignore_others=False)
     table.on(RenderStep)(service.handle)
     spec = ConsumerSpec(CONSUMER, COMMANDS_STREAM, command_subject("render.step"),
-                        ack_wait_s=settings.consumer_ack_wait_s)
+                        ack_wait_s=settings.ack_wait_s)
     rt.bus.consume(spec, table, workers=settings.workers)
     return rt

@@ -74,15 +74,6 @@ class RendererSettings(RuntimeSettings):
         return self
 
     @property
-    def consumer_ack_wait_s(self) -> float:
-        """Longer than a wait for a backend, a render and its blob transfers: JetStream never redelivers a running job.
-
-        The wait may overrun by one probe (two requests of `health_timeout_s`).
-        """
-        waiting = self.render_backend_wait_s + 2 * self.health_timeout_s if self.render_backend_wait_s else 0.0
-        return max(self.ack_wait_s, waiting + self.render_timeout_s + 6 * self.nats_timeout_s * 2 + 30)
-
-    @property
     def reconnect_give_up_s(self) -> float:
         """How long a backend may refuse the websocket mid-render before the attempt fails as unreachable."""
         return max(self.render_backend_wait_s, self.connect_timeout_s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import nats
@@ -25,6 +26,7 @@ from prometheus_client import Counter
 from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.subjects import DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject, live_subject
+from services.runtime.faults import is_infrastructure_failure
 from services.runtime.handlers import (
     Action,
     DeadLetter,
@@ -70,6 +72,12 @@ _fetch_deadlines_as_nats_timeouts()
 log = logging.getLogger(__name__)
 
 HANDLED = Counter("likeness_messages_total", "Deliveries by consumer and outcome", ["consumer", "outcome"])
+WAITS = Counter("likeness_infrastructure_waits_total",
+                "Re-runs of a message held while the database or the bus was away", ["consumer"])
+
+# Back-off of a message held while the infrastructure is away: soon at first, then every 10 s at most.
+_FIRST_WAIT_S = 0.5
+_MAX_WAIT_S = 10.0
 
 
 class Bus:
@@ -92,6 +100,7 @@ class Bus:
             apply_types=False,
         )
         self._consumers: list[ConsumerSpec] = []
+        self._waiting = 0
 
     @property
     def js(self) -> JetStreamContext:
@@ -139,21 +148,34 @@ class Bus:
         async def on_message(msg: StreamMessage) -> None:
             raw = msg.raw_message
             deliveries = raw.metadata.num_delivered if raw.metadata else 1
+            # While the handler runs (a render, a face check, an LLM plan, a wait for the database), JetStream
+            # is told it is in progress: a short ack wait then only ever expires for a worker that died.
+            heartbeat = asyncio.ensure_future(_keep_in_progress(raw, spec.ack_wait_s))
             try:
-                verdict = await verdict_on(msg, deliveries)
+                verdict = await self._verdict_when_infrastructure_allows(spec, msg, deliveries, verdict_on)
             except asyncio.CancelledError:
                 # Shutting down mid-handler: hand the message back now rather than after ack_wait.
-                await asyncio.shield(msg.nack())
+                await asyncio.shield(_settle(msg.nack(), spec, raw.subject))
                 raise
+            finally:
+                heartbeat.cancel()
             HANDLED.labels(spec.durable, verdict.action.value).inc()
             if verdict.action is Action.RETRY:
                 log.warning("%s: retrying %s in %.1fs: %s", spec.durable, raw.subject, verdict.delay_s, verdict.reason)
-                await msg.nack(delay=verdict.delay_s)
+                await _settle(msg.nack(delay=verdict.delay_s), spec, raw.subject)
                 return
             if verdict.action is Action.DEAD_LETTER:
-                await self.dead_letter(msg.body, subject=raw.subject, reason=verdict.reason, consumer=spec.durable,
-                                       deliveries=deliveries, origin=_origin(raw))
-            await msg.ack()
+                try:
+                    await self.dead_letter(msg.body, subject=raw.subject, reason=verdict.reason,
+                                           consumer=spec.durable, deliveries=deliveries, origin=_origin(raw))
+                except Exception as exc:
+                    if not is_infrastructure_failure(exc):
+                        raise
+                    # Not acked either: JetStream redelivers it, and it is judged again.
+                    log.warning("%s: could not dead-letter %s while NATS is away (%s); it will come back",
+                                spec.durable, raw.subject, exc)
+                    return
+            await _settle(msg.ack(), spec, raw.subject)
 
         subscriber = self.broker.subscriber(
             spec.filter_subject,
@@ -167,6 +189,37 @@ class Bus:
             title=spec.durable,
         )
         subscriber(on_message)
+
+    async def _verdict_when_infrastructure_allows(
+        self, spec: ConsumerSpec, msg: StreamMessage, deliveries: int,
+        verdict_on: Callable[[StreamMessage, int], Awaitable[Verdict]],
+    ) -> Verdict:
+        """The handler's verdict; while the database or the bus is away (WAIT), the same delivery is run
+        again with capped back-off for as long as it takes, and the process reports itself not ready."""
+        verdict = await verdict_on(msg, deliveries)
+        if verdict.action is not Action.WAIT:
+            return verdict
+        subject = msg.raw_message.subject
+        log.warning("%s: %s waits for the database or the bus (%s); the message is kept and tried again",
+                    spec.durable, subject, verdict.reason)
+        started, delay = time.monotonic(), _FIRST_WAIT_S
+        self._waiting += 1
+        try:
+            while verdict.action is Action.WAIT:
+                WAITS.labels(spec.durable).inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_WAIT_S)
+                verdict = await verdict_on(msg, deliveries)
+        finally:
+            self._waiting -= 1
+        log.info("%s: %s handled after waiting %.1fs for the infrastructure", spec.durable, subject,
+                 time.monotonic() - started)
+        return verdict
+
+    @property
+    def waiting(self) -> int:
+        """Handlers now waiting for the database or the bus to come back."""
+        return self._waiting
 
     async def connect(self) -> None:
         """Connect without consuming yet, so start-up hooks can use NATS (object store, ...)."""
@@ -211,7 +264,29 @@ class Bus:
                               stream=DEAD_LETTERS_STREAM, timeout=self._settings.nats_timeout_s)
 
     async def ready(self) -> bool:
-        return await self.broker.ping(timeout=1.0)
+        """Connected to NATS, and no handler is waiting for the database or the bus to come back."""
+        return self._waiting == 0 and await self.broker.ping(timeout=1.0)
+
+
+async def _keep_in_progress(raw: nats.aio.msg.Msg, ack_wait_s: float) -> None:
+    """Tell JetStream the message is still being worked on, three times per ack wait, until cancelled."""
+    while True:
+        await asyncio.sleep(ack_wait_s / 3)
+        try:
+            await raw.in_progress()
+        except Exception as exc:  # noqa: BLE001 - NATS away: the message may come back later, that is all
+            log.debug("in-progress ack of %s failed: %s", raw.subject, exc)
+
+
+async def _settle(ack: Awaitable[None], spec: ConsumerSpec, subject: str) -> None:
+    """Ack or nak; while NATS is away the message simply comes back after its ack wait."""
+    try:
+        await ack
+    except Exception as exc:
+        if not is_infrastructure_failure(exc):
+            raise
+        log.warning("%s: could not settle %s while NATS is away (%s); it will be delivered again",
+                    spec.durable, subject, exc)
 
 
 def _the_message(message: StreamMessage) -> StreamMessage:

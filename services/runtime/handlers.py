@@ -1,4 +1,9 @@
-"""Typed handler tables and what to do with each delivery: handle, ignore, retry or dead-letter.
+"""Typed handler tables and what to do with each delivery: handle, ignore, retry, wait or dead-letter.
+
+A failure of the infrastructure (the database or the bus away: services.runtime.faults) is never the
+message's fault: the verdict is WAIT, and the bus keeps the message and runs it again once the
+infrastructure is back, without counting a delivery. Data that Postgres refuses (a NUL byte in text)
+is the message's fault for good: dead-lettered at once.
 
     HandlerError
     ├── TransientError   try again later (the message is redelivered after a delay)
@@ -23,6 +28,7 @@ from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
+from services.runtime.faults import is_bad_data, is_infrastructure_failure
 from services.runtime.logs import log_context
 
 __all__ = [
@@ -64,6 +70,8 @@ class Action(Enum):
     DEAD_LETTER = "dead_letter"
     # Acked unhandled, with the reason logged: what a dead-letter consumer gives up on, so nothing loops.
     DROP = "drop"
+    # The database or the bus is away: keep the message (un-acked, in progress) and run it again later.
+    WAIT = "wait"
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,10 @@ async def _run(call: Callable[[], Awaitable[None]], deliveries: int, max_deliver
         return Verdict(give_up, f"refused by handler: {exc}")
     except Exception as exc:  # noqa: BLE001 - any failure is retried, then given up on, never crashes the consumer
         reason = f"{type(exc).__name__}: {exc}"
+        if is_infrastructure_failure(exc):
+            return Verdict(Action.WAIT, reason)
+        if is_bad_data(exc):
+            return Verdict(give_up, f"the database refused the message's data: {reason}")
         if deliveries >= max_deliver:
             return Verdict(give_up, f"failed {deliveries} times, last: {reason}")
         return Verdict(Action.RETRY, reason, delay_s=retry_delay_s * deliveries)

@@ -160,3 +160,100 @@ async def test_shutdown_lets_the_handler_in_flight_finish_and_ack(settings: Runt
     info = await nc.jetstream().consumer_info("LIKENESS_EVENTS", spec.durable)
     assert info.num_ack_pending == 0 and info.num_pending == 0
     await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)
+
+
+async def consumed(bus: Bus, settings: RuntimeSettings, nc: nats.NATS, handler, *, ack_wait_s: float):
+    """A consumer of one fresh stream's threshold events running `handler`; returns (spec, publish)."""
+    stream = new_stream()
+    table = HandlerTable(REGISTRY, ignore_others=True)
+    table.on(CharacterThresholdSet)(handler)
+    spec = ConsumerSpec(f"{bus._settings.service_name}-events", "LIKENESS_EVENTS",
+                        f"likeness.evt.character.*.{stream}", ack_wait_s=ack_wait_s)
+    bus.consume(spec, table)
+    await bus.start()
+    event = threshold_event(stream)
+    await nc.jetstream().publish(event_subject(event.type, stream), event.to_bytes(),
+                                 headers={"Nats-Msg-Id": str(event.event_id)})
+    return spec
+
+
+async def test_a_handler_slower_than_the_ack_wait_is_kept_in_progress_not_redelivered(
+        settings: RuntimeSettings, nc: nats.NATS) -> None:
+    bus = Bus(settings.model_copy(update={"service_name": f"slow{uuid.uuid4().hex[:8]}"}))
+    calls: list[float] = []
+    done = asyncio.Event()
+
+    async def slow(_message, _envelope) -> None:
+        calls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(4.5)  # three ack waits
+        done.set()
+
+    spec = await consumed(bus, settings, nc, slow, ack_wait_s=1.5)
+    try:
+        await asyncio.wait_for(done.wait(), 20)
+        await asyncio.sleep(2.0)  # a redelivery would have started by now
+    finally:
+        await bus.stop()
+    assert len(calls) == 1
+    info = await nc.jetstream().consumer_info("LIKENESS_EVENTS", spec.durable)
+    assert info.delivered.consumer_seq == 1 and info.num_ack_pending == 0
+    await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)
+
+
+async def test_the_database_away_is_waited_out_never_counted_nor_dead_lettered(
+        settings: RuntimeSettings, nc: nats.NATS) -> None:
+    service = f"infra{uuid.uuid4().hex[:8]}"
+    bus = Bus(settings.model_copy(update={"service_name": service}))  # max_deliver is 3
+    calls = 0
+    readiness: list[bool] = []
+    done = asyncio.Event()
+
+    async def flaky(_message, _envelope) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 5:  # more failures than max_deliver allows a message of its own
+            readiness.append(await bus.ready())
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        done.set()
+
+    spec = await consumed(bus, settings, nc, flaky, ack_wait_s=2.0)
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+        await asyncio.sleep(0.5)
+        assert await bus.ready() and bus.waiting == 0
+    finally:
+        await bus.stop()
+    assert calls == 6
+    # Not ready while it waited (the first failure is before the wait starts).
+    assert readiness[1:] == [False] * 4
+    info = await nc.jetstream().consumer_info("LIKENESS_EVENTS", spec.durable)
+    assert info.delivered.consumer_seq == 1 and info.num_ack_pending == 0 and info.num_redelivered == 0
+    assert await dead_letters(nc, service) == []
+    await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)
+
+
+async def test_data_the_database_refuses_is_dead_lettered_at_once(settings: RuntimeSettings, nc: nats.NATS) -> None:
+    import asyncpg
+
+    service = f"baddata{uuid.uuid4().hex[:8]}"
+    bus = Bus(settings.model_copy(update={"service_name": service}))
+    calls = 0
+
+    async def refused(_message, _envelope) -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncpg.exceptions.UntranslatableCharacterError("unsupported Unicode escape sequence")
+
+    spec = await consumed(bus, settings, nc, refused, ack_wait_s=2.0)
+    try:
+        for _ in range(50):
+            letters = await dead_letters(nc, service)
+            if letters:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await bus.stop()
+    assert calls == 1
+    (letter,) = letters
+    assert "the database refused the message's data" in letter.headers["Likeness-Reason"]
+    await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)

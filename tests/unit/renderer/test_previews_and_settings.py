@@ -37,7 +37,6 @@ def test_urls_are_comma_separated_and_serves_must_name_them(monkeypatch: pytest.
     settings = RendererSettings()
     assert settings.comfyui_urls == ("http://gpu-a:8188", "http://gpu-b:8188")
     assert settings.comfyui_serves["http://gpu-a:8188"].styles == ("anime",)
-    assert settings.consumer_ack_wait_s > settings.render_timeout_s
     monkeypatch.setenv("LIKENESS_COMFYUI_SERVES", '{"http://elsewhere:1": {}}')
     with pytest.raises(ValidationError, match="not in LIKENESS_COMFYUI_URLS"):
         RendererSettings()
@@ -51,15 +50,15 @@ def test_no_urls_means_draft(monkeypatch: pytest.MonkeyPatch) -> None:
         RendererSettings()
 
 
-def test_the_backend_wait_is_covered_by_the_consumer_ack_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_backend_wait_bounds_a_refused_websocket(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (A running render is kept from redelivery by in-progress acks, whatever its length: tests/integration/test_bus.py.)
     monkeypatch.delenv("LIKENESS_RENDER_BACKEND_WAIT_S", raising=False)
     default = RendererSettings()
     assert default.render_backend_wait_s == 30
     without = RendererSettings(render_backend_wait_s=0)
-    assert default.consumer_ack_wait_s >= without.consumer_ack_wait_s + 30 + 2 * default.health_timeout_s
     monkeypatch.setenv("LIKENESS_RENDER_BACKEND_WAIT_S", "300")
     long = RendererSettings()
-    assert long.consumer_ack_wait_s > long.render_timeout_s + 300 and long.reconnect_give_up_s == 300
+    assert long.reconnect_give_up_s == 300
     assert without.reconnect_give_up_s == without.connect_timeout_s
     monkeypatch.setenv("LIKENESS_RENDER_BACKEND_WAIT_S", "-1")
     with pytest.raises(ValidationError):

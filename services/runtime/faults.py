@@ -1,0 +1,80 @@
+"""Whose fault a failure is: the infrastructure's (wait and try again, however long it takes) or the
+message's own (its data can never be stored: give up on it at once).
+
+A database or bus that is away (refused, reset or closed connection, a server shutting down or
+starting up, a timeout) says nothing about the message being handled: such failures must never count
+toward a message's deliveries nor send it to the dead letters. The exception chain is walked
+(`__cause__`, `__context__`, SQLAlchemy's `.orig`), since drivers wrap what the socket said.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+
+import asyncpg
+import nats.errors
+import nats.js.errors
+import sqlalchemy.exc
+
+__all__ = ["is_bad_data", "is_infrastructure_failure"]
+
+_NETWORK_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
+                             errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
+
+_INFRASTRUCTURE: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    TimeoutError,  # asyncio's and the socket's; nats.errors.TimeoutError is one too
+    # Postgres: the connection is gone or never was (class 08), the server is shutting down or
+    # starting (57P01-57P03), or has no connection slot left (53300).
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection within the pool timeout
+    sqlalchemy.exc.DisconnectionError,
+    # NATS and JetStream away or restarting.
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoServersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(e for e in (current.__cause__, current.__context__, getattr(current, "orig", None))
+                    if isinstance(e, BaseException))
+
+
+def is_infrastructure_failure(exc: BaseException) -> bool:
+    """True when the database or the bus was unavailable: the same message may well succeed later."""
+    for link in _chain(exc):
+        if isinstance(link, _INFRASTRUCTURE):
+            return True
+        if isinstance(link, sqlalchemy.exc.DBAPIError) and link.connection_invalidated:
+            return True
+        if isinstance(link, OSError) and link.errno in _NETWORK_ERRNOS:
+            return True
+        # "connection is closed", "pool is closing" (not the client-misuse InterfaceErrors).
+        if isinstance(link, asyncpg.exceptions.InterfaceError) and "clos" in str(link):
+            return True
+    return False
+
+
+def is_bad_data(exc: BaseException) -> bool:
+    """True when Postgres refused the message's own data (class 22: e.g. a NUL byte in text, a number
+    out of range): retrying the same message can only fail the same way."""
+    return any(isinstance(link, asyncpg.exceptions.DataError) for link in _chain(exc))
