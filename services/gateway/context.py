@@ -73,8 +73,8 @@ class Gateway:
         """Runtime start-up hook: subscribe the live hub, start the projector."""
         await self.hub.start(runtime.bus.nc)
         self.hub.observe(lambda _subject: self.projector.poke())
-        runtime.spawn(self.projector.run(), "gateway-projector")
-        runtime.spawn(self._hold_hub(), "gateway-live-hub")
+        runtime.spawn(self.projector.run, "gateway-projector")
+        runtime.spawn(self._hold_hub, "gateway-live-hub")
 
     async def _hold_hub(self) -> None:
         try:

@@ -14,7 +14,12 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.runtime.faults import is_infrastructure_failure
+
 __all__ = ["Database"]
+
+# After a database restart every pooled connection is closed; each checkout replaces one.
+_STALE_CHECKOUTS = 3
 
 
 class Database:
@@ -25,9 +30,23 @@ class Database:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+        """A live pooled connection. The driver connection is used beneath SQLAlchemy, whose disconnect
+        handling therefore never sees its errors: a connection found closed (the server restarted since
+        it was pooled) or broken by a query is invalidated here, so the pool replaces it."""
+        for _ in range(_STALE_CHECKOUTS):
+            async with self.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                if driver.is_closed():
+                    await conn.invalidate()
+                    continue
+                try:
+                    yield driver
+                except BaseException as exc:
+                    if driver.is_closed() or is_infrastructure_failure(exc):
+                        await conn.invalidate()
+                    raise
+                return
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("every pooled connection was closed; retry")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

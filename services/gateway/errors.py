@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.runtime.blobs import BlobNotFound
+from services.runtime.faults import is_infrastructure_failure
 
 __all__ = [
     "BadRequest",
@@ -143,6 +144,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_infrastructure_failure(exc):
+            # Postgres or NATS is away (a restart, a failover): the client should simply retry.
+            log.warning("%s %s: the database or the bus is unavailable (%s: %s)", request.method,
+                        request.url.path, type(exc).__name__, exc)
+            return _reply(503, "unavailable", "the database or the message bus is briefly unavailable; retry in a "
+                          "few seconds", headers={"Retry-After": "2"})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         detail = "the gateway failed unexpectedly; the error is logged. Retry, and report it if it persists."
         return _reply(500, "internal", detail)

@@ -61,19 +61,17 @@ class RendererService:
                            probe_interval_s=s.health_interval_s, idle_free_s=s.idle_free_s)
         timeouts = Timeouts(connect_s=s.connect_timeout_s, request_s=s.request_timeout_s, poll_s=s.poll_interval_s,
                             reconnect_give_up_s=s.reconnect_give_up_s)
-        rt.spawn(_keep(pool, http), "comfyui-pool")
+        rt.spawn(pool.run, "comfyui-pool")
+
+        @rt.on_shutdown
+        async def close_http(_: Runtime) -> None:
+            # After the pool's loop was cancelled and in-flight renders finished.
+            await http.aclose()
+
         log.info("rendering on ComfyUI backends %s with templates %s", ", ".join(s.comfyui_urls),
                  ", ".join(self.templates.names))
         return ComfyUIEngine(pool, self.templates, http, timeouts=timeouts, deadline_s=s.render_timeout_s,
                              backend_wait_s=s.render_backend_wait_s)
-
-
-async def _keep(pool: BackendPool, http: httpx.AsyncClient) -> None:
-    # The pool's loop owns the HTTP client: cancelled at shutdown, after in-flight renders finished.
-    try:
-        await pool.run()
-    finally:
-        await http.aclose()
 
 
 def build_runtime(settings: RendererSettings) -> Runtime:

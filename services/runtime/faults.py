@@ -10,6 +10,8 @@ toward a message's deliveries nor send it to the dead letters. The exception cha
 from __future__ import annotations
 
 import errno
+import logging
+import time
 from collections.abc import Iterator
 
 import asyncpg
@@ -17,7 +19,9 @@ import nats.errors
 import nats.js.errors
 import sqlalchemy.exc
 
-__all__ = ["is_bad_data", "is_infrastructure_failure"]
+__all__ = ["Outage", "is_bad_data", "is_infrastructure_failure"]
+
+log = logging.getLogger(__name__)
 
 _NETWORK_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
                              errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
@@ -78,3 +82,30 @@ def is_bad_data(exc: BaseException) -> bool:
     """True when Postgres refused the message's own data (class 22: e.g. a NUL byte in text, a number
     out of range): retrying the same message can only fail the same way."""
     return any(isinstance(link, asyncpg.exceptions.DataError) for link in _chain(exc))
+
+
+class Outage:
+    """Back-off and log lines of a loop that reconnects: one warning when it breaks, one line when it heals."""
+
+    _FIRST_S, _MAX_S = 0.5, 5.0
+
+    def __init__(self, what: str, logger: logging.Logger | None = None) -> None:
+        self.what = what
+        self.log = logger or log
+        self.since: float | None = None
+        self.delay = self._FIRST_S
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failure; returns how long to wait before the next try."""
+        if self.since is None:
+            self.since = time.monotonic()
+            self.log.warning("%s interrupted (%s: %s); reconnecting", self.what, type(exc).__name__, exc)
+        else:
+            self.log.debug("%s still interrupted: %r", self.what, exc)
+        delay, self.delay = self.delay, min(self.delay * 2, self._MAX_S)
+        return delay
+
+    def over(self) -> None:
+        if self.since is not None:
+            self.log.info("%s reconnected after %.1fs", self.what, time.monotonic() - self.since)
+        self.since, self.delay = None, self._FIRST_S

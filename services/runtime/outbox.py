@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter, Gauge
 
 from services.runtime.eventstore.tables import OUTBOX_CHANNEL
+from services.runtime.faults import Outage
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
 
 __all__ = ["OutboxNotifier", "OutboxRelay"]
@@ -51,10 +52,12 @@ class OutboxNotifier:
         self._dirty.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        outage = Outage("outbox notifier", log)
         while not stop.is_set():
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=self._timeout_s, command_timeout=self._timeout_s)
                 try:
+                    outage.over()
                     while not stop.is_set():
                         await _wait_any(stop, self._dirty, 60.0)
                         if self._dirty.is_set():
@@ -63,9 +66,9 @@ class OutboxNotifier:
                 finally:
                     with suppress(Exception):
                         await asyncio.wait_for(conn.close(), self._timeout_s)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-                log.warning("outbox notifier interrupted (%r); retrying", exc)
-                await _sleep_or_stop(stop, 1.0)
+            except Exception as exc:  # noqa: BLE001 - every database error class: reconnect, never die
+                # A poke lost meanwhile costs at most the relay's poll interval.
+                await _sleep_or_stop(stop, outage.failed(exc))
 
 
 class OutboxRelay:
@@ -98,16 +101,18 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until `stop` is set; reconnects to Postgres after a failure."""
+        """Relay until `stop` is set; after any failure (Postgres or NATS away, a closed connection) it
+        reconnects with capped back-off and resumes at the oldest row still in the outbox."""
+        outage = Outage("outbox relay", log)
         while not stop.is_set():
             try:
-                await self._lead(stop)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, nats.errors.Error) as exc:
-                log.warning("outbox relay interrupted (%r); retrying", exc)
-                await _sleep_or_stop(stop, self._poll_interval_s)
+                await self._lead(stop, outage)
+            except Exception as exc:  # noqa: BLE001 - every error class: rows stay in the outbox until published
+                await _sleep_or_stop(stop, outage.failed(exc))
 
-    async def _lead(self, stop: asyncio.Event) -> None:
+    async def _lead(self, stop: asyncio.Event, outage: Outage) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=self._db_timeout_s, command_timeout=self._db_timeout_s)
+        outage.over()
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
                 if await _sleep_or_stop(stop, self._poll_interval_s):

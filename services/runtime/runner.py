@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
@@ -36,6 +38,10 @@ __all__ = ["Runtime", "run_service"]
 log = logging.getLogger(__name__)
 
 StartupHook = Callable[["Runtime"], Awaitable[None]]
+
+# A background task that dies is started again after 1 s, doubling to 30 s while it keeps dying
+# within a minute of each start.
+_FIRST_RESTART_S, _MAX_RESTART_S, _HEALTHY_RUN_S = 1.0, 30.0, 60.0
 
 
 class Runtime:
@@ -80,9 +86,10 @@ class Runtime:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def spawn(self, coro: Awaitable[None], name: str) -> None:
-        """Run a background task for the life of the service (cancelled at shutdown)."""
-        self._tasks.append(asyncio.ensure_future(coro))
+    def spawn(self, work: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run `work()` in the background for the life of the service (cancelled at shutdown); if it
+        dies, the death is logged with its traceback and it is started again with back-off."""
+        self._tasks.append(asyncio.ensure_future(_supervised(work, name)))
         self._tasks[-1].set_name(name)
 
     async def run(self) -> None:
@@ -97,10 +104,10 @@ class Runtime:
         relay = None
         if self._relay_enabled:
             relay = OutboxRelay(self.settings.database_url, self.bus.js, db_timeout_s=self.settings.db_timeout_s)
-            self.spawn(relay.run(relay_stop), "outbox-relay")
+            self.spawn(functools.partial(relay.run, relay_stop), "outbox-relay")
         if self.store is not None:
             notifier = OutboxNotifier(self.settings.database_url, timeout_s=self.settings.db_timeout_s)
-            self.spawn(notifier.run(relay_stop), "outbox-notifier")
+            self.spawn(functools.partial(notifier.run, relay_stop), "outbox-notifier")
             self.store.on_append(_wake_relay(relay, notifier))
         server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
                                              log_level="warning", log_config=None, access_log=False,
@@ -128,6 +135,21 @@ class Runtime:
         assert self.engine is not None
         async with self.engine.connect() as conn:
             return (await conn.scalar(text("SELECT 1"))) == 1
+
+
+async def _supervised(work: Callable[[], Awaitable[None]], name: str) -> None:
+    delay = _FIRST_RESTART_S
+    while True:
+        started = time.monotonic()
+        try:
+            await work()
+            return
+        except Exception:
+            log.exception("background task %s died; starting it again in %.0fs", name, delay)
+        if time.monotonic() - started > _HEALTHY_RUN_S:
+            delay = _FIRST_RESTART_S
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _MAX_RESTART_S)
 
 
 def _wake_relay(relay: OutboxRelay | None, notifier: OutboxNotifier) -> Callable[[], None]:

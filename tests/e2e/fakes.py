@@ -27,11 +27,12 @@ def start_fake_comfyui(workdir: Path, *args: str, **env: str) -> tuple[Backgroun
 class FakeComfy:
     """The fake ComfyUI process and the script its image policy reads."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *args: str) -> None:
+        """`args`: more of the fake's options, e.g. `--step-delay 0.2` for renders that take a while."""
         self.script = ComfyScript(workdir / "comfy-script.json")
         self.script.reset()
         self.process, self.url = start_fake_comfyui(workdir, "--image-for", "tests.e2e.comfy_script:next_image",
-                                                    **{SCRIPT_ENV: str(self.script.path)})
+                                                    *args, **{SCRIPT_ENV: str(self.script.path)})
 
 
 class FakeLlm:

@@ -40,6 +40,7 @@ from services.gateway.readmodels.chains import (
 )
 from services.gateway.readmodels.characters import CharacterView, evolve_character
 from services.runtime.eventstore import EventStore, RecordedEvent
+from services.runtime.faults import Outage, is_infrastructure_failure
 
 __all__ = ["VIEWS", "Projector", "chain_from_row", "character_from_row"]
 
@@ -65,17 +66,19 @@ class Projector:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Project until cancelled (or `stop` is set); a failing pass is logged and retried."""
+        outage = Outage("projector", log)
         while stop is None or not stop.is_set():
             self._wake.clear()
             try:
                 # Let a burst of events gather into one pass; readers who cannot wait call `sync`.
                 await asyncio.sleep(self._debounce_s)
                 moved = await self.run_once()
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                log.warning("projector pass failed (%r); retrying", exc)
-                moved = 0
-            except Exception:  # a bug must not stop the views for the life of the process
-                log.exception("projector pass failed; retrying")
+                outage.over()
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the views for the life of the process
+                if is_infrastructure_failure(exc):
+                    outage.failed(exc)  # one line when the database goes, one when it is back
+                else:
+                    log.exception("projector pass failed; retrying")
                 moved = 0
             if moved == 0:
                 with suppress(asyncio.TimeoutError):

@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Self
+from typing import Literal, Self
 
 import psutil
 
@@ -84,12 +84,13 @@ class EmbeddedPostgres(Server):
         self._ensure_database()
         return self
 
-    def stop(self) -> None:
-        """pg_ctl stop -m fast; kill the postmaster if that does not finish in time."""
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """pg_ctl stop -m fast (or immediate: no shutdown checkpoint, as in a crash); kill the postmaster
+        if that does not finish in time."""
         if self.pid is None:
             return
         try:
-            args = ["-D", str(self.pgdata), "-m", "fast", "-w", "-t", str(int(self.stop_timeout_s)), "stop"]
+            args = ["-D", str(self.pgdata), "-m", mode, "-w", "-t", str(int(self.stop_timeout_s)), "stop"]
             self._pg("pg_ctl", args, timeout_s=self.stop_timeout_s + 5)
         except EmbeddedError:
             found = self._postmaster()  # re-checked, so a recycled pid is never signalled

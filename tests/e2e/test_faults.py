@@ -1,0 +1,123 @@
+"""Faults of the infrastructure under running chains: the database goes away and comes back.
+
+`likeness up` runs every service against a Postgres of the test's own (so the test, not the launcher,
+decides when it is down); the fake ComfyUI renders slowly enough that chains are mid-flight when it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import nats
+import pytest
+
+from contracts.subjects import DEAD_LETTERS_STREAM
+from services.runtime.embedded import EmbeddedPostgres
+from services.runtime.settings import to_asyncpg_dsn
+from tests.e2e.fakes import FakeComfy
+from tests.e2e.stack import EditRun, Stack, started
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+CHAINS = 10
+OUTAGE_S = 15.0
+REQUESTS = ("on a beach at sunset", "in a red summer dress on a beach")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(workdir / "postgres").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_comfy(workdir: Path) -> Iterator[FakeComfy]:
+    # 8 sampler steps of 0.25 s: a render takes about 2 s, so chains are mid-render when Postgres goes.
+    fake = FakeComfy(workdir, "--step-delay", "0.25")
+    try:
+        yield fake
+    finally:
+        fake.process.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(workdir: Path, postgres: EmbeddedPostgres, slow_comfy: FakeComfy) -> Iterator[Stack]:
+    yield from started(Stack(workdir / "stack", env={
+        "LIKENESS_DATABASE_URL": postgres.url, "LIKENESS_COMFYUI_URLS": slow_comfy.url,
+    }))
+
+
+def query(url: str, sql: str) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(to_asyncpg_dsn(url), timeout=10)
+        try:
+            return await conn.fetch(sql, timeout=10)
+        finally:
+            await conn.close(timeout=10)
+
+    return asyncio.run(run())
+
+
+def dead_letter_count(nats_url: str) -> int:
+    async def count() -> int:
+        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=1)
+        try:
+            return (await nc.jetstream().stream_info(DEAD_LETTERS_STREAM)).state.messages
+        finally:
+            await nc.drain()
+
+    return asyncio.run(count())
+
+
+def test_chains_survive_a_postgres_restart(stack: Stack, postgres: EmbeddedPostgres, photo: Path) -> None:
+    with concurrent.futures.ThreadPoolExecutor(CHAINS) as pool:
+        runs = [pool.submit(stack.edit, photo, REQUESTS[i % 2], timeout_s=300) for i in range(CHAINS)]
+        # Down once the first chains are under way (planned, some mid-render), while others are still arriving.
+        deadline = time.monotonic() + 60
+        while not query(postgres.url, "SELECT 1 FROM events WHERE type = 'chain.planned' LIMIT 1"):
+            assert time.monotonic() < deadline, "no chain was planned within 60 s"
+            time.sleep(0.2)
+        postgres.stop("immediate")
+        time.sleep(OUTAGE_S)
+        postgres.start()
+        back = time.monotonic()
+        gateway = f"http://127.0.0.1:{stack.port}"
+        answered = None
+        while time.monotonic() - back < 30:
+            try:
+                if httpx.get(f"{gateway}/characters", timeout=5).status_code == 200:
+                    answered = time.monotonic() - back
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        done: list[EditRun] = [run.result(timeout=400) for run in runs]
+
+    for run in done:
+        assert run.returncode == 0, f"chain {run.chain_id}: exit {run.returncode}\n{run.stdout}\n{run.stderr}"
+    ends = query(postgres.url, "SELECT stream_id, type FROM events WHERE type IN "
+                               "('chain.completed', 'chain.failed', 'chain.refused')")
+    ended = {row["stream_id"]: row["type"] for row in ends}
+    assert all(ended.get(f"chain-{run.chain_id}") == "chain.completed" for run in done), ended
+    assert answered is not None and answered <= 5.0, f"the gateway answered 200 only after {answered} s"
+    assert dead_letter_count(stack.nats_url) == 0
+    deadline = time.monotonic() + 30
+    while query(postgres.url, "SELECT count(*) AS n FROM outbox")[0]["n"]:
+        assert time.monotonic() < deadline, "the outbox did not empty within 30 s of the restart"
+        time.sleep(0.5)
+    assert len({run.chain_id for run in done}) == CHAINS and all(isinstance(r.chain_id, uuid.UUID) for r in done)
