@@ -1,23 +1,27 @@
-"""What a dead letter of a service the planner commands means for the chain that sent the command.
+"""What a dead letter means for the chain it belongs to.
 
 The renderer and facecheck dead-letter a command they give up on (its handler failed on every
 delivery, or refused it); its answer will then never come, and without this the chain would wait
 in "running" forever. The planner reads such a dead letter as that answer, a failed render or a
 failed face check, and feeds it to the saga like any result: the saga's (step, attempt) matching
 ignores a dead letter of a stale attempt, and ids derived from the command make a redelivered one
-change nothing. Pure: no I/O, no clock.
+change nothing. A chain request the planner itself gave up on is answered as a refusal with the
+reason, so whoever asked hears back. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from contracts import Envelope, FaceCheckFailed, Message, RenderFailed, RenderStep, ScoreFace
+from contracts import Envelope, FaceCheckFailed, Message, RenderFailed, RenderStep, RequestChain, ScoreFace
 from contracts.streams import chain_stream
-from services.planner.saga.decide import Abandoned
+from services.planner.saga.decide import Abandoned, PlanRefused, StartChain
 from services.runtime.ids import derived_id
 
-__all__ = ["abandoned", "result_envelope"]
+__all__ = ["abandoned", "refused_request", "result_envelope"]
+
+# The rule a ChainRefused records for a request the planner could not handle.
+DEAD_LETTER_RULE = "planner.dead_letter"
 
 
 def abandoned(command: Message, reason: str) -> Abandoned | None:
@@ -29,6 +33,15 @@ def abandoned(command: Message, reason: str) -> Abandoned | None:
         return Abandoned(FaceCheckFailed(chain_id=command.chain_id, step=command.step, attempt=command.attempt,
                                          reason=f"the face check gave up on this image: {reason}"))
     return None
+
+
+def refused_request(command: Message, reason: str) -> StartChain | None:
+    """A dead-lettered chain request, answered as a refusal that says why; None for any other message."""
+    if not isinstance(command, RequestChain):
+        return None
+    return StartChain(request=command, plan=PlanRefused(
+        reason=f"the planner could not handle this request ({reason[:300]}); try again, or report it if it "
+               "happens again", rule=DEAD_LETTER_RULE))
 
 
 def result_envelope(trigger: Abandoned, command: Envelope, now: datetime) -> Envelope:

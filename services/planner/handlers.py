@@ -23,7 +23,7 @@ from contracts import (
 from contracts.streams import chain_stream
 from services.planner.batches import BatchRecorder
 from services.planner.chains import ChainService
-from services.planner.deadletters import abandoned, result_envelope
+from services.planner.deadletters import abandoned, refused_request, result_envelope
 from services.planner.saga.decide import PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings
@@ -85,7 +85,8 @@ def result_handlers(chains: ChainService, batches: BatchRecorder) -> HandlerTabl
 def dead_letter_handler(
     chains: ChainService, batches: BatchRecorder, clock: Callable[[], datetime]
 ) -> DeadLetterHandler:
-    """Dead letters of the renderer and facecheck: a command they gave up on ends its attempt (see `deadletters`)."""
+    """Dead letters: a command the renderer or facecheck gave up on ends its attempt, a chain request the
+    planner gave up on is refused with the reason (see `deadletters`)."""
 
     async def on_dead_letter(letter: DeadLetter) -> None:
         try:
@@ -93,6 +94,11 @@ def dead_letter_handler(
             command = command_envelope.open(REGISTRY)
         except ContractError as exc:
             raise PoisonMessage(f"not a message the planner can read: {exc}") from exc
+        refusal = refused_request(command, letter.reason)
+        if refusal is not None:
+            # The ids derive from the request's own envelope: a repeated letter records nothing new.
+            await _advance(chains, batches, refusal.request.chain_id, command_envelope, refusal)
+            return
         trigger = abandoned(command, letter.reason)
         if trigger is None:
             log.debug("ignoring a dead %s of %s: the planner did not send it", command_envelope.type, letter.consumer)

@@ -35,9 +35,11 @@ class PlannerSettings(RuntimeSettings):
     # How many messages each consumer handles at once in this process.
     workers: int = Field(default=8, ge=1, le=256)
 
-    # The service names (their LIKENESS_SERVICE_NAME) of the services the planner commands: a command
-    # one of them dead-letters ends its chain's attempt instead of leaving the chain waiting forever.
-    dead_letters_of: tuple[str, ...] = ("renderer", "facecheck")
+    # The service names (their LIKENESS_SERVICE_NAME) whose dead letters the planner reads: a command the
+    # renderer or facecheck gave up on ends its chain's attempt, and a chain request the planner itself
+    # gave up on is refused with the reason, instead of leaving the chain (or its requester) waiting forever.
+    # Dead-letter consumers never dead-letter, so reading its own cannot loop.
+    dead_letters_of: tuple[str, ...] = ("renderer", "facecheck", "planner")
 
     @model_validator(mode="after")
     def _llm_complete(self) -> PlannerSettings:
@@ -46,10 +48,7 @@ class PlannerSettings(RuntimeSettings):
         return self
 
     @model_validator(mode="after")
-    def _not_own_dead_letters(self) -> PlannerSettings:
+    def _dead_letter_subjects(self) -> PlannerSettings:
         for service in self.dead_letters_of:
             validate_token(service)
-        if self.service_name in self.dead_letters_of:
-            # The planner's own dead letters are what it gave up on: reading them back could loop.
-            raise ValueError(f"LIKENESS_DEAD_LETTERS_OF may not name the planner itself ({self.service_name!r})")
         return self

@@ -209,3 +209,26 @@ async def test_dead_letters_the_planner_cannot_use_are_acked_and_never_dead_lett
                                      headers={**letter.headers(), "Nats-Msg-Id": str(uuid.uuid4())})
     await settled(nc, "renderer")
     assert await planner_dead_letters(nc) == before
+
+
+async def test_a_chain_request_the_planner_gave_up_on_is_refused_with_the_reason(
+        planner: PlannerSettings, nc: nats.NATS, store: EventStore) -> None:
+    chain_id = uuid.uuid4()
+    request = wrap(RequestChain(chain_id=chain_id, character_id="luna", user_id="u1",
+                                request_text="put her on a beach at sunset", reference_image=REFERENCE),
+                   chain_stream(chain_id))
+    # As the planner's bus does when the request's handler failed on every delivery (never published as a command).
+    await give_up(nc, "planner", request, "failed 3 times, last: KeyError: 'luna'")
+    await give_up(nc, "planner", request, "failed 3 times, last: KeyError: 'luna'")  # a second letter: no change
+
+    async def refused() -> list:
+        while len(recorded := await store.read_stream(chain_stream(chain_id))) < 2:
+            await asyncio.sleep(0.2)
+        return recorded
+
+    recorded = await asyncio.wait_for(refused(), WAIT_S)
+    await asyncio.sleep(1.0)
+    recorded = await store.read_stream(chain_stream(chain_id))
+    assert [r.envelope.type for r in recorded] == ["chain.requested", "chain.refused"]
+    refusal = recorded[1].envelope.open(REGISTRY)
+    assert refusal.rule == "planner.dead_letter" and "KeyError: 'luna'" in refusal.reason
