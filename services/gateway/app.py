@@ -16,6 +16,7 @@ from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
 from services.gateway.routers import auth, catalog, chains, characters, chat, jobs, me
 from services.gateway.settings import GatewaySettings
+from services.gateway.text_guard import TextGuardMiddleware
 from services.runtime.runner import Runtime
 
 __all__ = ["STATIC", "SessionCookieMiddleware", "build_runtime", "create_app"]
@@ -66,6 +67,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(SessionCookieMiddleware, secure=settings.cookie_secure,
                        max_age_s=settings.gateway_session_max_age_s)
+    app.add_middleware(TextGuardMiddleware)
     # Added last, so it runs first and times (and logs) everything, errors included.
     app.add_middleware(AccessLogMiddleware)
     for module in (auth, characters, chat, jobs, chains, me, catalog):

@@ -27,12 +27,16 @@ from typing import Any
 from prometheus_client import Histogram
 
 from services.gateway.db import Database
+from services.gateway.errors import BadRequest
 from services.gateway.images import preview_data_url
 from services.gateway.live import CLOSED, Listener, LiveHub, LiveItem, sse_frame
 from services.gateway.readmodels.chains import TERMINAL_TYPES
 from services.runtime.eventstore import EventStore
 
-__all__ = ["SSE_HEADERS", "StreamHeads", "chain_events", "chat_reply_events", "parse_last_event_id"]
+__all__ = ["MAX_EVENT_ID", "SSE_HEADERS", "StreamHeads", "chain_events", "chat_reply_events", "parse_last_event_id"]
+
+# Stream versions are Postgres bigints.
+MAX_EVENT_ID = 2**63 - 1
 
 DELIVERY = Histogram("likeness_gateway_sse_delivery_seconds",
                      "From the live hub receiving an event to its SSE frame taken by the server, per client",
@@ -63,9 +67,16 @@ class StreamHeads:
 
 
 def parse_last_event_id(header: str | None, query: int | None) -> int:
-    """The version to resume after: the header a reconnecting browser sends, else ?last_event_id=."""
-    if header is not None and header.strip().isdigit():
-        return int(header.strip())
+    """The version to resume after: the header a reconnecting browser sends, else ?last_event_id=.
+
+    A header that is not a stream version (a non-negative 64-bit integer, as every `id:` this gateway
+    sends) is a 400: it did not come from one of our streams."""
+    if header is not None and header.strip():
+        value = header.strip()
+        if not value.isascii() or not value.isdigit() or int(value) > MAX_EVENT_ID:
+            raise BadRequest(f"Last-Event-ID must be the `id:` of an event this stream sent (an integer from 0 to "
+                             f"{MAX_EVENT_ID}), not {value[:40]!r}", code="invalid_last_event_id")
+        return int(value)
     return query if query is not None and query > 0 else 0
 
 
@@ -90,7 +101,7 @@ async def chain_events(
         frames, last, ended = await _from_log(store, stream_id, last)
         for frame in frames:
             yield frame
-        if ended or (not frames and await _already_ended(store, stream_id, last)):
+        if ended or (not frames and last and await _resumed_past_the_end(store, stream_id, last)):
             return
         while True:
             item = await listener.next(period)
@@ -144,12 +155,15 @@ async def _from_log(store: EventStore, stream_id: str, after: int) -> tuple[list
     return frames, last, ended
 
 
-async def _already_ended(store: EventStore, stream_id: str, last: int) -> bool:
-    """A client resuming after the terminal event has nothing more to wait for."""
-    if last == 0:
-        return False
-    recorded = await store.read_stream(stream_id, after_version=last - 1)
-    return bool(recorded) and recorded[0].envelope.type in TERMINAL_TYPES
+async def _resumed_past_the_end(store: EventStore, stream_id: str, last: int) -> bool:
+    """A client resuming at or past the terminal event (any `Last-Event-ID` beyond a finished chain's
+    end) has nothing more to wait for: the stream closes instead of sending heartbeats for ever."""
+    recorded = await store.read_stream(stream_id, after_version=max(0, last - 1))
+    if recorded:
+        return recorded[0].envelope.type in TERMINAL_TYPES
+    # Past the head: ended if the chain's last event is terminal.
+    tail = await store.read_stream(stream_id)
+    return bool(tail) and tail[-1].envelope.type in TERMINAL_TYPES
 
 
 async def _live_frames(item: LiveItem, preview_max_chars: int) -> list[bytes]:

@@ -29,6 +29,7 @@ from services.gateway.errors import (
 )
 from services.gateway.images import sniff_media_type
 from services.gateway.photo_metadata import carries_metadata, is_lossless_webp
+from services.gateway.text_guard import unstorable
 
 __all__ = ["FaceVerdict", "Part", "PhotoCheck", "check_face", "check_photo", "clean_photo", "parse_multipart",
            "read_body"]
@@ -52,9 +53,12 @@ class Part:
 
     def text(self) -> str:
         try:
-            return self.data.decode("utf-8").strip()
+            text = self.data.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise Unprocessable(f"form field {self.name!r} is not UTF-8 text", code="invalid_field") from None
+        if (why := unstorable(text)) is not None:
+            raise Unprocessable(f"form field {self.name!r} {why}", code="invalid_request")
+        return text
 
 
 @dataclass(frozen=True)
@@ -218,8 +222,9 @@ def _encoder_options(source: Image.Image, media_type: str, data: bytes) -> dict[
     return options
 
 
-async def check_face(nc: nats.NATS, sha256: str, *, timeout_s: float) -> FaceVerdict:
-    """Ask the facecheck service whether the stored image holds one usable face; refuse it if not."""
+async def check_face(nc: nats.NATS, sha256: str, *, timeout_s: float, several_allowed: bool = False) -> FaceVerdict:
+    """Ask the facecheck service whether the stored image holds one usable face; refuse it if not.
+    A photo of several faces is refused too, unless the caller said the largest is the character's."""
     try:
         reply = await nc.request(rpc_subject("face.check_reference"), json.dumps({"sha256": sha256}).encode(),
                                  timeout=timeout_s)
@@ -240,4 +245,8 @@ async def check_face(nc: nats.NATS, sha256: str, *, timeout_s: float) -> FaceVer
         why = reason or ("no face was found" if faces == 0 else f"{faces} faces were found")
         raise Unprocessable(f"the photo cannot be a character's reference: {why}. Upload a clear photo of one "
                             "face, looking at the camera", code="no_face")
+    if faces > 1 and not several_allowed:
+        raise Unprocessable(f"the photo shows {faces} faces, and a reference is one person. Crop it to the "
+                            "character's face, or send the form field `face=largest` if the largest face is the "
+                            "character's", code="several_faces")
     return FaceVerdict(faces, reason)

@@ -155,11 +155,13 @@ async def purge_commands(nc: nats.NATS) -> None:
 
 
 class FakeFacecheck:
-    """Answers reference checks: one face, unless the image's sha256 is in `faceless` (or `answer` says else)."""
+    """Answers reference checks: one face, unless the image's sha256 is in `faceless`, or `crowds` says how
+    many faces it holds (answered as the real service does: ok, the largest face counts), or `answer` says else."""
 
     def __init__(self, nc: nats.NATS, answer: Callable[[str], dict] | None = None) -> None:
         self._nc = nc
         self.faceless: set[str] = set()
+        self.crowds: dict[str, int] = {}
         self.asked: list[str] = []
         self._answer = answer
         self._sub = None
@@ -179,6 +181,10 @@ class FakeFacecheck:
             answer = self._answer(sha)
         elif sha in self.faceless:
             answer = {"ok": False, "faces_found": 0, "reason": "no face found"}
+        elif sha in self.crowds:
+            faces = self.crowds[sha]
+            answer = {"ok": True, "faces_found": faces, "reason": f"{faces} faces found; the largest is the "
+                                                                  "character's face"}
         else:
             answer = {"ok": True, "faces_found": 1, "reason": None}
         await msg.respond(json.dumps(answer).encode())

@@ -27,7 +27,7 @@ from services.gateway.live import FAMILIES
 from tests.fakes.gateway_world import ChainScript, GatewayWorld
 from tests.conftest import Backends
 from tests.faces import face_of
-from tests.integration.gateway_helpers import Sse, sse_events
+from tests.integration.gateway_helpers import Sse, assert_error, sse_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -436,3 +436,23 @@ async def test_sync_waits_for_a_pass_in_flight_to_commit(world, maker) -> None:
     finally:
         projector._db = real
     assert row is not None and row["status"] == "running"
+
+
+@pytest.mark.parametrize("bogus", ["99999999999999999999999999999999", "-1", "abc", str(2**63)])
+async def test_a_bogus_last_event_id_is_a_400_not_a_dropped_connection(world, maker, bogus: str) -> None:
+    script = script_for(world, maker, steps=1)
+    await script.finish()
+    response = await maker.client.get(f"/chains/{script.chain_id}/events", headers={"Last-Event-ID": bogus})
+    assert_error(response, 400, "invalid_last_event_id")
+    assert "Last-Event-ID" in response.json()["detail"]
+    huge = await maker.client.get(f"/chains/{script.chain_id}/events", params={"last_event_id": str(2**63)})
+    assert_error(huge, 422, "invalid_request")
+
+
+@pytest.mark.parametrize("past", [0, 1, 1000, None], ids=["at", "one-past", "far-past", "int64-max"])
+async def test_resuming_at_or_past_the_end_of_a_finished_chain_closes_the_stream_at_once(
+        world, maker, open_stream, past: int | None) -> None:
+    script = script_for(world, maker, steps=1)
+    total = await script.finish()
+    stream = await open_stream(maker.client, script.chain_id, last=2**63 - 1 if past is None else total + past)
+    assert await stream.rest(timeout=5.0) == [] and stream.pings == 0

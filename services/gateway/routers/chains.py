@@ -21,7 +21,7 @@ from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict, Unprocessable
 from services.gateway.images import dhash, hamming
 from services.gateway.schemas import BranchRequest, ChainStarted
-from services.gateway.sse import SSE_HEADERS, chain_events, parse_last_event_id
+from services.gateway.sse import MAX_EVENT_ID, SSE_HEADERS, chain_events, parse_last_event_id
 from services.gateway.submit import start_chain
 
 __all__ = ["router", "with_seed"]
@@ -97,7 +97,7 @@ async def get_chain_events(
     chain_id: UUID,
     user: UserDep,
     gateway: GatewayDep,
-    last_event_id: int | None = Query(default=None, ge=0, description="resume after this stream version"),
+    last_event_id: int | None = Query(default=None, ge=0, le=MAX_EVENT_ID, description="resume after this stream version"),
     last_event_id_header: str | None = Header(default=None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
     await gateway.chains.check_owner(chain_id, user)

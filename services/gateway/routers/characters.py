@@ -52,6 +52,9 @@ _UPLOAD_FORM = {
                 "occupation": {"type": "string"},
                 "persona": {"type": "string"},
                 "art_style": {"type": "string", "description": "one of GET /styles"},
+                "face": {"type": "string", "enum": ["largest"],
+                         "description": "a photo with several faces is refused (422 several_faces) unless this says "
+                                        "which is the character's: the largest"},
             },
         }}},
     },
@@ -113,6 +116,10 @@ async def upload_image(request: Request, user: UserDep, gateway: GatewayDep, blo
     if image is None:
         raise Unprocessable("send the photo in a file field named `image`", code="image_missing")
     fields = {name: part.text() for name, part in parts.items() if name != "image"}
+    face = fields.pop("face", "") or None
+    if face not in (None, "largest"):
+        raise Unprocessable(f"`face` may only be \"largest\" (the face that is the character's in a photo of "
+                            f"several), not {face[:40]!r}", code="invalid_field")
     existing = fields.get("character_id") or None
     view = await visible_character(gateway.store, existing, user) if existing else None
     create = None if view is not None else _creation(fields, gateway.registry.styles, gateway.registry.default_style)
@@ -120,7 +127,8 @@ async def upload_image(request: Request, user: UserDep, gateway: GatewayDep, blo
                             max_pixels=settings.gateway_upload_max_pixels, min_side=settings.gateway_upload_min_side)
     # A phone photo carries where and with what it was taken: none of that is stored or served back.
     reference = await blobs.put_image(await asyncio.to_thread(clean_photo, image.data))
-    await check_face(gateway.runtime.bus.nc, reference.sha256, timeout_s=settings.gateway_facecheck_timeout_s)
+    await check_face(gateway.runtime.bus.nc, reference.sha256, timeout_s=settings.gateway_facecheck_timeout_s,
+                     several_allowed=face == "largest")
     if create is None:
         assert view is not None
         command = SetCharacterReference(character_id=view.character_id, image=reference, requested_by=user.id)

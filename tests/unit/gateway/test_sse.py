@@ -21,6 +21,7 @@ from contracts import (
     RenderWaiting,
 )
 from contracts.subjects import event_subject, live_subject
+from services.gateway.errors import BadRequest
 from services.gateway.live import CLOSED, LiveHub
 from services.gateway.sse import StreamHeads, chain_events, parse_last_event_id
 from services.runtime.eventstore import RecordedEvent
@@ -237,10 +238,17 @@ async def test_a_listener_hands_over_what_is_queued_waits_for_more_or_gives_up()
 
 
 @pytest.mark.parametrize(("header", "query", "after"), [
-    ("7", None, 7), (" 7 ", 3, 7), (None, 3, 3), ("junk", 3, 3), (None, None, 0), ("", 0, 0),
+    ("7", None, 7), (" 7 ", 3, 7), (None, 3, 3), (None, None, 0), ("", 0, 0), (str(2**63 - 1), None, 2**63 - 1),
 ])
 def test_last_event_id_comes_from_the_header_or_the_query(header, query, after) -> None:
     assert parse_last_event_id(header, query) == after
+
+
+@pytest.mark.parametrize("header", ["junk", "-1", "1.5", "99999999999999999999999999999999", str(2**63), "\u0667"])
+def test_a_last_event_id_that_no_stream_sent_is_a_400(header: str) -> None:
+    with pytest.raises(BadRequest, match="Last-Event-ID must be the `id:`") as caught:
+        parse_last_event_id(header.encode().decode("unicode_escape"), None)
+    assert caught.value.code == "invalid_last_event_id"
 
 
 async def test_stream_heads_ask_the_log_once_per_period_for_every_reader_of_a_stream() -> None:
