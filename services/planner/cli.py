@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -51,7 +52,24 @@ async def _reference(store: EventStore, blobs: BlobStore, character: str) -> tup
 
 async def edit(settings: RuntimeSettings, character: str, request: str, out_dir: Path, timeout_s: float) -> int:
     """Submit a chain, print its events as they happen, save the final image; 0 done, 1 failed."""
-    nc = await nats.connect(settings.nats_url, connect_timeout=settings.nats_timeout_s, max_reconnect_attempts=3)
+    outcome: asyncio.Queue[Message] = asyncio.Queue()
+    catch_up = asyncio.Event()
+
+    async def on_disconnected() -> None:
+        print("NATS connection lost; waiting for it to come back...", flush=True)
+
+    async def on_reconnected() -> None:
+        print("NATS is back; following the chain again", flush=True)
+        catch_up.set()  # events published meanwhile were not seen live: read them from the log
+
+    async def on_error(exc: Exception) -> None:
+        # Reconnect attempts fail while the server is down: the disconnect line above says so once.
+        return None
+
+    # Never gives up reconnecting by itself: the chain's own timeout bounds the wait.
+    nc = await nats.connect(settings.nats_url, connect_timeout=settings.nats_timeout_s, max_reconnect_attempts=-1,
+                            reconnect_time_wait=1, disconnected_cb=on_disconnected,
+                            reconnected_cb=on_reconnected, error_cb=on_error)
     engine = create_engine(settings)
     try:
         blobs = await BlobStore.open(nc.jetstream(), settings=settings)
@@ -59,7 +77,6 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
         character_id, reference = await _reference(store, blobs, character)
         chain_id = uuid.uuid4()
         stream = chain_stream(chain_id)
-        outcome: asyncio.Queue[Message] = asyncio.Queue()
 
         async def on_event(msg: nats.aio.msg.Msg) -> None:
             message = Envelope.from_bytes(msg.data).open(REGISTRY)
@@ -82,10 +99,13 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
         await nc.jetstream().publish(command_subject(command.type), envelope.to_bytes(),
                                      headers={"Nats-Msg-Id": str(envelope.event_id)}, timeout=settings.nats_timeout_s)
         print(f"chain {chain_id} submitted", flush=True)
+        follower = asyncio.ensure_future(_catch_up_after_reconnects(store, stream, catch_up, outcome))
         try:
             final = await asyncio.wait_for(outcome.get(), timeout_s)
         except asyncio.TimeoutError:
             raise CliError(f"chain {chain_id} did not finish within {timeout_s:.0f}s (see `likeness audit {chain_id}`)")
+        finally:
+            follower.cancel()
         if final.type == "chain.completed":
             out_dir.mkdir(parents=True, exist_ok=True)
             target = out_dir / f"{chain_id}.{final.final_image.media_type.split('/')[1]}"
@@ -93,8 +113,23 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
             print(f"final image: {target}")
         return _FINAL[final.type]
     finally:
-        await nc.drain()
+        with contextlib.suppress(Exception):
+            await nc.drain()
         await engine.dispose()
+
+
+async def _catch_up_after_reconnects(store: EventStore, stream: str, reconnected: asyncio.Event,
+                                     outcome: asyncio.Queue[Message]) -> None:
+    """After each reconnect, look in the log for the chain's end, which may have passed while NATS was away."""
+    while True:
+        await reconnected.wait()
+        reconnected.clear()
+        with contextlib.suppress(Exception):  # the database may be catching up too: the next reconnect retries
+            for recorded in await store.read_stream(stream):
+                message = recorded.envelope.open(REGISTRY)
+                if message.type in _FINAL:
+                    print(describe(message), flush=True)
+                    await outcome.put(message)
 
 
 async def audit(settings: RuntimeSettings, chain_id: uuid.UUID) -> int:
@@ -142,4 +177,8 @@ def run(coro) -> int:
         return asyncio.run(coro)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, nats.errors.Error) as exc:
+        print(f"error: cannot reach NATS or Postgres ({type(exc).__name__}: {exc}); is Likeness running "
+              "(`likeness status`)?", file=sys.stderr)
         return 2

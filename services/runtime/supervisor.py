@@ -33,6 +33,9 @@ _POLL_S = 0.5
 # A service that stayed up this long has recovered: its restart budget is refilled.
 _STABLE_S = 60.0
 _MAX_BACKOFF_S = 30.0
+# An embedded server that died is started again at once, then after 1, 2, 4 ... 30 s while it fails to start.
+_FIRST_SERVER_RESTART_S = 1.0
+_MAX_SERVER_RESTART_S = 30.0
 
 
 class StartupError(RuntimeError):
@@ -97,6 +100,38 @@ class ServiceProcess:
         return True
 
 
+class WatchedServer:
+    """An embedded server `up` started (NATS, Postgres): started again, with back-off, whenever it dies."""
+
+    def __init__(self, name: str, server: EmbeddedNats | EmbeddedPostgres) -> None:
+        self.name, self.server = name, server
+        self.delay = _FIRST_SERVER_RESTART_S
+        self.next_try = 0.0
+        self.down_since: float | None = None
+
+    def supervise(self) -> bool:
+        """Restart the server if it died; True when it was (its pid changed)."""
+        if self.server.alive():
+            return False
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            log.warning("embedded %s (pid %s) is not running; starting it again (the services reconnect)",
+                        self.name, self.server.pid)
+        if now < self.next_try:
+            return False
+        try:
+            self.server.restart()
+        except EmbeddedError as err:
+            log.error("embedded %s did not start again (%s); next try in %.0fs", self.name, err, self.delay)
+            self.next_try, self.delay = now + self.delay, min(self.delay * 2, _MAX_SERVER_RESTART_S)
+            return False
+        log.info("embedded %s running again (pid %s) after %.1fs down", self.name, self.server.pid,
+                 time.monotonic() - self.down_since)
+        self.delay, self.next_try, self.down_since = _FIRST_SERVER_RESTART_S, 0.0, None
+        return True
+
+
 def up(settings: LauncherSettings) -> int:
     """Start everything, print the web address, supervise until SIGINT/SIGTERM; the process exit code."""
     state_dir = settings.state_dir.resolve()
@@ -118,13 +153,15 @@ def up(settings: LauncherSettings) -> int:
         with contextlib.ExitStack() as stack:
             stack.callback(RunInfo.remove, state_dir)
             try:
-                info, services = _start(settings, state_dir, stack)
+                info, services, servers = _start(settings, state_dir, stack)
             finally:
                 starting = False
             print(f"Likeness is up: {info.gateway_url}", flush=True)
             while not stop.wait(_POLL_S):
-                if any([svc.supervise(settings.max_restarts) for svc in services]):
-                    _record(info, services).write(state_dir)
+                restarted = [server.supervise() for server in servers]
+                restarted += [svc.supervise(settings.max_restarts) for svc in services]
+                if any(restarted):
+                    _record(info, services, servers).write(state_dir)
             log.info("stopping")
         log.info("stopped")
         return 0
@@ -141,19 +178,22 @@ def up(settings: LauncherSettings) -> int:
 
 def _start(
     settings: LauncherSettings, state_dir: Path, stack: contextlib.ExitStack
-) -> tuple[RunInfo, list[ServiceProcess]]:
+) -> tuple[RunInfo, list[ServiceProcess], list[WatchedServer]]:
     """Everything up to ready services; cleanup of each step is pushed on `stack` as soon as it exists."""
-    nats_url, nats_pid = settings.nats_url, None
+    servers: list[WatchedServer] = []
+    nats_url = settings.nats_url
     if nats_url is None:
         nats = EmbeddedNats(state_dir / "nats", start_timeout_s=settings.startup_timeout_s)
         stack.callback(nats.stop)
-        nats_url, nats_pid = nats.start().url, nats.pid
+        nats_url = nats.start().url
+        servers.append(WatchedServer("nats", nats))
         log.info("embedded NATS at %s (log %s)", nats_url, nats.log_path)
-    database_url, postgres_pid = settings.database_url, None
+    database_url = settings.database_url
     if database_url is None:
         postgres = EmbeddedPostgres(state_dir / "postgres", start_timeout_s=settings.startup_timeout_s)
         stack.callback(postgres.stop)
-        database_url, postgres_pid = postgres.start().url, postgres.pid
+        database_url = postgres.start().url
+        servers.append(WatchedServer("postgres", postgres))
         log.info("embedded Postgres at %s (log %s)", database_url, postgres.log_path)
     migrate(database_url)
     provision(nats_url, settings.startup_timeout_s)
@@ -171,10 +211,9 @@ def _start(
     _wait_ready(services, settings.startup_timeout_s)
 
     info = RunInfo(pid=os.getpid(), state_dir=str(state_dir), nats_url=nats_url, database_url=database_url,
-                   gateway_url=f"http://{HOST}:{settings.gateway_port}", nats_pid=nats_pid,
-                   postgres_pid=postgres_pid, services={})
-    _record(info, services).write(state_dir)
-    return info, services
+                   gateway_url=f"http://{HOST}:{settings.gateway_port}", services={})
+    _record(info, services, servers).write(state_dir)
+    return info, services, servers
 
 
 def migrate(database_url: str) -> None:
@@ -230,9 +269,12 @@ def _stop_services(services: list[ServiceProcess], timeout_s: float) -> None:
         wait_or_kill(proc, max(0.1, deadline - time.monotonic()))
 
 
-def _record(info: RunInfo, services: list[ServiceProcess]) -> RunInfo:
+def _record(info: RunInfo, services: list[ServiceProcess], servers: list[WatchedServer]) -> RunInfo:
+    """run.json's view of what runs now: the live pids, after any restart."""
     info.services = {svc.name: ServiceInfo(pid=svc.proc.pid, port=svc.port, log=str(svc.log_path))
                      for svc in services if svc.proc}
+    pids = {server.name: server.server.pid for server in servers}
+    info.nats_pid, info.postgres_pid = pids.get("nats"), pids.get("postgres")
     return info
 
 

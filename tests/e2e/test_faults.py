@@ -1,13 +1,15 @@
-"""Faults of the infrastructure under running chains: the database goes away and comes back.
+"""Faults of the infrastructure under running chains: the database or NATS goes away and comes back.
 
-`likeness up` runs every service against a Postgres of the test's own (so the test, not the launcher,
-decides when it is down); the fake ComfyUI renders slowly enough that chains are mid-flight when it goes.
+For the database, `likeness up` runs every service against a Postgres of the test's own (so the test,
+not the launcher, decides how long it is down); for NATS, against its embedded one, which it must start
+again itself. The fake ComfyUI renders slowly enough that chains are mid-flight when the fault comes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import nats
+import psutil
 import pytest
 
 from contracts.subjects import DEAD_LETTERS_STREAM
@@ -121,3 +124,37 @@ def test_chains_survive_a_postgres_restart(stack: Stack, postgres: EmbeddedPostg
         assert time.monotonic() < deadline, "the outbox did not empty within 30 s of the restart"
         time.sleep(0.5)
     assert len({run.chain_id for run in done}) == CHAINS and all(isinstance(r.chain_id, uuid.UUID) for r in done)
+
+
+@pytest.fixture(scope="module")
+def own_nats_stack(workdir: Path, slow_comfy: FakeComfy) -> Iterator[Stack]:
+    """`likeness up` with its embedded NATS (and Postgres), which it must keep running."""
+    yield from started(Stack(workdir / "own-nats", env={"LIKENESS_COMFYUI_URLS": slow_comfy.url}))
+
+
+def test_chains_and_the_cli_ride_out_nats_killed_and_restarted_by_up(own_nats_stack: Stack, photo: Path) -> None:
+    stack = own_nats_stack
+    before = json.loads((stack.state_dir / "run.json").read_text())
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(stack.edit, photo, REQUESTS[i % 2], timeout_s=300) for i in range(4)]
+        deadline = time.monotonic() + 60
+        while not query(stack.database_url, "SELECT 1 FROM events WHERE type = 'chain.planned' LIMIT 1"):
+            assert time.monotonic() < deadline, "no chain was planned within 60 s"
+            time.sleep(0.2)
+        psutil.Process(before["nats_pid"]).kill()
+        done: list[EditRun] = [run.result(timeout=400) for run in runs]
+
+    for run in done:
+        assert run.returncode == 0, f"chain {run.chain_id}: exit {run.returncode}\n{run.stdout}\n{run.stderr}"
+        assert "Traceback" not in run.stderr, run.stderr
+    # Each CLI was following its chain when NATS went, said so, and saw the end.
+    assert all("waiting for it to come back" in run.stdout for run in done), [run.stdout for run in done]
+    ends = {row["stream_id"]: row["type"] for row in query(
+        stack.database_url, "SELECT stream_id, type FROM events WHERE type IN ('chain.completed', 'chain.failed')")}
+    assert all(ends.get(f"chain-{run.chain_id}") == "chain.completed" for run in done), ends
+    after = json.loads((stack.state_dir / "run.json").read_text())
+    assert after["nats_pid"] != before["nats_pid"] and psutil.pid_exists(after["nats_pid"])
+    status = stack.cli("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert str(after["nats_pid"]) in status.stdout
+    assert "embedded nats" in stack.log("up") and "running again" in stack.log("up")

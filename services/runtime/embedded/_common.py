@@ -104,6 +104,15 @@ class Server:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def alive(self) -> bool:
+        """Whether the server process is still running (it may have been killed or crashed)."""
+        raise NotImplementedError
+
+    def restart(self) -> Self:
+        """Start again after the process died, on the same port and data; raises EmbeddedError if it cannot."""
+        self.stop()
+        return self.start()
+
     def __enter__(self) -> Self:
         return self.start()
 

@@ -85,6 +85,9 @@ class EmbeddedNats(Server):
                                 f"{self.start_timeout_s}s; log tail:\n{tail(self.log_path)}")
         return self
 
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self) -> None:
         """SIGTERM the server, SIGKILL it after `stop_timeout_s`."""
         if self._proc is not None:

@@ -98,6 +98,15 @@ class EmbeddedPostgres(Server):
                 stop_process(found[0], 5)
         self.pid = None
 
+    def alive(self) -> bool:
+        found = self._postmaster()
+        return found is not None and found[0].pid == self.pid
+
+    def restart(self) -> Self:
+        # The postmaster is gone: nothing to stop; start() adopts a live one or starts one on the same port.
+        self.pid = None
+        return self.start()
+
     def _postmaster(self) -> tuple[psutil.Process, list[str]] | None:
         """The live postmaster of our pgdata and its postmaster.pid lines, if any."""
         try:
