@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from contracts.subjects import DEAD_LETTERS_STREAM
 from services.runtime.embedded import EmbeddedPostgres
 from services.runtime.settings import to_asyncpg_dsn
 from tests.e2e.fakes import FakeComfy
-from tests.e2e.stack import EditRun, Stack, started
+from tests.e2e.stack import Background, EditRun, Stack, clean_env, started
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -158,3 +159,80 @@ def test_chains_and_the_cli_ride_out_nats_killed_and_restarted_by_up(own_nats_st
     assert status.returncode == 0, status.stdout + status.stderr
     assert str(after["nats_pid"]) in status.stdout
     assert "embedded nats" in stack.log("up") and "running again" in stack.log("up")
+
+
+# -- renderers: a slow render is left alone, a dead renderer's step goes to another ---------------------
+
+ACK_WAIT_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def slower_comfy(workdir: Path) -> Iterator[FakeComfy]:
+    # 1.5 s a sampler step: a render takes several ack waits.
+    (workdir / "slower").mkdir(exist_ok=True)
+    fake = FakeComfy(workdir / "slower", "--step-delay", "1.5")
+    try:
+        yield fake
+    finally:
+        fake.process.stop()
+
+
+@pytest.fixture(scope="module")
+def renderers(workdir: Path, slower_comfy: FakeComfy) -> Iterator[Stack]:
+    """A stack whose consumers wait only 5 s for an ack before JetStream redelivers."""
+    yield from started(Stack(workdir / "renderers", env={
+        "LIKENESS_COMFYUI_URLS": slower_comfy.url, "LIKENESS_ACK_WAIT_S": str(ACK_WAIT_S)}))
+
+
+def comfy_prompts(comfy: FakeComfy) -> set[str]:
+    """Ids of every prompt the fake ComfyUI has running, waiting or done."""
+    queue = httpx.get(f"{comfy.url}/queue", timeout=5).json()
+    history = httpx.get(f"{comfy.url}/history", timeout=5).json()
+    return {entry[1] for entry in queue["queue_running"] + queue["queue_pending"]} | set(history)
+
+
+def wait_for_prompts(comfy: FakeComfy, count: int, timeout_s: float) -> float:
+    started_at = time.monotonic()
+    while len(comfy_prompts(comfy)) < count:
+        assert time.monotonic() - started_at < timeout_s, f"fewer than {count} prompts after {timeout_s:.0f}s"
+        time.sleep(0.2)
+    return time.monotonic() - started_at
+
+
+def test_a_render_longer_than_the_ack_wait_is_never_redelivered(renderers: Stack, slower_comfy: FakeComfy,
+                                                                 photo: Path) -> None:
+    stack = renderers
+    before = len(comfy_prompts(slower_comfy))
+    started_at = time.monotonic()
+    run = stack.edit(photo, "on a beach at sunset", timeout_s=180)
+    took = time.monotonic() - started_at
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert took > 2 * ACK_WAIT_S, f"the render took {took:.1f}s: not longer than the ack wait, proves nothing"
+    assert len(comfy_prompts(slower_comfy)) - before == 1
+    types = [event.type for event in stack.events(run.chain_id)]
+    assert types.count("chain.step_rendered") == 1 and types[-1] == "chain.completed"
+
+
+def test_a_killed_renderers_step_is_rendered_by_another_within_30_s(renderers: Stack, slower_comfy: FakeComfy,
+                                                                   workdir: Path, photo: Path) -> None:
+    stack = renderers
+    before = len(comfy_prompts(slower_comfy))
+    second = None
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            edit = pool.submit(stack.edit, photo, "on a snowy mountain", timeout_s=240)
+            wait_for_prompts(slower_comfy, before + 1, 60)  # up's renderer, the only one, is rendering it
+            second = Background("renderer-2", [sys.executable, "-m", "services.renderer"], clean_env(
+                LIKENESS_COMFYUI_URLS=slower_comfy.url, LIKENESS_ACK_WAIT_S=str(ACK_WAIT_S),
+                LIKENESS_NATS_URL=stack.nats_url, LIKENESS_DATABASE_URL=stack.database_url,
+                LIKENESS_SERVICE_NAME="renderer", LIKENESS_HTTP_PORT="0"), workdir)
+            psutil.Process(json.loads((stack.state_dir / "run.json").read_text())["services"]["renderer"]["pid"]).kill()
+            # The second renderer (or `up`'s, restarted) takes the step once its ack wait runs out.
+            redelivered_after = wait_for_prompts(slower_comfy, before + 2, 30)
+            run = edit.result(timeout=300)
+    finally:
+        if second is not None:
+            second.stop()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert redelivered_after <= 30
+    assert [event.type for event in stack.events(run.chain_id)][-1] == "chain.completed"
