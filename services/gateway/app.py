@@ -14,6 +14,7 @@ from services.gateway.access_log import AccessLogMiddleware
 from services.gateway.auth import SESSION_COOKIE
 from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
+from services.gateway.openapi import install_openapi
 from services.gateway.routers import auth, catalog, chains, characters, chat, jobs, me
 from services.gateway.settings import GatewaySettings
 from services.gateway.text_guard import TextGuardMiddleware
@@ -65,6 +66,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     """The HTTP API and the web page; `app.state.gateway` is set by `build_runtime`."""
     app = FastAPI(title="Likeness", version="1", description=_DESCRIPTION, docs_url="/docs", redoc_url=None)
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(SessionCookieMiddleware, secure=settings.cookie_secure,
                        max_age_s=settings.gateway_session_max_age_s)
     app.add_middleware(TextGuardMiddleware)

@@ -133,8 +133,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return _reply(404, "not_found", detail)
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path} (see /docs for the methods it takes)"
-            return _reply(405, "method_not_allowed", detail, headers=headers)
+            # Starlette's Allow names the first matching route's methods only; a path may have several routes.
+            allowed = _methods_for(request)
+            detail = (f"{request.method} is not allowed on {request.url.path}; it takes {', '.join(allowed)} "
+                      "(see /docs)")
+            return _reply(405, "method_not_allowed", detail, headers={**(headers or {}), "Allow": ", ".join(allowed)})
         code = "bad_request" if 400 <= exc.status_code < 500 else "internal"
         return _reply(exc.status_code, code, str(exc.detail), headers=headers)
 
@@ -153,6 +156,15 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         detail = "the gateway failed unexpectedly; the error is logged. Retry, and report it if it persists."
         return _reply(500, "internal", detail)
+
+
+def _methods_for(request: Request) -> list[str]:
+    path, methods = request.url.path, set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _reply(status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:

@@ -26,6 +26,10 @@ __all__ = [
 ]
 
 _REQUEST_MAX = 2000
+# Text is stripped of surrounding white space first: it must hold something else.
+_SOME_TEXT = r"\S"
+# No plan has more steps than this (services.planner's schema allows 3, the bound leaves room).
+_MAX_STEP = 15
 
 
 class _Body(BaseModel):
@@ -34,14 +38,14 @@ class _Body(BaseModel):
 
 class GenerateImageRequest(_Body):
     character_id: CharacterId
-    request: str = Field(min_length=1, max_length=_REQUEST_MAX,
+    request: str = Field(min_length=1, max_length=_REQUEST_MAX, pattern=_SOME_TEXT,
                          description='What to show, e.g. "on a beach at sunset, in a red dress --seed 7"')
     conversation_id: UUID | None = None
 
 
 class ChatRequest(_Body):
     character_id: CharacterId
-    text: str = Field(min_length=1, max_length=8000)
+    text: str = Field(min_length=1, max_length=8000, pattern=_SOME_TEXT)
     conversation_id: UUID | None = Field(default=None, description="omit to start a new conversation")
 
 
@@ -52,8 +56,9 @@ class PersonaUpdate(_Body):
 
 
 class BranchRequest(_Body):
-    from_step: int = Field(ge=0, description="the step of the parent chain whose accepted image the branch edits")
-    request: str = Field(min_length=1, max_length=_REQUEST_MAX)
+    from_step: int = Field(ge=0, le=_MAX_STEP,
+                           description="the step of the parent chain whose accepted image the branch edits")
+    request: str = Field(min_length=1, max_length=_REQUEST_MAX, pattern=_SOME_TEXT)
 
 
 class LoginRequest(_Body):
