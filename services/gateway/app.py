@@ -14,6 +14,7 @@ from services.gateway.access_log import AccessLogMiddleware
 from services.gateway.auth import SESSION_COOKIE
 from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
+from services.gateway.http_middleware import HttpMiddleware
 from services.gateway.openapi import install_openapi
 from services.gateway.routers import auth, catalog, chains, characters, chat, jobs, me
 from services.gateway.settings import GatewaySettings
@@ -36,17 +37,14 @@ did not make is a 404 to you. Errors are JSON: `{"error": code, "detail": what w
 """
 
 
-class SessionCookieMiddleware:
+class SessionCookieMiddleware(HttpMiddleware):
     """Sets the session cookie a request asked for (`request.state.set_session`), streaming responses included."""
 
     def __init__(self, app: ASGIApp, *, secure: bool, max_age_s: int) -> None:
-        self.app, self.secure, self.max_age_s = app, secure, max_age_s
+        super().__init__(app)
+        self.secure, self.max_age_s = secure, max_age_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
                 value = (scope.get("state") or {}).get("set_session")

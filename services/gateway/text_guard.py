@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from services.gateway.errors import error_body
+from services.gateway.http_middleware import HttpMiddleware
 
 __all__ = ["TextGuardMiddleware", "unstorable"]
 
@@ -66,16 +67,10 @@ def problems_in(scope: Scope, body: bytes | None) -> list[dict[str, str]]:
     return found
 
 
-class TextGuardMiddleware:
+class TextGuardMiddleware(HttpMiddleware):
     """Refuses requests carrying unstorable text in the path, the query or a JSON body (422)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         body: bytes | None = None
         messages: list[Message] = []
         if _is_json(scope):
