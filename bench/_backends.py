@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.runtime.scratch import scratch_backends
+from services.launcher.scratch import scratch_backends
 from services.runtime.settings import to_asyncpg_dsn
 
 __all__ = ["backends", "machine", "pg_settings"]

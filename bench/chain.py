@@ -94,7 +94,7 @@ from contracts import (
 )
 from contracts.subjects import COMMANDS_STREAM, command_subject, event_subject
 from services.runtime.blobs import BlobStore
-from services.runtime.embedded import free_port
+from services.launcher.embedded import free_port
 from services.runtime.ids import derived_id
 from services.runtime.settings import to_asyncpg_dsn
 from services.runtime.streams import ensure_streams

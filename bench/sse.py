@@ -53,7 +53,7 @@ from bench._backends import backends, machine, pg_settings
 from tests.fakes.gateway_world import ChainScript, Relay, png
 from services.runtime.blobs import BlobStore
 from services.runtime.database import create_engine
-from services.runtime.embedded import free_port
+from services.launcher.embedded import free_port
 from services.runtime.eventstore import EventStore
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams

@@ -16,7 +16,7 @@ import pytest
 
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
-from services.runtime.scratch import Backends, scratch_backends
+from services.launcher.scratch import Backends, scratch_backends
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ensure_streams
 

@@ -1,4 +1,4 @@
-"""The LLM behind the replies: a small `ReplyModel` protocol, its implementation over the shared client, a fake.
+"""The LLM behind the replies: a small `ReplyModel` protocol and its implementation over the shared client.
 
 `OpenAIReplyModel` streams a chat completion from any OpenAI-compatible endpoint through
 `services.runtime.llm.LlmClient`, hands each text delta to the caller as it arrives, and reports usage
@@ -10,7 +10,6 @@ not offered it again.
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ from services.chat.errors import LlmUnavailable
 from services.chat.prompts import PICTURE_TOOL
 from services.runtime.llm import DeltaSink, LlmClient, LlmError, LlmRejected, LlmSettings, ToolCall, estimate_tokens
 
-__all__ = ["DeltaSink", "LlmAnswer", "OpenAIReplyModel", "ReplyModel", "ScriptedReplyModel", "estimate_tokens"]
+__all__ = ["DeltaSink", "LlmAnswer", "OpenAIReplyModel", "ReplyModel", "estimate_tokens"]
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -96,33 +95,3 @@ def _picture_request(calls: Iterable[ToolCall]) -> str | None:
         # A call without a usable scene still means "a picture of me": the default scene serves.
         return request.strip() if isinstance(request, str) and request.strip() else ""
     return None
-
-
-class ScriptedReplyModel:
-    """In-tree fake `ReplyModel`: answers from a script (text, `LlmAnswer` or an exception), records requests."""
-
-    def __init__(self, answers: Iterable[str | LlmAnswer | Exception] = (), *, model: str = "scripted",
-                 default: str | None = None) -> None:
-        self.model = model
-        self.answers: deque[str | LlmAnswer | Exception] = deque(answers)
-        self.default = default
-        self.requests: list[tuple[list[dict[str, Any]], bool]] = []
-        self.closed = False
-
-    async def stream(self, messages: Messages, on_delta: DeltaSink, *, offer_picture_tool: bool = False) -> LlmAnswer:
-        self.requests.append(([dict(m) for m in messages], offer_picture_tool))
-        answer = self.answers.popleft() if self.answers else self.default
-        if answer is None:
-            raise LlmUnavailable("scripted model: no answer left")
-        if isinstance(answer, Exception):
-            raise answer
-        if isinstance(answer, str):
-            answer = LlmAnswer(answer, sum(estimate_tokens(str(m.get("content", ""))) for m in messages),
-                               estimate_tokens(answer))
-        words = answer.text.split(" ")
-        for index, word in enumerate(words):
-            await on_delta(word if index == len(words) - 1 else word + " ")
-        return answer
-
-    async def aclose(self) -> None:
-        self.closed = True

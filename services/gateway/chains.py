@@ -30,7 +30,7 @@ from services.gateway.readmodels.chains import (
     ChainSummary,
     evolve_chain,
 )
-from services.planner.audit import ChainAudit, build_audit
+from contracts.audit import ChainAudit, build_audit
 from services.runtime.eventstore import EventStore
 
 __all__ = ["ChainReader", "ChainRecord", "image_links", "job_body"]

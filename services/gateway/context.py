@@ -17,6 +17,7 @@ from services.gateway.accounts import Accounts
 from services.gateway.auth import RateLimiter, SessionSigner
 from services.gateway.chains import ChainReader
 from services.gateway.commands import Commander
+from services.gateway.catalog import CatalogClient
 from services.gateway.db import Database
 from services.gateway.errors import Unavailable
 from services.gateway.images import ByteCache
@@ -24,7 +25,6 @@ from services.gateway.live import LiveHub
 from services.gateway.readmodels.projector import Projector
 from services.gateway.settings import GatewaySettings
 from services.gateway.sse import StreamHeads
-from services.planner.planning.registry import Registry
 from services.runtime.blobs import BlobStore
 from services.runtime.eventstore import EventStore
 from services.runtime.runner import Runtime
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class Gateway:
     """The gateway's shared resources (one per process)."""
 
-    def __init__(self, settings: GatewaySettings, runtime: Runtime, *, registry: Registry | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, runtime: Runtime) -> None:
         assert runtime.engine is not None and runtime.store is not None, "the gateway needs the database"
         self.settings = settings
         self.runtime = runtime
@@ -53,7 +53,7 @@ class Gateway:
         self.signer = SessionSigner(settings.gateway_session_secret.get_secret_value(),
                                     max_age_s=settings.gateway_session_max_age_s)
         self.limiter = RateLimiter(settings.gateway_rate_per_s, settings.gateway_rate_burst)
-        self.registry = registry or Registry.load()
+        self.catalog = CatalogClient(lambda: runtime.bus.nc, timeout_s=settings.gateway_facecheck_timeout_s)
         self.thumbs = ByteCache(settings.gateway_thumb_cache_bytes)
         self.hashes: OrderedDict[str, str] = OrderedDict()
         # Heartbeats of every stream of one chain share one look at the log per half period.

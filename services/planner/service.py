@@ -14,6 +14,8 @@ from contracts.subjects import (
     event_filter,
 )
 from services.planner.batches import BatchRecorder
+from services.planner.catalog import catalog_of
+from services.planner.catalog import serve as serve_catalog_requests
 from services.planner.chains import ChainService
 from services.planner.handlers import command_handlers, dead_letter_handler, result_handlers
 from services.planner.plan_model import OpenAICompatibleChat
@@ -56,7 +58,13 @@ def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = 
         async def close_llm(_: Runtime) -> None:
             await chat.aclose()
 
-    planner = Planner(Registry.load(), LlmPlanner(chat) if chat else None)
+    registry = Registry.load()
+    planner = Planner(registry, LlmPlanner(chat) if chat else None)
+
+    @runtime.on_startup
+    async def serve_catalog(rt: Runtime) -> None:
+        await serve_catalog_requests(rt.bus.nc, catalog_of(registry))
+
     chains = ChainService(runtime.store, clock)
     planning = RequestPlanning(planner, runtime.store, user_policy=UserPolicy(max_rating=settings.user_max_rating),
                                default_style=settings.default_style)

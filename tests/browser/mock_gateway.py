@@ -39,7 +39,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, ImageDraw
 
-from services.runtime.embedded import free_port
+from services.launcher.embedded import free_port
 
 __all__ = ["MockGateway", "create_app"]
 

@@ -31,7 +31,7 @@ import nats
 import psutil
 
 from services.runtime.blobs import BlobStore
-from services.runtime.embedded import free_port
+from services.launcher.embedded import free_port
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
 
 __all__ = ["REPO", "Background", "EditRun", "Recorded", "Stack", "clean_env", "started"]
@@ -141,7 +141,7 @@ class Stack:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Stack:
-        self.up = Background("likeness-up", [sys.executable, "-m", "services.runtime.cli", "up"], self.env,
+        self.up = Background("likeness-up", [sys.executable, "-m", "services.launcher.cli", "up"], self.env,
                              self.state_dir.parent)
         expected = f"Likeness is up: http://127.0.0.1:{self.port}"
         try:
@@ -181,7 +181,7 @@ class Stack:
 
     def cli(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Another `likeness` command against this stack's state dir."""
-        return subprocess.run([sys.executable, "-m", "services.runtime.cli", *args], check=False, cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "services.launcher.cli", *args], check=False, cwd=REPO,
                               env=self.cli_env, capture_output=True, text=True, timeout=timeout_s)
 
     def edit(self, photo: Path, request: str, *, timeout_s: float = 120.0) -> EditRun:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.planner.planning.fakes import plan_json
+from tests.fakes.planner_llm import plan_json
 from tests.e2e.comfy_script import ERROR_MESSAGE, ComfyScript
 from tests.e2e.fakes import FakeComfy, FakeLlm
 from tests.e2e.stack import CHAIN_SERVICES, REPO, EditRun, Recorded, Stack, started

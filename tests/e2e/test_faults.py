@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from contracts.subjects import DEAD_LETTERS_STREAM
-from services.runtime.embedded import EmbeddedPostgres
+from services.launcher.embedded import EmbeddedPostgres
 from services.runtime.settings import to_asyncpg_dsn
 from tests.e2e.fakes import FakeComfy
 from tests.e2e.stack import Background, EditRun, Stack, clean_env, started

@@ -18,7 +18,7 @@ import asyncpg
 import psutil
 import pytest
 
-from services.runtime.embedded import free_port
+from services.launcher.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -39,7 +39,7 @@ class Up:
         self.env = env
         self.stderr_path = state_dir.parent / f"up-{time.monotonic_ns()}.err"
         with self.stderr_path.open("wb") as stderr:
-            self.proc = subprocess.Popen([sys.executable, "-m", "services.runtime.cli", "up"], cwd=REPO, env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "services.launcher.cli", "up"], cwd=REPO, env=env,
                                          stdout=subprocess.PIPE, stderr=stderr, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -69,7 +69,7 @@ class Up:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run another `likeness` command against the same state dir."""
-        return subprocess.run([sys.executable, "-m", "services.runtime.cli", *args], cwd=REPO, env=self.env,
+        return subprocess.run([sys.executable, "-m", "services.launcher.cli", *args], cwd=REPO, env=self.env,
                               capture_output=True, text=True, timeout=60)
 
     def terminate(self) -> int:

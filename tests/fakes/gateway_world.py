@@ -1,6 +1,7 @@
 """Fakes for tests and benchmarks of the gateway, over real NATS and Postgres (test code: never shipped).
 
     RunningGateway  the gateway service (its real Runtime) in this process, on a free port
+    (and the planner's catalog answers, from its real registries)
     Relay           an outbox relay in this process, woken by every append of a given store
     FakeFacecheck   answers likeness.rpc.face.check_reference: ok, unless the image is marked faceless
     FakeChat        answers character commands with chat's own pure rules, and chat messages the way
@@ -59,10 +60,13 @@ from contracts.streams import character_stream
 from contracts.subjects import COMMANDS_STREAM, PREFIX, live_subject, rpc_subject
 from services.chat.domain import characters as character_rules
 from services.gateway.app import build_runtime
+from services.planner.catalog import catalog_of
+from services.planner.catalog import serve as serve_catalog
+from services.planner.planning.registry import Registry
 from services.gateway.context import Gateway
 from services.gateway.settings import GatewaySettings
 from services.runtime.blobs import BlobStore
-from services.runtime.embedded import free_port
+from services.launcher.embedded import free_port
 from services.runtime.eventstore import EventStore
 from services.runtime.outbox import OutboxRelay
 from services.runtime.runner import Runtime
@@ -395,6 +399,8 @@ class GatewayWorld:
         self.relay = Relay(self.database_url, self.nc.jetstream(timeout=5), self.store).start()
         self.facecheck = await FakeFacecheck(self.nc).start()
         self.chat = await FakeChat(self.nc, self.store).start()
+        # The planner's catalog answers, from its real registries (the planner itself does not run here).
+        self.catalog = await serve_catalog(self.nc, catalog_of(Registry.load()))
         self.running = await RunningGateway(self.settings).start()
         self.url = self.running.url
         return self
@@ -412,6 +418,7 @@ class GatewayWorld:
     async def close(self) -> None:
         await self.running.stop()
         await self.chat.stop()
+        await self.catalog.unsubscribe()
         await self.facecheck.stop()
         await self.relay.stop()
         await purge_commands(self.nc)

@@ -11,7 +11,7 @@ import nats
 import psutil
 import pytest
 
-from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres
+from services.launcher.embedded import EmbeddedNats, EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 

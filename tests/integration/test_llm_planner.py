@@ -16,7 +16,7 @@ import pytest
 
 from services.planner.plan_model import OpenAICompatibleChat
 from services.planner.planning import CharacterProfile, LlmPlanner, Planner, UserPolicy
-from services.planner.planning.fakes import plan_json
+from tests.fakes.planner_llm import plan_json
 from services.planner.planning.registry import Registry
 from services.runtime.llm import LlmSettings
 from tests.conftest import REPO

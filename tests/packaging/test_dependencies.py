@@ -77,7 +77,7 @@ def test_each_service_imports_with_only_its_own_group(service: str, tmp_path: Pa
                   env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/")})
     assert imports.returncode == 0, f"{service} needs more than its group:\n{imports.stdout}{imports.stderr}"
     # Every image runs the migration Job's `likeness migrate` (against an external database).
-    migrate = run(str(venv / "bin" / "python"), "-c", "import services.runtime.cli, services.runtime.supervisor",
+    migrate = run(str(venv / "bin" / "python"), "-c", "import services.launcher.cli, services.launcher.supervisor",
                   env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/")})
     assert migrate.returncode == 0, migrate.stderr
 
@@ -87,9 +87,9 @@ def test_the_launcher_runs_on_the_runtime_and_the_embedded_group(tmp_path: Path,
     install = run("sh", "deploy/install-service.sh", "embedded", str(venv), sys.executable, env=uv_env)
     assert install.returncode == 0, install.stderr
     assert not installed(venv, uv_env) & {"openai", "insightface", "onnxruntime", "websockets"}
-    imports = run(str(venv / "bin" / "python"), "-c", IMPORT_ALL, "contracts", "services.runtime.embedded",
+    imports = run(str(venv / "bin" / "python"), "-c", IMPORT_ALL, "contracts", "services.launcher.embedded",
                   env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/")})
     assert imports.returncode == 0, imports.stdout + imports.stderr
-    cli = run(str(venv / "bin" / "python"), "-c", "import services.runtime.cli, services.runtime.supervisor",
+    cli = run(str(venv / "bin" / "python"), "-c", "import services.launcher.cli, services.launcher.supervisor",
               env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/")})
     assert cli.returncode == 0, cli.stderr

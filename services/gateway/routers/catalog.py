@@ -1,4 +1,4 @@
-"""What pictures can be made with: the diffusion models and the art styles (the planner's registries)."""
+"""What pictures can be made with: the diffusion models and the art styles (the planner's catalog, over NATS)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ router = APIRouter(tags=["catalog"])
 
 @router.get("/models", summary="The models a request may name with --model")
 async def models(_: UserDep, gateway: GatewayDep) -> list[dict[str, Any]]:
-    registry = gateway.registry
+    catalog = await gateway.catalog.get()
     return [{"name": m.name, "kind": m.kind, "description": m.description, "width": m.width, "height": m.height,
-             "steps": m.steps, "styles": sorted(s.name for s in registry.styles.values() if s.model == m.name)}
-            for m in registry.models.values()]
+             "steps": m.steps, "styles": sorted(s.name for s in catalog.styles if s.model == m.name)}
+            for m in catalog.models]
 
 
 @router.get("/styles", summary="The art styles a character or a request (--style) may use")
 async def styles(_: UserDep, gateway: GatewayDep) -> list[dict[str, Any]]:
-    registry = gateway.registry
+    catalog = await gateway.catalog.get()
     return [{"name": s.name, "model": s.model, "description": s.description, "lora": s.lora,
-             "default": s.name == registry.default_style} for s in registry.styles.values()]
+             "default": s.name == catalog.default_style} for s in catalog.styles]

@@ -122,7 +122,11 @@ async def upload_image(request: Request, user: UserDep, gateway: GatewayDep, blo
                             f"several), not {face[:40]!r}", code="invalid_field")
     existing = fields.get("character_id") or None
     view = await visible_character(gateway.store, existing, user) if existing else None
-    create = None if view is not None else _creation(fields, gateway.registry.styles, gateway.registry.default_style)
+    if view is None:
+        catalog = await gateway.catalog.get()
+        create = _creation(fields, catalog.style_names(), catalog.default_style)
+    else:
+        create = None
     await asyncio.to_thread(check_photo, image.data, max_bytes=settings.gateway_upload_max_bytes,
                             max_pixels=settings.gateway_upload_max_pixels, min_side=settings.gateway_upload_min_side)
     # A phone photo carries where and with what it was taken: none of that is stored or served back.

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from services.chat.errors import LlmUnavailable
-from services.chat.llm import LlmAnswer, OpenAIReplyModel, ScriptedReplyModel
+from services.chat.llm import LlmAnswer, OpenAIReplyModel
+from tests.fakes.chat_llm import ScriptedReplyModel
 from services.runtime.llm import LlmSettings, sdk_httpx
 
 httpx = sdk_httpx()

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from contracts import REGISTRY, ChatTokenDelta, Envelope
 from services.chat.costs import PriceTable
 from services.chat.errors import LlmUnavailable
-from services.chat.llm import LlmAnswer, ScriptedReplyModel
+from services.chat.llm import LlmAnswer
+from tests.fakes.chat_llm import ScriptedReplyModel
 from services.chat.offline import OFFLINE_MODEL
 from services.chat.personas import load_personas
 from services.chat.replies import Replier

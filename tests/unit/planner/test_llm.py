@@ -9,7 +9,7 @@ import pytest
 
 from services.planner.planning import LlmPlanner, LlmUnavailable, Plan, Planner, Refusal
 from services.planner.planning.errors import InvalidLlmAnswer
-from services.planner.planning.fakes import ScriptedChat, plan_json
+from tests.fakes.planner_llm import ScriptedChat, plan_json
 from services.planner.planning.llm import PLAN_SCHEMA, parse_answer
 from services.planner.planning.planner import NO_LLM_NOTE
 

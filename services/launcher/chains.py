@@ -14,8 +14,8 @@ import nats
 from contracts import REGISTRY, ChainRequested, Envelope, ImageRef, Message, RequestChain
 from contracts.streams import chain_stream, character_stream
 from contracts.subjects import command_subject, live_subject, stream_filter
-from services.planner.audit import ChainAudit, build_audit
-from services.planner.console import describe, describe_live
+from contracts.audit import ChainAudit, build_audit
+from services.launcher.console import describe, describe_live
 from services.runtime.blobs import BlobError, BlobStore
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from services.runtime.launcher import LauncherSettings, RunInfo
+from services.launcher.settings import LauncherSettings, RunInfo
 from services.runtime.logs import configure_logging
 
 __all__ = ["main"]
@@ -24,7 +24,7 @@ _CHECK_TIMEOUT_S = 5.0
 
 def cmd_up(settings: LauncherSettings, _args: argparse.Namespace) -> int:
     """Start NATS, Postgres and every service; supervise until Ctrl-C or SIGTERM."""
-    from services.runtime.supervisor import up
+    from services.launcher.supervisor import up
 
     return up(settings)
 
@@ -50,7 +50,7 @@ def cmd_down(settings: LauncherSettings, _args: argparse.Namespace) -> int:
 
 def cmd_status(settings: LauncherSettings, _args: argparse.Namespace) -> int:
     """Print a table of NATS, Postgres and each service's health; 0 all good, 1 some not, 2 not running."""
-    from services.runtime.probe import probe_all
+    from services.launcher.probe import probe_all
 
     info = RunInfo.read(settings.state_dir)
     if info is None or not info.up_alive():
@@ -66,8 +66,8 @@ def cmd_status(settings: LauncherSettings, _args: argparse.Namespace) -> int:
 
 def cmd_migrate(settings: LauncherSettings, _args: argparse.Namespace) -> int:
     """Apply the event-log migrations to the configured, running or embedded database."""
-    from services.runtime.embedded import EmbeddedError, EmbeddedPostgres
-    from services.runtime.supervisor import StartupError, migrate
+    from services.launcher.embedded import EmbeddedError, EmbeddedPostgres
+    from services.launcher.supervisor import StartupError, migrate
 
     running = RunInfo.read(settings.state_dir)
     # While `up` runs, its embedded Postgres is used as is: starting our own would stop it afterwards.
@@ -95,14 +95,14 @@ def cmd_schemas(_settings: LauncherSettings, args: argparse.Namespace) -> int:
 
 def cmd_edit(settings: LauncherSettings, args: argparse.Namespace) -> int:
     """Submit a picture request for a character (id or photo path) and follow the chain live."""
-    from services.planner.cli import edit, run
+    from services.launcher.chains import edit, run
 
     return run(edit(_runtime_settings(settings), args.character, args.request, Path(args.out), args.timeout))
 
 
 def cmd_audit(settings: LauncherSettings, args: argparse.Namespace) -> int:
     """Print a chain from the event log: every attempt, seed, score and decision."""
-    from services.planner.cli import audit, run
+    from services.launcher.chains import audit, run
 
     return run(audit(_runtime_settings(settings), args.chain_id))
 

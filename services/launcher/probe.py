@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import psutil
 
-from services.runtime.launcher import RunInfo
+from services.launcher.settings import RunInfo
 
 __all__ = ["Probe", "probe_all", "probe_nats", "probe_postgres", "probe_service"]
 

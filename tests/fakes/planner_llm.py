@@ -1,4 +1,4 @@
-"""In-tree fakes of planning's adapters, for tests of planning and of the services that use it."""
+"""Fakes of the planner's LLM adapter (`ChatModel`) and valid LLM plan answers, for tests."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def scratch_backends(
     Embedded servers live in `state_dir` (a temporary folder when None). `nats_url` is used as it is;
     on the server of `admin_database_url` a fresh database is created, and dropped on exit if `drop`.
     """
-    from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres  # psutil & co. only when needed
+    from services.launcher.embedded import EmbeddedNats, EmbeddedPostgres  # psutil & co. only when needed
 
     with ExitStack() as stack:
         if state_dir is None:

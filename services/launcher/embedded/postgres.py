@@ -16,7 +16,7 @@ from typing import Literal, Self
 
 import psutil
 
-from services.runtime.embedded._common import HOST, EmbeddedError, Server, sticky_port, stop_process, tail
+from services.launcher.embedded._common import HOST, EmbeddedError, Server, sticky_port, stop_process, tail
 
 __all__ = ["EmbeddedPostgres"]
 

@@ -11,7 +11,7 @@ from typing import Self
 
 import psutil
 
-from services.runtime.embedded._common import (
+from services.launcher.embedded._common import (
     HOST,
     EmbeddedError,
     Server,

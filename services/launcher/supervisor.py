@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from services.runtime.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
-from services.runtime.embedded._common import die_with_parent, stop_process, tail, wait_or_kill
-from services.runtime.launcher import HOST, LauncherSettings, RunInfo, ServiceInfo
+from services.launcher.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
+from services.launcher.embedded._common import die_with_parent, stop_process, tail, wait_or_kill
+from services.launcher.settings import HOST, LauncherSettings, RunInfo, ServiceInfo
 from services.runtime.logs import log_file
 
 __all__ = ["ServiceProcess", "StartupError", "up"]

@@ -1,0 +1,43 @@
+"""A fake of chat's `ReplyModel`: answers from a script (text, `LlmAnswer` or an exception), records requests."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from services.chat.errors import LlmUnavailable
+from services.chat.llm import DeltaSink, LlmAnswer, Messages
+from services.runtime.llm import estimate_tokens
+
+__all__ = ["ScriptedReplyModel"]
+
+
+class ScriptedReplyModel:
+    """In-tree fake `ReplyModel`: answers from a script (text, `LlmAnswer` or an exception), records requests."""
+
+    def __init__(self, answers: Iterable[str | LlmAnswer | Exception] = (), *, model: str = "scripted",
+                 default: str | None = None) -> None:
+        self.model = model
+        self.answers: deque[str | LlmAnswer | Exception] = deque(answers)
+        self.default = default
+        self.requests: list[tuple[list[dict[str, Any]], bool]] = []
+        self.closed = False
+
+    async def stream(self, messages: Messages, on_delta: DeltaSink, *, offer_picture_tool: bool = False) -> LlmAnswer:
+        self.requests.append(([dict(m) for m in messages], offer_picture_tool))
+        answer = self.answers.popleft() if self.answers else self.default
+        if answer is None:
+            raise LlmUnavailable("scripted model: no answer left")
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, str):
+            answer = LlmAnswer(answer, sum(estimate_tokens(str(m.get("content", ""))) for m in messages),
+                               estimate_tokens(answer))
+        words = answer.text.split(" ")
+        for index, word in enumerate(words):
+            await on_delta(word if index == len(words) - 1 else word + " ")
+        return answer
+
+    async def aclose(self) -> None:
+        self.closed = True
