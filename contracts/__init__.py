@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contracts.base import Command, Ephemeral, Event, ImageRef, Message
 from contracts.chain import (
+    CHAIN_ENDS,
     AttemptScore,
     BatchCompleted,
     CancelChain,
@@ -75,6 +76,7 @@ from contracts.render import (
 )
 
 __all__ = [
+    "CHAIN_ENDS",
     "BatchCompleted",
     "REGISTRY",
     "Attempt",

@@ -30,6 +30,7 @@ from contracts.fields import (
 )
 
 __all__ = [
+    "CHAIN_ENDS",
     "AttemptScore",
     "BatchCompleted",
     "CancelChain",
@@ -312,3 +313,10 @@ class BatchCompleted(Event):
     completed: tuple[UUID, ...] = ()
     # None when no chain of the batch produced a picture.
     grid_image: ImageRef | None = None
+
+
+# The events after which a chain's stream never grows again: the one list every service and reader uses.
+CHAIN_ENDS: frozenset[str] = frozenset({ChainCompleted.model_fields["type"].default,
+                                        ChainFailed.model_fields["type"].default,
+                                        ChainRefused.model_fields["type"].default,
+                                        ChainCancelled.model_fields["type"].default})

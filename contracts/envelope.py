@@ -77,6 +77,15 @@ class Envelope(BaseModel):
             data=message.body(),
         )
 
+    @classmethod
+    def caused_by(cls, message: Message, cause: Envelope, *, event_id: UUID, stream: str,
+                  occurred_at: datetime) -> Envelope:
+        """`message` in an envelope caused by `cause`: its correlation, actor and trace carried over, and
+        the cause named (`causation_id`)."""
+        return cls.wrap(message, event_id=event_id, stream=stream, occurred_at=occurred_at,
+                        correlation_id=cause.correlation_id, causation_id=str(cause.event_id), actor=cause.actor,
+                        trace=cause.trace)
+
     def open(self, registry: MessageRegistry) -> Message:
         """The typed message inside, upcast to the current version."""
         return registry.parse(self.type, self.version, self.data)

@@ -14,7 +14,7 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts import Command, Envelope, Event, SendChatMessage
-from contracts.streams import character_stream, conversation_stream, user_reference_stream
+from contracts.streams import chain_stream, character_stream, conversation_stream, user_reference_stream
 from services.chat.domain import characters as character_rules
 from services.chat.domain import conversations as conversation_rules
 from services.chat.domain.characters import CharacterState, SeedBuiltin, UserReference
@@ -125,7 +125,7 @@ def _seed_stamp(seed: SeedBuiltin, stream: str, now: datetime) -> Stamp:
 
 def _chain_route(command: Command) -> tuple[str, str]:
     """A chain request travels as the chain's own: stream and correlation `chain-<id>`."""
-    stream = f"chain-{command.chain_id}"
+    stream = chain_stream(command.chain_id)
     return stream, stream
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from contracts import REGISTRY
 from contracts.envelope import Envelope
 from contracts.face import FaceCheckFailed, FaceScored, ScoreFace
+from contracts.streams import chain_stream
 from contracts.subjects import COMMANDS_STREAM, command_subject
 from services.facecheck import rpc
 from services.facecheck.checker import FaceChecker
@@ -96,13 +97,5 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
 
 def result_envelope(result: FaceScored | FaceCheckFailed, incoming: Envelope, now: datetime) -> Envelope:
     """The result's envelope: a redelivered command yields the same event id, so JetStream drops the double."""
-    return Envelope.wrap(
-        result,
-        event_id=derived_id(incoming.event_id, "face-result"),
-        stream=f"chain-{result.chain_id}",
-        occurred_at=now,
-        correlation_id=incoming.correlation_id,
-        causation_id=str(incoming.event_id),
-        actor=incoming.actor,
-        trace=incoming.trace,
-    )
+    return Envelope.caused_by(result, incoming, event_id=derived_id(incoming.event_id, "face-result"),
+                              stream=chain_stream(result.chain_id), occurred_at=now)

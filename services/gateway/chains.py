@@ -26,7 +26,7 @@ from services.gateway.auth import User
 from services.gateway.db import Database
 from services.gateway.errors import NotFound
 from services.gateway.readmodels.chains import (
-    TERMINAL_TYPES,
+    CHAIN_ENDS,
     ChainSummary,
     evolve_chain,
 )
@@ -91,7 +91,7 @@ class ChainRecord:
 
     @property
     def finished(self) -> bool:
-        return any(m.type in TERMINAL_TYPES for _, m, _ in self.messages)
+        return any(m.type in CHAIN_ENDS for _, m, _ in self.messages)
 
 
 class ChainReader:

@@ -26,11 +26,11 @@ from typing import Any
 
 from prometheus_client import Histogram
 
+from contracts import CHAIN_ENDS
 from services.gateway.db import Database
 from services.gateway.errors import BadRequest
 from services.gateway.images import preview_data_url
 from services.gateway.live import CLOSED, Listener, LiveHub, LiveItem, sse_frame
-from services.gateway.readmodels.chains import TERMINAL_TYPES
 from services.runtime.eventstore import EventStore
 
 __all__ = ["MAX_EVENT_ID", "SSE_HEADERS", "StreamHeads", "chain_events", "chat_reply_events", "parse_last_event_id"]
@@ -131,7 +131,7 @@ async def chain_events(
                 yield item.frame
                 # Resumed once the server took the frame: the gateway's own share of the delivery time.
                 DELIVERY.observe(time.monotonic() - item.received_at)
-                if item.type in TERMINAL_TYPES:
+                if item.type in CHAIN_ENDS:
                     return
             else:
                 for frame in await _live_frames(item, preview_max_chars):
@@ -149,7 +149,7 @@ async def _from_log(store: EventStore, stream_id: str, after: int) -> tuple[list
             continue
         last = envelope.seq
         frames.append(sse_frame(envelope.type, envelope.model_dump_json(), envelope.seq))
-        if envelope.type in TERMINAL_TYPES:
+        if envelope.type in CHAIN_ENDS:
             ended = True
             break
     return frames, last, ended
@@ -160,10 +160,10 @@ async def _resumed_past_the_end(store: EventStore, stream_id: str, last: int) ->
     end) has nothing more to wait for: the stream closes instead of sending heartbeats for ever."""
     recorded = await store.read_stream(stream_id, after_version=max(0, last - 1))
     if recorded:
-        return recorded[0].envelope.type in TERMINAL_TYPES
+        return recorded[0].envelope.type in CHAIN_ENDS
     # Past the head: ended if the chain's last event is terminal.
     tail = await store.read_stream(stream_id)
-    return bool(tail) and tail[-1].envelope.type in TERMINAL_TYPES
+    return bool(tail) and tail[-1].envelope.type in CHAIN_ENDS
 
 
 async def _live_frames(item: LiveItem, preview_max_chars: int) -> list[bytes]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nats
 
-from contracts import REGISTRY, ChainRequested, Envelope, ImageRef, Message, RequestChain
+from contracts import CHAIN_ENDS, REGISTRY, ChainCompleted, ChainRequested, Envelope, ImageRef, Message, RequestChain
 from contracts.streams import chain_stream, character_stream
 from contracts.subjects import command_subject, live_subject, stream_filter
 from contracts.audit import ChainAudit, build_audit
@@ -23,7 +23,6 @@ from services.runtime.settings import RuntimeSettings
 
 __all__ = ["audit", "edit"]
 
-_FINAL = {"chain.completed": 0, "chain.failed": 1, "chain.refused": 1, "chain.cancelled": 1}
 
 
 class CliError(Exception):
@@ -81,7 +80,7 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
         async def on_event(msg: nats.aio.msg.Msg) -> None:
             message = Envelope.from_bytes(msg.data).open(REGISTRY)
             print(describe(message), flush=True)
-            if message.type in _FINAL:
+            if message.type in CHAIN_ENDS:
                 await outcome.put(message)
 
         async def on_live(msg: nats.aio.msg.Msg) -> None:
@@ -111,7 +110,7 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
             target = out_dir / f"{chain_id}.{final.final_image.media_type.split('/')[1]}"
             target.write_bytes(await blobs.get(final.final_image.sha256))
             print(f"final image: {target}")
-        return _FINAL[final.type]
+        return 0 if isinstance(final, ChainCompleted) else 1
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()
@@ -127,7 +126,7 @@ async def _catch_up_after_reconnects(store: EventStore, stream: str, reconnected
         with contextlib.suppress(Exception):  # the database may be catching up too: the next reconnect retries
             for recorded in await store.read_stream(stream):
                 message = recorded.envelope.open(REGISTRY)
-                if message.type in _FINAL:
+                if message.type in CHAIN_ENDS:
                     print(describe(message), flush=True)
                     await outcome.put(message)
 

@@ -91,16 +91,8 @@ class ChainService:
             self._cache.popitem(last=False)
 
     def _wrap(self, message: Message, stream: str, cause: Envelope, purpose: str) -> Envelope:
-        return Envelope.wrap(
-            message,
-            event_id=derived_id(cause.event_id, purpose),
-            stream=stream,
-            occurred_at=self._clock(),
-            correlation_id=cause.correlation_id,
-            causation_id=str(cause.event_id),
-            actor=cause.actor,
-            trace=cause.trace,
-        )
+        return Envelope.caused_by(message, cause, event_id=derived_id(cause.event_id, purpose), stream=stream,
+                                  occurred_at=self._clock())
 
 
 def _log_milestone(event: Message) -> None:

@@ -51,13 +51,5 @@ def result_envelope(trigger: Abandoned, command: Envelope, now: datetime) -> Env
     dead letter of the same command) leads to the very same chain events.
     """
     result = trigger.result
-    return Envelope.wrap(
-        result,
-        event_id=derived_id(command.event_id, "dead-letter"),
-        stream=chain_stream(result.chain_id),
-        occurred_at=now,
-        correlation_id=command.correlation_id,
-        causation_id=str(command.event_id),
-        actor=command.actor,
-        trace=command.trace,
-    )
+    return Envelope.caused_by(result, command, event_id=derived_id(command.event_id, "dead-letter"),
+                              stream=chain_stream(result.chain_id), occurred_at=now)

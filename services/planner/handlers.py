@@ -9,6 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 from contracts import (
+    CHAIN_ENDS,
     REGISTRY,
     CancelChain,
     ContractError,
@@ -24,7 +25,7 @@ from contracts.streams import chain_stream
 from services.planner.batches import BatchRecorder
 from services.planner.chains import ChainService
 from services.planner.deadletters import abandoned, refused_request, result_envelope
-from services.planner.saga.decide import PlanAccepted, PlanRefused, StartChain, Trigger
+from services.planner.saga.decide import Decision, PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings
 from services.runtime.handlers import DeadLetter, DeadLetterHandler, HandlerTable, PoisonMessage
@@ -33,7 +34,6 @@ __all__ = ["RequestPlanner", "command_handlers", "dead_letter_handler", "result_
 
 log = logging.getLogger(__name__)
 
-_CHAIN_ENDS = {"chain.completed", "chain.failed", "chain.cancelled"}
 
 
 class RequestPlanner(Protocol):
@@ -59,12 +59,15 @@ def command_handlers(
             return StartChain(request, plan, threshold=settings.threshold if threshold is None else threshold,
                               max_retries=settings.max_retries, on_exhausted=settings.on_exhausted)
 
-        await chains.handle(request.chain_id, envelope, start)
+        decision = await chains.handle(request.chain_id, envelope, start)
+        # A variant of a batch may be refused when planned: the batch is then complete without it.
+        if _ends(decision):
+            await batches.chain_ended(await chains.load(chain_stream(request.chain_id)), envelope)
 
     @table.on(CancelChain)
     async def on_cancel(cancel: CancelChain, envelope: Envelope) -> None:
         decision = await chains.handle(cancel.chain_id, envelope, _always(cancel))
-        if decision.events:
+        if _ends(decision):
             await batches.chain_ended(await chains.load(chain_stream(cancel.chain_id)), envelope)
 
     return table
@@ -113,8 +116,12 @@ async def _advance(chains: ChainService, batches: BatchRecorder, chain_id: UUID,
                    trigger: Trigger) -> None:
     """Feed one trigger to its chain; the end of a chain may complete its batch."""
     decision = await chains.handle(chain_id, cause, _always(trigger))
-    if any(event.type in _CHAIN_ENDS for event in decision.events):
+    if _ends(decision):
         await batches.chain_ended(await chains.load(chain_stream(chain_id)), cause)
+
+
+def _ends(decision: Decision) -> bool:
+    return any(event.type in CHAIN_ENDS for event in decision.events)
 
 
 def _always(trigger: Trigger):

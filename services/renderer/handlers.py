@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep, RenderWaiting
+from contracts.streams import chain_stream
 from services.renderer.engine import Preview, RenderEngine, RenderUpdate, Waiting
 from services.renderer.errors import RenderError
 from services.renderer.previews import shrink_preview
@@ -107,6 +108,5 @@ class RenderHandler:
 
 def _envelope(message: Message, incoming: Envelope, event_id: uuid.UUID) -> Envelope:
     chain_id = message.chain_id  # type: ignore[attr-defined]
-    return Envelope.wrap(message, event_id=event_id, stream=f"chain-{chain_id}", occurred_at=datetime.now(UTC),
-                         correlation_id=incoming.correlation_id, causation_id=str(incoming.event_id),
-                         actor=incoming.actor, trace=incoming.trace)
+    return Envelope.caused_by(message, incoming, event_id=event_id, stream=chain_stream(chain_id),
+                              occurred_at=datetime.now(UTC))

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from contracts import (
+    CHAIN_ENDS,
     ChainCancelled,
     ChainCompleted,
     ChainFailed,
@@ -28,9 +29,8 @@ from contracts import (
     StepScored,
 )
 
-__all__ = ["TERMINAL_TYPES", "ChainSummary", "ImageRow", "StepSummary", "evolve_chain", "images_of"]
+__all__ = ["ChainSummary", "ImageRow", "StepSummary", "evolve_chain", "images_of"]
 
-TERMINAL_TYPES = frozenset({"chain.completed", "chain.failed", "chain.refused", "chain.cancelled"})
 
 
 @dataclass(frozen=True)

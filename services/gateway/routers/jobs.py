@@ -9,14 +9,13 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from contracts import RequestChain
+from contracts import CHAIN_ENDS, RequestChain
 from contracts.streams import chain_stream
 from services.gateway.chains import job_body
 from services.gateway.characters import visible_character
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict
 from services.gateway.live import CLOSED
-from services.gateway.readmodels.chains import TERMINAL_TYPES
 from services.gateway.schemas import ChainStarted, GenerateImageRequest, Job
 from services.gateway.submit import start_chain
 
@@ -64,7 +63,7 @@ async def wait_for_job(job_id: UUID, user: UserDep, gateway: GatewayDep,
             item = await listener.next(min(left, _RECHECK_S))
             if item is CLOSED:
                 break
-            if item is None or listener.lost or (item.persisted and item.type in TERMINAL_TYPES):
+            if item is None or listener.lost or (item.persisted and item.type in CHAIN_ENDS):
                 listener.lost = False
                 record = await gateway.chains.load(job_id, user)
     return job_body(record)
