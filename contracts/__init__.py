@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from contracts.base import Command, Ephemeral, Event, ImageRef, Message
+from contracts.base import Command, Ephemeral, Event, ImageRef, Message, StepAttempt
 from contracts.chain import (
     CHAIN_ENDS,
     AttemptScore,
@@ -133,6 +133,7 @@ __all__ = [
     "SendChatMessage",
     "SetCharacterReference",
     "StepAccepted",
+    "StepAttempt",
     "StepFailed",
     "StepIndex",
     "StepRendered",

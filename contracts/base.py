@@ -14,10 +14,13 @@ A concrete message declares both as literals with defaults, e.g.
 from __future__ import annotations
 
 from typing import ClassVar
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Command", "Ephemeral", "Event", "Message", "ImageRef"]
+from contracts.fields import Attempt, StepIndex
+
+__all__ = ["Command", "Ephemeral", "Event", "Message", "ImageRef", "StepAttempt"]
 
 
 class Message(BaseModel):
@@ -64,3 +67,13 @@ class ImageRef(BaseModel):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     bytes: int = Field(gt=0)
+
+
+class StepAttempt(BaseModel):
+    """The fields of every message about one attempt of one step of a chain (commands, results, ticks)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chain_id: UUID
+    step: StepIndex
+    attempt: Attempt

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.base import Command, Event, ImageRef
+from contracts.base import Command, Event, ImageRef, StepAttempt
 from contracts.fields import (
     Attempt,
     Cfg,
@@ -183,28 +183,22 @@ class ChainPlanned(Event):
         return self
 
 
-class StepRequested(Event):
+class StepRequested(StepAttempt, Event):
     """The planner asked for one attempt of a step to be rendered."""
 
     type: Literal["chain.step_requested"] = "chain.step_requested"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     seed: Seed
     input_image: ImageRef
 
 
-class StepRendered(Event):
+class StepRendered(StepAttempt, Event):
     """An attempt was rendered; provenance enough to reproduce it."""
 
     type: Literal["chain.step_rendered"] = "chain.step_rendered"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     image: ImageRef
     workflow_hash: str = Field(min_length=1)
     backend: str = Field(min_length=1)
@@ -212,29 +206,23 @@ class StepRendered(Event):
     timings: Timings = {}
 
 
-class StepScored(Event):
+class StepScored(StepAttempt, Event):
     """The face check's verdict on an attempt, with the threshold it was held to."""
 
     type: Literal["chain.step_scored"] = "chain.step_scored"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     score: Score
     faces_found: int = Field(ge=0)
     threshold: Score
 
 
-class StepAccepted(Event):
+class StepAccepted(StepAttempt, Event):
     """An attempt's image is kept; the next step edits it."""
 
     type: Literal["chain.step_accepted"] = "chain.step_accepted"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     image: ImageRef
     score: Score
     # "best_attempt": no attempt reached the threshold and policy kept the best one.
@@ -255,15 +243,12 @@ class StepRetried(Event):
     reason: Reason
 
 
-class StepFailed(Event):
+class StepFailed(StepAttempt, Event):
     """An attempt could not be rendered or scored at all."""
 
     type: Literal["chain.step_failed"] = "chain.step_failed"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     reason: Reason
     stage: Literal["render", "facecheck"]
 

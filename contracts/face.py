@@ -7,12 +7,11 @@ or `FaceCheckFailed` when the image cannot be read at all.
 from __future__ import annotations
 
 from typing import Literal
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.base import Command, Event, ImageRef
-from contracts.fields import Attempt, CharacterId, Reason, Score, StepIndex
+from contracts.base import Command, Event, ImageRef, StepAttempt
+from contracts.fields import CharacterId, Reason, Score
 
 __all__ = ["FaceBox", "FaceCheckFailed", "FaceScored", "ScoreFace"]
 
@@ -31,29 +30,23 @@ class FaceBox(BaseModel):
     similarity: Score | None = None
 
 
-class ScoreFace(Command):
+class ScoreFace(StepAttempt, Command):
     """Compare the face in `image` with the character's reference face."""
 
     type: Literal["face.score"] = "face.score"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     image: ImageRef
     reference_image: ImageRef
     character_id: CharacterId
 
 
-class FaceScored(Event):
+class FaceScored(StepAttempt, Event):
     """The similarity score of an attempt, and the faces it was drawn from."""
 
     type: Literal["face.scored"] = "face.scored"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     score: Score
     faces_found: int = Field(ge=0)
     boxes: tuple[FaceBox, ...] = ()
@@ -62,13 +55,10 @@ class FaceScored(Event):
     reason: str | None = None
 
 
-class FaceCheckFailed(Event):
+class FaceCheckFailed(StepAttempt, Event):
     """The image could not be scored (unreadable, missing from the blob store, ...)."""
 
     type: Literal["face.check_failed"] = "face.check_failed"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     reason: Reason

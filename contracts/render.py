@@ -7,21 +7,18 @@ and streams progress and preview frames on core NATS while ComfyUI works.
 from __future__ import annotations
 
 from typing import Literal
-from uuid import UUID
 
 from pydantic import Field, model_validator
 
-from contracts.base import Command, Ephemeral, Event, ImageRef
+from contracts.base import Command, Ephemeral, Event, ImageRef, StepAttempt
 from contracts.chain import LoraUse
 from contracts.fields import (
-    Attempt,
     Cfg,
     Denoise,
     Dimension,
     Reason,
     SamplerSteps,
     Seed,
-    StepIndex,
     Timings,
 )
 
@@ -31,15 +28,12 @@ __all__ = ["RenderCompleted", "RenderFailed", "RenderPreview", "RenderProgress",
 _PREVIEW_MAX_CHARS = 256 * 1024
 
 
-class RenderStep(Command):
+class RenderStep(StepAttempt, Command):
     """Render one attempt of one step: edit `input_image` as the plan says."""
 
     type: Literal["render.step"] = "render.step"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     seed: Seed
     input_image: ImageRef
     prompt: str = Field(min_length=1)
@@ -57,15 +51,12 @@ class RenderStep(Command):
     deadline_s: float | None = Field(default=None, gt=0)
 
 
-class RenderProgress(Ephemeral):
+class RenderProgress(StepAttempt, Ephemeral):
     """A sampler tick from ComfyUI: `value` of `max` on `node`."""
 
     type: Literal["render.progress"] = "render.progress"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     value: int = Field(ge=0)
     max: int = Field(gt=0)
     node: str | None = None
@@ -78,43 +69,34 @@ class RenderProgress(Ephemeral):
         return self
 
 
-class RenderWaiting(Ephemeral):
+class RenderWaiting(StepAttempt, Ephemeral):
     """No render backend can take the attempt now: the renderer is waiting for one to come back."""
 
     type: Literal["render.waiting"] = "render.waiting"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     waited_s: float = Field(ge=0)
     # How long it waits at most before the attempt fails as unreachable.
     limit_s: float = Field(ge=0)
 
 
-class RenderPreview(Ephemeral):
+class RenderPreview(StepAttempt, Ephemeral):
     """A small live preview frame of the image being sampled."""
 
     type: Literal["render.preview"] = "render.preview"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     media_type: Literal["image/jpeg", "image/png"]
     data_base64: str = Field(min_length=4, max_length=_PREVIEW_MAX_CHARS, pattern=r"^[A-Za-z0-9+/]+={0,2}$")
     node: str | None = None
 
 
-class RenderCompleted(Event):
+class RenderCompleted(StepAttempt, Event):
     """The attempt's image is in the blob store; with what rendered it and how long it took."""
 
     type: Literal["render.completed"] = "render.completed"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     image: ImageRef
     workflow_hash: str = Field(min_length=1)
     backend: str = Field(min_length=1)
@@ -123,15 +105,12 @@ class RenderCompleted(Event):
     timings: Timings = {}
 
 
-class RenderFailed(Event):
+class RenderFailed(StepAttempt, Event):
     """The attempt produced no image; `error_kind` says whether a retry can help."""
 
     type: Literal["render.failed"] = "render.failed"
     version: Literal[1] = 1
 
-    chain_id: UUID
-    step: StepIndex
-    attempt: Attempt
     reason: Reason
     # Named `error_kind`, not `kind`: a field `kind` would shadow Message.kind ("event") on instances.
     error_kind: Literal["validation", "execution", "unreachable", "timeout", "interrupted", "internal"]
