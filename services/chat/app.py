@@ -14,17 +14,17 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts import Command, Envelope, Event, SendChatMessage
+from contracts.decision import Decision
 from contracts.streams import chain_stream, character_stream, conversation_stream, user_reference_stream
 from services.chat.domain import characters as character_rules
 from services.chat.domain import conversations as conversation_rules
 from services.chat.domain.characters import CharacterState, SeedBuiltin, UserReference
 from services.chat.domain.conversations import ConversationState, ReceiveMessage
-from services.chat.domain.decision import Decision
 from services.chat.personas import Persona
 from services.chat.replies import Replier
-from services.chat.writer import Stamp, StreamWriter
 from services.runtime.eventstore import EventStore
 from services.runtime.ids import derived_id
+from services.runtime.writer import Stamp, StreamWriter
 
 __all__ = ["Characters", "Conversations", "message_id_of"]
 
@@ -62,13 +62,13 @@ class Characters:
         character = await self.load(command.character_id)
         stream = character_rules.stream_of(character, command)
         if stream == character_stream(command.character_id):
-            _, decision = await self._writer.write(
+            written = await self._writer.write(
                 stream, lambda state: _as_decision(character_rules.decide(state, command)), stamp)
         else:
             # The user's own stream holds only their reference; the decision is made on the character.
-            _, decision = await self._references.write(
+            written = await self._references.write(
                 stream, lambda _mine: _as_decision(character_rules.decide(character, command)), stamp)
-        return decision.events
+        return written.decision.events if written.new else []
 
     async def seed(self, personas: Iterable[Persona]) -> int:
         """Record each built-in character unless the log already has it as described; returns how many changed."""
@@ -76,10 +76,10 @@ class Characters:
         for persona in personas:
             seed = SeedBuiltin(persona.created())
             stream = character_stream(persona.id)
-            _, decision = await self._writer.write(
+            written = await self._writer.write(
                 stream, lambda state, seed=seed: _as_decision(character_rules.decide(state, seed)),
                 _seed_stamp(seed, stream, self._clock()))
-            changed += bool(decision.events)
+            changed += written.new
         return changed
 
 
@@ -102,9 +102,9 @@ class Conversations:
         chain_id = derived_id(message_id, "chain")
         character = await self._characters.load_for(command.character_id, command.user_id)
         receive = ReceiveMessage(command, message_id, character, chain_id)
-        state, _ = await self._writer.write(
+        state = (await self._writer.write(
             stream, lambda s: conversation_rules.decide(s, receive),
-            Stamp.caused_by(envelope, "message", self._clock(), correlation_id=stream), route=_chain_route)
+            Stamp.caused_by(envelope, "message", self._clock(), correlation_id=stream), route=_chain_route)).state
         exchange = state.exchange(message_id)
         if exchange is None or exchange.refused or exchange.reply is not None:
             return

@@ -3,13 +3,14 @@
     ChatError
     ├── PersonaDataError    the personas file is missing, malformed or inconsistent (a start-up error)
     ├── PriceDataError      the price table is missing or malformed (a start-up error)
-    ├── LlmUnavailable      the LLM timed out, could not be reached, answered an HTTP error or nothing
-    └── StillConflicting    a stream kept moving under us for every round of load/decide/append
+    └── LlmUnavailable      the LLM timed out, could not be reached, answered an HTTP error or nothing
+
+(A stream that keeps moving under the writer is services.runtime.writer.StillConflicting.)
 """
 
 from __future__ import annotations
 
-__all__ = ["ChatError", "LlmUnavailable", "PersonaDataError", "PriceDataError", "StillConflicting"]
+__all__ = ["ChatError", "LlmUnavailable", "PersonaDataError", "PriceDataError"]
 
 
 class ChatError(Exception):
@@ -26,7 +27,3 @@ class PriceDataError(ChatError):
 
 class LlmUnavailable(ChatError):
     """No usable answer from the LLM; the offline persona answers instead."""
-
-
-class StillConflicting(ChatError):
-    """Other writers kept appending to the stream; the message is retried later."""

@@ -24,8 +24,8 @@ from contracts import (
     SendChatMessage,
     UserMessageSent,
 )
+from contracts.decision import Decision
 from services.chat.domain.characters import CharacterState
-from services.chat.domain.decision import Decision
 from services.chat.intent import picture_request
 
 __all__ = [

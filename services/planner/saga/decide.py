@@ -8,7 +8,7 @@ or a cancel) decides nothing, which is what makes the planner's handlers idempot
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 from uuid import UUID, uuid5
 
@@ -21,7 +21,6 @@ from contracts import (
     ChainPlanned,
     ChainRefused,
     ChainRequested,
-    Command,
     Event,
     FaceCheckFailed,
     FaceScored,
@@ -39,6 +38,7 @@ from contracts import (
     StepRetried,
     StepScored,
 )
+from contracts.decision import Decision
 from services.planner.saga.state import AttemptRecord, ChainState, Status
 
 __all__ = [
@@ -90,12 +90,6 @@ class Abandoned:
     of the same kind would retry (another round would only repeat those retries)."""
 
     result: RenderFailed | FaceCheckFailed
-
-
-@dataclass(frozen=True)
-class Decision:
-    events: list[Event] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
 
 
 Trigger = StartChain | CancelChain | RenderCompleted | RenderFailed | FaceScored | FaceCheckFailed | Abandoned

@@ -1,10 +1,10 @@
-"""What a decision produces: events to append to the stream, commands to send with them (outbox)."""
+"""What a pure `decide` returns: the events to append to its stream and the commands to send with them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from contracts import Command, Event
+from contracts.base import Command, Event
 
 __all__ = ["Decision"]
 

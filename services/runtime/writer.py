@@ -1,28 +1,32 @@
-"""Load a stream's state, decide, append with the expected version; on a conflict re-read and re-decide.
+"""The one writer of every stream: load its state, decide, append with the expected version; on a conflict
+re-read and re-decide.
 
-The chat service is the single writer of `character-*` and `conversation-*` streams, but it may run
-as several replicas: the expected version is what keeps them from overwriting each other. Event ids
-are made by a `Stamp` from the message that caused them, so handling the same message twice appends
-nothing new: either the decision sees it is already done, or the store sees the ids are there.
+Each stream has a single writing service (the planner `chain-*`, chat `character-*` and `conversation-*`),
+but a service may run as several replicas: the expected version is what keeps them from overwriting each
+other. Event ids are made by a `Stamp` from the message that caused them, so handling the same message
+twice appends nothing new: either the decision sees it is already done, or the store sees the ids are there.
+
+    WriterError
+    └── StillConflicting   the stream kept moving under us for every round of load/decide/append
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 from uuid import UUID
 
 from contracts import REGISTRY, Command, Envelope, Message, TraceContext
-from services.chat.domain.decision import Decision
-from services.chat.errors import StillConflicting
+from contracts.decision import Decision
 from services.runtime.eventstore import EventStore, WrongExpectedVersion
 from services.runtime.ids import derived_id
 
-__all__ = ["Stamp", "StreamWriter"]
+__all__ = ["StillConflicting", "Stamp", "StreamWriter", "WriterError", "Written"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,27 @@ class _Versioned(Protocol):
 
 S = TypeVar("S", bound=_Versioned)
 Evolve = Callable[[S, Message, int | None], S]
+# A decision may need I/O first (the planner plans with an LLM): `decide` may be async.
+Decide = Callable[[S], Decision | Awaitable[Decision]]
 CommandRoute = Callable[[Command], tuple[str, str]]
+
+
+class WriterError(Exception):
+    """Root of the writer's errors."""
+
+
+class StillConflicting(WriterError):
+    """Other writers kept appending to the stream; the message is retried later."""
+
+
+@dataclass(frozen=True)
+class Written(Generic[S]):
+    """The stream's state after a write, and the decision the log holds for it: `new` is False when the same
+    decision had already been appended (a redelivered message), so its side effects may be owed again."""
+
+    state: S
+    decision: Decision
+    new: bool
 
 
 @dataclass(frozen=True)
@@ -53,10 +77,14 @@ class Stamp:
     trace: TraceContext | None = None
 
     @classmethod
-    def caused_by(cls, cause: Envelope, purpose: str, now: datetime, *, correlation_id: str | None = None) -> Stamp:
-        """Envelopes caused by `cause`; ids derive from its event id and `purpose`, never from the version."""
-        return cls(lambda _version, what: derived_id(cause.event_id, f"{purpose}-{what}"), now,
-                   correlation_id or cause.correlation_id, str(cause.event_id), cause.actor, cause.trace)
+    def caused_by(cls, cause: Envelope, purpose: str | None, now: datetime, *,
+                  correlation_id: str | None = None) -> Stamp:
+        """Envelopes caused by `cause`; ids derive from its event id and `purpose` ("event-0" alone when
+        None), never from the version."""
+        def ids(_version: int, what: str) -> UUID:
+            return derived_id(cause.event_id, f"{purpose}-{what}" if purpose else what)
+
+        return cls(ids, now, correlation_id or cause.correlation_id, str(cause.event_id), cause.actor, cause.trace)
 
     def wrap(
         self, message: Message, stream: str, version: int, what: str, correlation_id: str | None = None
@@ -85,9 +113,9 @@ class StreamWriter(Generic[S]):
         return state
 
     async def write(
-        self, stream: str, decide: Callable[[S], Decision], stamp: Stamp, *, route: CommandRoute | None = None
-    ) -> tuple[S, Decision]:
-        """Decide on the stream's state and append; returns the state after and what was appended.
+        self, stream: str, decide: Decide[S], stamp: Stamp, *, route: CommandRoute | None = None
+    ) -> Written[S]:
+        """Decide on the stream's state and append; returns the state after and what was decided.
 
         The first round decides on the cached state without reading: if another replica moved the
         stream on, the expected version fails and the next round reads. A cached state that decides
@@ -98,10 +126,11 @@ class StreamWriter(Generic[S]):
             fresh = state is None
             if state is None:
                 state = await self.load(stream)
-            decision = decide(state)
+            decided = decide(state)
+            decision = await decided if inspect.isawaitable(decided) else decided
             if not decision.events:
                 if fresh:
-                    return state, decision
+                    return Written(state, decision, new=False)
                 state = None
                 continue
             events = [stamp.wrap(e, stream, state.version, f"event-{i}") for i, e in enumerate(decision.events)]
@@ -116,11 +145,11 @@ class StreamWriter(Generic[S]):
             if result.idempotent:
                 # The very same batch was already there: what was decided before stands, nothing new.
                 self._cache.pop(stream, None)
-                return await self.load(stream), Decision()
+                return Written(await self.load(stream), decision, new=False)
             for event in decision.events:
                 state = self._evolve(state, event, None)
             self._remember(stream, state)
-            return state, decision
+            return Written(state, decision, new=True)
         raise StillConflicting(f"{stream}: still conflicting after {_MAX_ROUNDS} rounds")
 
     @staticmethod
