@@ -95,14 +95,14 @@ def cmd_schemas(_settings: LauncherSettings, args: argparse.Namespace) -> int:
 
 def cmd_edit(settings: LauncherSettings, args: argparse.Namespace) -> int:
     """Submit a picture request for a character (id or photo path) and follow the chain live."""
-    from services.launcher.chains import edit, run
+    from services.launcher.chain_commands import edit, run
 
     return run(edit(_runtime_settings(settings), args.character, args.request, Path(args.out), args.timeout))
 
 
 def cmd_audit(settings: LauncherSettings, args: argparse.Namespace) -> int:
     """Print a chain from the event log: every attempt, seed, score and decision."""
-    from services.launcher.chains import audit, run
+    from services.launcher.chain_commands import audit, run
 
     return run(audit(_runtime_settings(settings), args.chain_id))
 

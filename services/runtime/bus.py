@@ -10,13 +10,11 @@ reasons; what it cannot handle is dropped with a log line, never dead-lettered a
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 import nats
-import nats.errors
 from faststream import AckPolicy
 from faststream.message import StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
@@ -26,6 +24,7 @@ from prometheus_client import Counter
 from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.subjects import DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject, live_subject
+from services.runtime import pull_timeouts  # noqa: F401  (installs the fix before any consumer pulls)
 from services.runtime.faults import is_infrastructure_failure
 from services.runtime.handlers import (
     Action,
@@ -40,34 +39,6 @@ from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ConsumerSpec, ensure_consumer, ensure_streams
 
 __all__ = ["Bus", "provision"]
-
-
-def _fetch_deadlines_as_nats_timeouts() -> None:
-    """Make a pull's deadline always raise `nats.errors.TimeoutError`, the one FastStream's pull loop expects.
-
-    nats-py's `PullSubscription.fetch` raises the builtin `TimeoutError` instead when the deadline ran out
-    between its no-wait probe and its lingering request (nats/js/client.py, `raise asyncio.TimeoutError`).
-    FastStream's loop only suppresses the nats class, so each such ordinary, empty pull killed the loop: an
-    ERROR with a traceback in every service's log, a few times a run, then a restart of the loop.
-    """
-    fetch = JetStreamContext.PullSubscription.fetch
-    if getattr(fetch, "_deadline_is_nats_timeout", False):
-        return
-
-    @functools.wraps(fetch)
-    async def fetch_with_nats_timeouts(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        try:
-            return await fetch(self, *args, **kwargs)
-        except nats.errors.TimeoutError:
-            raise
-        except TimeoutError as exc:
-            raise nats.errors.TimeoutError from exc
-
-    fetch_with_nats_timeouts._deadline_is_nats_timeout = True  # type: ignore[attr-defined]
-    JetStreamContext.PullSubscription.fetch = fetch_with_nats_timeouts  # type: ignore[method-assign]
-
-
-_fetch_deadlines_as_nats_timeouts()
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ import hashlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from services.gateway.uploads import clean_photo

@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 from contracts import (
-    CHAIN_ENDS,
     ChainCancelled,
     ChainCompleted,
     ChainFailed,
