@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from contracts import (
+    CHAIN_ENDS,
     REGISTRY,
     ChainPlanned,
     ChainRequested,
@@ -20,17 +21,13 @@ from contracts import (
     Message,
     StepAccepted,
 )
+from contracts.audit import ChainAudit, build_audit
 from contracts.streams import chain_stream
 from services.gateway.accounts import Accounts, Submission
 from services.gateway.auth import User
 from services.gateway.db import Database
 from services.gateway.errors import NotFound
-from services.gateway.readmodels.chains import (
-    CHAIN_ENDS,
-    ChainSummary,
-    evolve_chain,
-)
-from contracts.audit import ChainAudit, build_audit
+from services.gateway.readmodels.chains import ChainSummary, evolve_chain
 from services.runtime.eventstore import EventStore
 
 __all__ = ["ChainReader", "ChainRecord", "image_links", "job_body"]
