@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contracts import REGISTRY, CreateCharacter, Envelope, SendChatMessage, SetCharacterReference, UpdatePersona
-from services.chat.app import Characters, Conversations
-from services.runtime.handlers import HandlerTable
+from services.chat.application import Characters, Conversations
+from services.runtime.delivery import HandlerTable
 
 __all__ = ["character_handlers", "chat_handlers"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from contracts.subjects import COMMANDS_STREAM, PREFIX
-from services.chat.app import Characters, Conversations
+from services.chat.application import Characters, Conversations
 from services.chat.costs import Price, PriceTable
 from services.chat.handlers import character_handlers, chat_handlers
 from services.chat.llm import OpenAIReplyModel, ReplyModel

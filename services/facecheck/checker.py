@@ -11,7 +11,7 @@ import numpy as np
 
 from services.facecheck.encoder import FaceEncoder, decode_image
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
-from services.facecheck.policy import (
+from services.facecheck.scoring import (
     MIN_REFERENCE_FACE_PX,
     EmbeddingCache,
     Outcome,

@@ -22,10 +22,10 @@ from services.facecheck.checker import FaceChecker
 from services.facecheck.encoder import FaceEncoder
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
 from services.facecheck.loading import load_encoder
-from services.facecheck.policy import Outcome
+from services.facecheck.scoring import Outcome
 from services.facecheck.settings import FacecheckSettings
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore
-from services.runtime.handlers import HandlerTable
+from services.runtime.delivery import HandlerTable
 from services.runtime.ids import derived_id
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec

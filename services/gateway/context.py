@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from services.gateway.accounts import Accounts
 from services.gateway.auth import RateLimiter, SessionSigner
-from services.gateway.chains import ChainReader
+from services.gateway.chain_reader import ChainReader
 from services.gateway.commands import Commander
 from services.gateway.catalog import CatalogClient
 from services.gateway.db import Database

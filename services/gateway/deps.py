@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 
 from services.gateway.accounts import Accounts
 from services.gateway.auth import SESSION_COOKIE, User, new_anonymous_id
-from services.gateway.chains import ChainReader
+from services.gateway.chain_reader import ChainReader
 from services.gateway.commands import Commander
 from services.gateway.context import Gateway
 from services.gateway.db import Database

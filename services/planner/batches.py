@@ -9,7 +9,7 @@ from uuid import UUID
 
 from contracts import BatchCompleted, Envelope
 from contracts.streams import chain_stream
-from services.planner.chains import ChainService
+from services.planner.chain_writer import ChainService
 from services.planner.grid import compose_grid
 from services.planner.saga.decide import variant_chain_id
 from services.planner.saga.state import ChainState, Status

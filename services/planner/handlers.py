@@ -23,12 +23,12 @@ from contracts import (
 )
 from contracts.streams import chain_stream
 from services.planner.batches import BatchRecorder
-from services.planner.chains import ChainService
+from services.planner.chain_writer import ChainService
 from services.planner.deadletters import abandoned, refused_request, result_envelope
 from services.planner.saga.decide import Decision, PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings
-from services.runtime.handlers import DeadLetter, DeadLetterHandler, HandlerTable, PoisonMessage
+from services.runtime.delivery import DeadLetter, DeadLetterHandler, HandlerTable, PoisonMessage
 
 __all__ = ["RequestPlanner", "command_handlers", "dead_letter_handler", "result_handlers"]
 

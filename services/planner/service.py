@@ -16,7 +16,7 @@ from contracts.subjects import (
 from services.planner.batches import BatchRecorder
 from services.planner.catalog import catalog_of
 from services.planner.catalog import serve as serve_catalog_requests
-from services.planner.chains import ChainService
+from services.planner.chain_writer import ChainService
 from services.planner.handlers import command_handlers, dead_letter_handler, result_handlers
 from services.planner.plan_model import OpenAICompatibleChat
 from services.planner.planning import LlmPlanner, Planner, Registry, UserPolicy

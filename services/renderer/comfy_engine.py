@@ -19,7 +19,7 @@ from contracts.render import RenderStep
 from services.renderer.comfyui.client import ComfyUIClient, Submission, Timeouts
 from services.renderer.engine import Progress, RenderOutput, Waiting
 from services.renderer.errors import BackendUnreachable, RenderError
-from services.renderer.policy import next_probe_in, unreachable_reason
+from services.renderer.backend_policy import next_probe_in, unreachable_reason
 from services.renderer.pool import BackendPool
 from services.renderer.templates import TemplateLibrary
 

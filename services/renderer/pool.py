@@ -16,7 +16,7 @@ import httpx
 
 from services.renderer.comfyui.http import ComfyHTTP
 from services.renderer.errors import RenderError
-from services.renderer.policy import BackendView, available, foreign_load, preference, should_free
+from services.renderer.backend_policy import BackendView, available, foreign_load, preference, should_free
 
 __all__ = ["Backend", "BackendPool"]
 

@@ -18,7 +18,7 @@ from services.renderer.handlers import RenderHandler
 from services.renderer.pool import BackendPool
 from services.renderer.settings import RendererSettings
 from services.renderer.templates import BUILTIN_DIR, TemplateLibrary
-from services.runtime.handlers import HandlerTable
+from services.runtime.delivery import HandlerTable
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec
 

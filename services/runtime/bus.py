@@ -26,7 +26,7 @@ from contracts.envelope import Envelope
 from contracts.subjects import DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject, live_subject
 from services.runtime import pull_timeouts  # noqa: F401  (installs the fix before any consumer pulls)
 from services.runtime.faults import is_infrastructure_failure
-from services.runtime.handlers import (
+from services.runtime.delivery import (
     Action,
     DeadLetter,
     DeadLetterHandler,

@@ -15,7 +15,7 @@ from contracts.subjects import EVENTS_STREAM
 from services.runtime.bus import Bus
 from services.runtime.database import create_engine
 from services.runtime.eventstore import ANY_VERSION, EventStore
-from services.runtime.handlers import HandlerTable
+from services.runtime.delivery import HandlerTable
 from services.runtime.ids import derived_id
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ConsumerSpec

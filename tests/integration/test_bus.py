@@ -15,7 +15,7 @@ from contracts import REGISTRY, CharacterThresholdSet, ImageRef, RenderStep, Req
 from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject
 from services.runtime.bus import Bus
 from services.runtime.eventstore import EventStore
-from services.runtime.handlers import HandlerTable
+from services.runtime.delivery import HandlerTable
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ConsumerSpec
 from tests.conftest import Backends, service_env

@@ -37,7 +37,7 @@ from contracts import (
 )
 from contracts.streams import conversation_stream, user_reference_stream
 from contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM, command_subject, live_subject, stream_filter
-from services.chat.app import Characters
+from services.chat.application import Characters
 from services.chat.personas import DATA_DIR, load_personas
 from services.chat.service import CHARACTER_CONSUMER, CHAT_CONSUMER, build_runtime
 from services.chat.settings import ChatSettings

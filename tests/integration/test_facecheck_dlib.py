@@ -11,7 +11,7 @@ from services.facecheck.dlib_encoder import DlibEncoder, load_dlib
 from services.facecheck.encoder import decode_image
 from services.facecheck.errors import ModelPackError, NoReferenceFace, UnreadableImage
 from services.facecheck.loading import load_encoder
-from services.facecheck.policy import NO_FACE
+from services.facecheck.scoring import NO_FACE
 from services.facecheck.settings import FacecheckSettings
 from tests.faces import (
     PEOPLE,

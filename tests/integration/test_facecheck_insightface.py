@@ -17,7 +17,7 @@ from services.facecheck.encoder import decode_image
 from services.facecheck.errors import ModelPackError
 from services.facecheck.insightface_encoder import InsightFaceEncoder, choose_providers, load_insightface
 from services.facecheck.loading import load_encoder
-from services.facecheck.policy import NO_FACE
+from services.facecheck.scoring import NO_FACE
 from services.facecheck.settings import FacecheckSettings
 from tests.conftest import REPO
 from tests.faces import PEOPLE, face_of, group_photo_path, no_face_image, two_faces_image

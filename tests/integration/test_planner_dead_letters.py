@@ -20,7 +20,7 @@ from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, command_sub
 from services.planner.service import build_runtime, consumers
 from services.planner.settings import PlannerSettings
 from services.runtime.eventstore import EventStore
-from services.runtime.handlers import DeadLetter
+from services.runtime.delivery import DeadLetter
 from services.runtime.ids import derived_id
 from services.runtime.settings import RuntimeSettings
 from tests.factories import threshold_event, wrap

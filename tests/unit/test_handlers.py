@@ -8,7 +8,7 @@ import pytest
 
 from contracts import REGISTRY, CharacterThresholdSet, ImageRef, RenderStep
 from contracts.subjects import command_subject, event_subject
-from services.runtime.handlers import (
+from services.runtime.delivery import (
     Action,
     DeadLetter,
     HandlerTable,

@@ -34,7 +34,7 @@ def test_json_lines_carry_service_logger_context_and_exception(restore_logging: 
     out = io.StringIO()
     configure_logging("planner", "json", stream=out)
     with log_context(correlation_id="chain-1", trace_id=None, message_type="chain.request"):
-        logging.getLogger("services.planner.chains").info("planned %d step(s)", 3)
+        logging.getLogger("services.planner.chain_writer").info("planned %d step(s)", 3)
         try:
             raise ValueError("bad")
         except ValueError:
@@ -42,7 +42,7 @@ def test_json_lines_carry_service_logger_context_and_exception(restore_logging: 
     logging.getLogger("x").warning("outside")
     first, second, third = (json.loads(line) for line in out.getvalue().splitlines())
     assert first["service"] == "planner" and first["level"] == "INFO" and first["message"] == "planned 3 step(s)"
-    assert first["logger"] == "services.planner.chains"
+    assert first["logger"] == "services.planner.chain_writer"
     assert first["correlation_id"] == "chain-1" and first["message_type"] == "chain.request"
     assert "trace_id" not in first  # None fields are left out
     assert second["exception"].startswith("Traceback") and "ValueError: bad" in second["exception"]

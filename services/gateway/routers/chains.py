@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 
 from contracts import CancelChain, RequestChain
 from contracts.streams import chain_stream
-from services.gateway.chains import ChainRecord, image_links
+from services.gateway.chain_reader import ChainRecord, image_links
 from services.gateway.context import Gateway
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict, Unprocessable

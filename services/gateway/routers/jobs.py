@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 
 from contracts import CHAIN_ENDS, RequestChain
 from contracts.streams import chain_stream
-from services.gateway.chains import job_body
+from services.gateway.chain_reader import job_body
 from services.gateway.characters import visible_character
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict

@@ -5,7 +5,7 @@
     decision = plan_request(text, modifiers, character, user, registry,     # plan.py -> Plan | Refusal
                             seed_source=random.Random(), draft=draft)
 
-`Planner` (planner.py) does all of it in one call and turns user errors into refusals.
+`Planner` (request_planner.py) does all of it in one call and turns user errors into refusals.
 """
 
 from services.planner.planning.decision import KIND_ORDER, Draft, EditIntent, Plan, PlanDecision, Refusal
@@ -17,8 +17,8 @@ from services.planner.planning.llm import LlmPlanner
 from services.planner.planning.loras import MAX_LORAS_PER_STEP, character_strength, choose_loras, stack_loras
 from services.planner.planning.modifiers import Modifiers, ParsedRequest, parse_modifiers
 from services.planner.planning.plan import derive_seed, plan_request, step_seed
-from services.planner.planning.planner import Planner
-from services.planner.planning.policy import ContentLimit, content_limit
+from services.planner.planning.request_planner import Planner
+from services.planner.planning.content_policy import ContentLimit, content_limit
 from services.planner.planning.profiles import CharacterProfile, Rating, UserPolicy
 from services.planner.planning.registry import ContentWords, LoraSpec, ModelSpec, Registry, StyleSpec
 from services.planner.planning.rules import draft_by_rules

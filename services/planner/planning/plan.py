@@ -20,7 +20,7 @@ from services.planner.planning.decision import Draft, Plan, PlanDecision, Refusa
 from services.planner.planning.errors import InvalidModifier, UnknownName
 from services.planner.planning.loras import choose_loras, with_trigger_words
 from services.planner.planning.modifiers import Modifiers
-from services.planner.planning.policy import check_loras, check_words, content_limit
+from services.planner.planning.content_policy import check_loras, check_words, content_limit
 from services.planner.planning.profiles import CharacterProfile, UserPolicy
 from services.planner.planning.registry import ModelSpec, Registry, StyleSpec
 from services.planner.planning.rules import draft_by_rules

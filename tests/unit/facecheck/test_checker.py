@@ -11,7 +11,7 @@ from PIL import Image
 from services.facecheck.checker import FaceChecker, validate_reference
 from services.facecheck.encoder import decode_image
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
-from services.facecheck.policy import NO_FACE
+from services.facecheck.scoring import NO_FACE
 from tests.unit.facecheck.fakes import FakeEncoder, picture
 
 RED, ALSO_RED, BLUE = (200, 0, 0), (190, 10, 0), (0, 0, 200)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.facecheck.encoder import DetectedFace
-from services.facecheck.policy import NO_FACE, EmbeddingCache, check_reference, primary_face, score_faces, to_box
+from services.facecheck.scoring import NO_FACE, EmbeddingCache, check_reference, primary_face, score_faces, to_box
 
 
 def face(x: float, embedding: tuple[float, ...], *, side: float = 100, det_score: float = 0.9) -> DetectedFace:

@@ -11,7 +11,7 @@ from services.planner.planning import LlmPlanner, LlmUnavailable, Plan, Planner,
 from services.planner.planning.errors import InvalidLlmAnswer
 from tests.fakes.planner_llm import ScriptedChat, plan_json
 from services.planner.planning.llm import PLAN_SCHEMA, parse_answer
-from services.planner.planning.planner import NO_LLM_NOTE
+from services.planner.planning.request_planner import NO_LLM_NOTE
 
 BEACH = ("background", "Change the background to a beach at sunset, keep the person unchanged")
 WAVE = ("pose", "Make her wave at the camera, keep her face, outfit and the background unchanged", "sitting")

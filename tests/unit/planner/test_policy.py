@@ -7,7 +7,7 @@ import random
 import pytest
 
 from services.planner.planning import CharacterProfile, Modifiers, Refusal, UserPolicy, content_limit, plan_request
-from services.planner.planning.policy import check_words, rating_of
+from services.planner.planning.content_policy import check_words, rating_of
 from tests.unit.planner.conftest import lora_entry, registry_with
 
 

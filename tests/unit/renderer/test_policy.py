@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.renderer.policy import (
+from services.renderer.backend_policy import (
     BackendView,
     available,
     foreign_load,

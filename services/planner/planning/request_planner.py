@@ -9,7 +9,7 @@ from services.planner.planning.errors import PlanningError
 from services.planner.planning.llm import LlmPlanner
 from services.planner.planning.modifiers import parse_modifiers
 from services.planner.planning.plan import plan_request
-from services.planner.planning.policy import check_words, content_limit
+from services.planner.planning.content_policy import check_words, content_limit
 from services.planner.planning.profiles import CharacterProfile, UserPolicy
 from services.planner.planning.registry import Registry
 from services.planner.planning.rules import draft_by_rules
