@@ -12,24 +12,20 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from contracts.subjects import COMMANDS_STREAM, PREFIX
 from services.chat.application import Characters, Conversations
 from services.chat.costs import Price, PriceTable
-from services.chat.handlers import character_handlers, chat_handlers
+from services.chat.handlers import CHARACTER_CONSUMER, CHAT_CONSUMER, character_consumer, chat_consumer
 from services.chat.llm import OpenAIReplyModel, ReplyModel
 from services.chat.personas import load_personas
 from services.chat.replies import Replier
 from services.chat.settings import ChatSettings
 from services.runtime.llm import LlmSettings
 from services.runtime.runner import Runtime
-from services.runtime.streams import ConsumerSpec
 
 __all__ = ["CHARACTER_CONSUMER", "CHAT_CONSUMER", "build_runtime", "reply_model"]
 
 log = logging.getLogger(__name__)
 
-CHARACTER_CONSUMER = "chat-commands-character"
-CHAT_CONSUMER = "chat-commands-chat"
 Clock = Callable[[], datetime]
 
 
@@ -66,11 +62,8 @@ def build_runtime(
         changed = await characters.seed(book.personas)
         log.info("built-in characters: %d in the personas file, %d recorded now", len(book.personas), changed)
 
-    rt.bus.consume(ConsumerSpec(CHARACTER_CONSUMER, COMMANDS_STREAM, f"{PREFIX}.cmd.character.>",
-                                ack_wait_s=settings.ack_wait_s), character_handlers(characters),
-                   workers=settings.chat_workers)
-    rt.bus.consume(ConsumerSpec(CHAT_CONSUMER, COMMANDS_STREAM, f"{PREFIX}.cmd.chat.>", ack_wait_s=settings.ack_wait_s),
-                   chat_handlers(conversations), workers=settings.chat_workers)
+    rt.bus.consume(character_consumer(characters, ack_wait_s=settings.ack_wait_s, workers=settings.chat_workers))
+    rt.bus.consume(chat_consumer(conversations, ack_wait_s=settings.ack_wait_s, workers=settings.chat_workers))
     return rt
 
 

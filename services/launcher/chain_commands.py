@@ -5,23 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 
 from contracts import CHAIN_ENDS, REGISTRY, ChainCompleted, ChainRequested, Envelope, ImageRef, Message, RequestChain
+from contracts.audit import ChainAudit, build_audit
 from contracts.streams import chain_stream, character_stream
 from contracts.subjects import command_subject, live_subject, stream_filter
-from contracts.audit import ChainAudit, build_audit
 from services.launcher.console import describe, describe_live
 from services.runtime.blobs import BlobError, BlobStore
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
+from services.runtime.faults import is_infrastructure_failure
 from services.runtime.settings import RuntimeSettings
 
 __all__ = ["audit", "edit"]
+
+T = TypeVar("T")
 
 
 
@@ -70,10 +76,11 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
                             reconnect_time_wait=1, disconnected_cb=on_disconnected,
                             reconnected_cb=on_reconnected, error_cb=on_error)
     engine = create_engine(settings)
+    deadline = time.monotonic() + timeout_s
     try:
-        blobs = await BlobStore.open(nc.jetstream(), settings=settings)
+        blobs = await _outlasting(lambda: BlobStore.open(nc.jetstream(), settings=settings), deadline)
         store = EventStore(engine)
-        character_id, reference = await _reference(store, blobs, character)
+        character_id, reference = await _outlasting(lambda: _reference(store, blobs, character), deadline)
         chain_id = uuid.uuid4()
         stream = chain_stream(chain_id)
 
@@ -95,12 +102,14 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
                                reference_image=reference)
         envelope = Envelope.wrap(command, event_id=uuid.uuid4(), stream=stream, occurred_at=datetime.now(UTC),
                                  correlation_id=stream, actor="cli")
-        await nc.jetstream().publish(command_subject(command.type), envelope.to_bytes(),
-                                     headers={"Nats-Msg-Id": str(envelope.event_id)}, timeout=settings.nats_timeout_s)
+        # Sent again after an outage with the same id: JetStream keeps one.
+        await _outlasting(lambda: nc.jetstream().publish(command_subject(command.type), envelope.to_bytes(),
+                                                         headers={"Nats-Msg-Id": str(envelope.event_id)},
+                                                         timeout=settings.nats_timeout_s), deadline)
         print(f"chain {chain_id} submitted", flush=True)
         follower = asyncio.ensure_future(_catch_up_after_reconnects(store, stream, catch_up, outcome))
         try:
-            final = await asyncio.wait_for(outcome.get(), timeout_s)
+            final = await asyncio.wait_for(outcome.get(), max(1.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise CliError(f"chain {chain_id} did not finish within {timeout_s:.0f}s (see `likeness audit {chain_id}`)")
         finally:
@@ -108,13 +117,26 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
         if final.type == "chain.completed":
             out_dir.mkdir(parents=True, exist_ok=True)
             target = out_dir / f"{chain_id}.{final.final_image.media_type.split('/')[1]}"
-            target.write_bytes(await blobs.get(final.final_image.sha256))
+            target.write_bytes(await _outlasting(lambda: blobs.get(final.final_image.sha256), deadline + 60))
             print(f"final image: {target}")
         return 0 if isinstance(final, ChainCompleted) else 1
     finally:
         with contextlib.suppress(Exception):
             await nc.drain()
         await engine.dispose()
+
+
+async def _outlasting(step: Callable[[], Awaitable[T]], deadline: float) -> T:
+    """`step()`, tried again while NATS or Postgres is away (a restart), until `deadline`."""
+    delay = 0.5
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            if not is_infrastructure_failure(exc) or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def _catch_up_after_reconnects(store: EventStore, stream: str, reconnected: asyncio.Event,

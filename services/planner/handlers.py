@@ -28,9 +28,11 @@ from services.planner.deadletters import abandoned, refused_request, result_enve
 from services.planner.saga.decide import Decision, PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings
-from services.runtime.delivery import DeadLetter, DeadLetterHandler, HandlerTable, PoisonMessage
+from services.runtime.consumers import Consumer
+from services.runtime.delivery import DeadLetter, DeadLetterHandler, PoisonMessage
+from services.runtime.streams import ConsumerSpec
 
-__all__ = ["RequestPlanner", "command_handlers", "dead_letter_handler", "result_handlers"]
+__all__ = ["RequestPlanner", "command_consumer", "dead_letter_handler", "result_consumer"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,11 @@ class RequestPlanner(Protocol):
         ...
 
 
-def command_handlers(
-    chains: ChainService, planner: RequestPlanner, batches: BatchRecorder, settings: PlannerSettings
-) -> HandlerTable:
-    table = HandlerTable(REGISTRY, ignore_others=False)
+def command_consumer(
+    spec: ConsumerSpec, chains: ChainService, planner: RequestPlanner, batches: BatchRecorder, settings: PlannerSettings
+) -> Consumer:
+    """Chain commands: requests (planned, then started) and cancellations."""
+    table = Consumer(spec, workers=settings.workers)
 
     @table.on(RequestChain)
     async def on_request(request: RequestChain, envelope: Envelope) -> None:
@@ -73,9 +76,9 @@ def command_handlers(
     return table
 
 
-def result_handlers(chains: ChainService, batches: BatchRecorder) -> HandlerTable:
-    """Renderer and facecheck results; each is a trigger for the chain it belongs to."""
-    table = HandlerTable(REGISTRY, ignore_others=True)
+def result_consumer(spec: ConsumerSpec, chains: ChainService, batches: BatchRecorder, *, workers: int) -> Consumer:
+    """Renderer or facecheck results; each is a trigger for the chain it belongs to."""
+    table = Consumer(spec, workers=workers, ignore_others=True)
 
     async def on_result(result: Message, envelope: Envelope) -> None:
         await _advance(chains, batches, result.chain_id, envelope, result)

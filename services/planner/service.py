@@ -17,7 +17,7 @@ from services.planner.batches import BatchRecorder
 from services.planner.catalog import catalog_of
 from services.planner.catalog import serve as serve_catalog_requests
 from services.planner.chain_writer import ChainService
-from services.planner.handlers import command_handlers, dead_letter_handler, result_handlers
+from services.planner.handlers import command_consumer, dead_letter_handler, result_consumer
 from services.planner.plan_model import OpenAICompatibleChat
 from services.planner.planning import LlmPlanner, Planner, Registry, UserPolicy
 from services.planner.requests import RequestPlanning
@@ -69,12 +69,10 @@ def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = 
     planning = RequestPlanning(planner, runtime.store, user_policy=UserPolicy(max_rating=settings.user_max_rating),
                                default_style=settings.default_style)
     batches = BatchRecorder(runtime.store, chains, lambda: runtime.blobs, clock)
-    workers = settings.workers
     commands, render_results, face_results, *dead_letters = consumers(settings)
-    runtime.bus.consume(commands, command_handlers(chains, planning, batches, settings), workers=workers)
-    results = result_handlers(chains, batches)
-    runtime.bus.consume(render_results, results, workers=workers)
-    runtime.bus.consume(face_results, results, workers=workers)
+    runtime.bus.consume(command_consumer(commands, chains, planning, batches, settings))
+    for results in (render_results, face_results):
+        runtime.bus.consume(result_consumer(results, chains, batches, workers=settings.workers))
     on_dead_letter = dead_letter_handler(chains, batches, clock)
     for spec in dead_letters:
         runtime.bus.consume_dead_letters(spec, on_dead_letter)

@@ -6,7 +6,6 @@ import logging
 
 import httpx
 
-from contracts import REGISTRY
 from contracts.envelope import Envelope
 from contracts.render import RenderStep
 from contracts.subjects import COMMANDS_STREAM, command_subject
@@ -14,11 +13,11 @@ from services.renderer.comfy_engine import ComfyUIEngine
 from services.renderer.comfyui.client import Timeouts
 from services.renderer.draft import DraftEngine
 from services.renderer.engine import RenderEngine
-from services.renderer.handlers import RenderHandler
 from services.renderer.pool import BackendPool
+from services.renderer.rendering import Renderer
 from services.renderer.settings import RendererSettings
 from services.renderer.templates import BUILTIN_DIR, TemplateLibrary
-from services.runtime.delivery import HandlerTable
+from services.runtime.consumers import Consumer
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec
 
@@ -36,17 +35,25 @@ class RendererService:
         self.settings = settings
         # Loaded now, so a bad template stops the process before it consumes anything.
         self.templates = TemplateLibrary.load([BUILTIN_DIR, settings.templates_dir])
-        self.handler: RenderHandler | None = None
+        self.renderer: Renderer | None = None
 
     async def start(self, rt: Runtime) -> None:
         assert rt.blobs is not None, "the renderer needs the blob store"
         engine = self._engine(rt)
-        self.handler = RenderHandler(rt.bus, rt.blobs, engine, preview_max_bytes=self.settings.preview_max_bytes,
-                                     preview_interval_s=self.settings.preview_interval_s)
+        self.renderer = Renderer(rt.bus, rt.blobs, engine, preview_max_bytes=self.settings.preview_max_bytes,
+                                 preview_interval_s=self.settings.preview_interval_s)
 
-    async def handle(self, job: RenderStep, envelope: Envelope) -> None:
-        assert self.handler is not None, "start() runs before any message is consumed"
-        await self.handler(job, envelope)
+    def consumer(self) -> Consumer:
+        """RenderStep commands, `workers` at a time; in-progress acks keep a long render from redelivery."""
+        consumer = Consumer(ConsumerSpec(CONSUMER, COMMANDS_STREAM, command_subject("render.step"),
+                                         ack_wait_s=self.settings.ack_wait_s), workers=self.settings.workers)
+
+        @consumer.on(RenderStep)
+        async def on_render(job: RenderStep, envelope: Envelope) -> None:
+            assert self.renderer is not None, "start() runs before any message is consumed"
+            await self.renderer.render(job, envelope)
+
+        return consumer
 
     def _engine(self, rt: Runtime) -> RenderEngine:
         s = self.settings
@@ -75,16 +82,9 @@ class RendererService:
 
 
 def build_runtime(settings: RendererSettings) -> Runtime:
-    """The renderer's runtime: blob store on, no database, RenderStep consumer with a long ack wait.
-
-    The ack wait covers waiting for a backend too, so a job waiting out a ComfyUI restart is not redelivered.
-    """
+    """The renderer's runtime: blob store on, no database, the RenderStep consumer."""
     rt = Runtime(settings, database=False, relay=False, blobs=True)
     service = RendererService(settings)
     rt.on_startup(service.start)
-    table: HandlerTable = HandlerTable(REGISTRY, ignore_others=False)
-    table.on(RenderStep)(service.handle)
-    spec = ConsumerSpec(CONSUMER, COMMANDS_STREAM, command_subject("render.step"),
-                        ack_wait_s=settings.ack_wait_s)
-    rt.bus.consume(spec, table, workers=settings.workers)
+    rt.bus.consume(service.consumer())
     return rt

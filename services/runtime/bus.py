@@ -26,11 +26,11 @@ from contracts.envelope import Envelope
 from contracts.subjects import DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject, live_subject
 from services.runtime import pull_timeouts  # noqa: F401  (installs the fix before any consumer pulls)
 from services.runtime.faults import is_infrastructure_failure
+from services.runtime.consumers import Consumer
 from services.runtime.delivery import (
     Action,
     DeadLetter,
     DeadLetterHandler,
-    HandlerTable,
     Verdict,
     handle_dead_letter,
     handle_delivery,
@@ -81,15 +81,15 @@ class Bus:
     def nc(self) -> nats.NATS:
         return self.broker.connection
 
-    def consume(self, spec: ConsumerSpec, table: HandlerTable, *, workers: int = 1) -> None:
-        """Run `table`'s handlers for every message of the durable consumer `spec`."""
+    def consume(self, consumer: Consumer) -> None:
+        """Run the consumer's handlers for every message of its durable JetStream consumer."""
         settings = self._settings
 
         async def verdict_on(msg: StreamMessage, deliveries: int) -> Verdict:
-            return await handle_delivery(table, msg.body, msg.raw_message.subject, deliveries,
+            return await handle_delivery(consumer, msg.body, msg.raw_message.subject, deliveries,
                                          max_deliver=settings.max_deliver, retry_delay_s=settings.retry_delay_s)
 
-        self._subscribe(spec, verdict_on, workers)
+        self._subscribe(consumer.spec, verdict_on, consumer.workers)
 
     def consume_dead_letters(self, spec: ConsumerSpec, handler: DeadLetterHandler, *, workers: int = 1) -> None:
         """Run `handler` for every dead letter of the durable consumer `spec` (on the dead-letters stream).

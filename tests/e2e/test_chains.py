@@ -15,6 +15,7 @@ Three deployments, each started once for the tests that need it (a class each):
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -314,6 +315,10 @@ class TestLlmPlanner:
         assert only(events, PLANNED)["planner"] == "llm"
         gateway = f"http://127.0.0.1:{stack.port}"
         assert httpx.get(f"{gateway}/chains/{run.chain_id}", timeout=10).status_code == 404  # not this caller's
+        # The access line is written once the response is sent: a moment after the client has it.
+        deadline = time.monotonic() + 10
+        while '"route": "/chains/{chain_id}"' not in stack.log("gateway") and time.monotonic() < deadline:
+            time.sleep(0.1)
         records = {service: json_lines(stack, service) for service in ("gateway", "chat", *CHAIN_SERVICES)}
         for service, lines in records.items():
             assert lines, f"{service} logged nothing"

@@ -10,12 +10,12 @@ import asyncio
 import os
 import sys
 
-from contracts import REGISTRY, CharacterPersonaUpdated, CharacterThresholdSet, Envelope
+from contracts import CharacterPersonaUpdated, CharacterThresholdSet, Envelope
 from contracts.subjects import EVENTS_STREAM
 from services.runtime.bus import Bus
 from services.runtime.database import create_engine
 from services.runtime.eventstore import ANY_VERSION, EventStore
-from services.runtime.delivery import HandlerTable
+from services.runtime.consumers import Consumer
 from services.runtime.ids import derived_id
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ConsumerSpec
@@ -25,9 +25,10 @@ async def main(durable: str, filter_subject: str) -> None:
     settings = RuntimeSettings(service_name="crashtest")
     store = EventStore(create_engine(settings))
     bus = Bus(settings)
-    table = HandlerTable(REGISTRY, ignore_others=True)
+    events = Consumer(ConsumerSpec(durable, EVENTS_STREAM, filter_subject, ack_wait_s=settings.ack_wait_s),
+                      ignore_others=True)
 
-    @table.on(CharacterThresholdSet)
+    @events.on(CharacterThresholdSet)
     async def on_threshold(message: CharacterThresholdSet, envelope: Envelope) -> None:
         echo_stream = f"{envelope.stream}-echo"
         echo = Envelope.wrap(
@@ -43,7 +44,7 @@ async def main(durable: str, filter_subject: str) -> None:
         if not result.idempotent:
             os._exit(3)  # the crash: state changed, message not acked
 
-    bus.consume(ConsumerSpec(durable, EVENTS_STREAM, filter_subject, ack_wait_s=settings.ack_wait_s), table)
+    bus.consume(events)
     await bus.start()
     await asyncio.sleep(float(os.environ.get("CRASHTEST_RUN_S", "30")))
     await bus.stop()

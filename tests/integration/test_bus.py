@@ -15,7 +15,7 @@ from contracts import REGISTRY, CharacterThresholdSet, ImageRef, RenderStep, Req
 from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject
 from services.runtime.bus import Bus
 from services.runtime.eventstore import EventStore
-from services.runtime.delivery import HandlerTable
+from services.runtime.consumers import Consumer
 from services.runtime.settings import RuntimeSettings
 from services.runtime.streams import ConsumerSpec
 from tests.conftest import Backends, service_env
@@ -78,17 +78,17 @@ async def test_bad_messages_are_dead_lettered_with_a_reason_and_never_block_the_
     service = f"dlq{uuid.uuid4().hex[:8]}"
     bus = Bus(settings.model_copy(update={"service_name": service}))
     handled: list[RenderStep] = []
-    table = HandlerTable(REGISTRY, ignore_others=False)
+    subject = command_subject("render.step")
+    spec = ConsumerSpec(f"{service}-render", COMMANDS_STREAM, subject, ack_wait_s=2.0)
+    renders = Consumer(spec)
 
-    @table.on(RenderStep)
+    @renders.on(RenderStep)
     async def on_render(message: RenderStep, _envelope) -> None:
         if message.prompt == "always fails":
             raise RuntimeError("ComfyUI said no")
         handled.append(message)
 
-    subject = command_subject("render.step")
-    spec = ConsumerSpec(f"{service}-render", COMMANDS_STREAM, subject, ack_wait_s=2.0)
-    bus.consume(spec, table)
+    bus.consume(renders)
     await bus.start()
     try:
         chain = uuid.uuid4()
@@ -139,7 +139,6 @@ async def test_shutdown_lets_the_handler_in_flight_finish_and_ack(settings: Runt
     service = f"graceful{uuid.uuid4().hex[:8]}"
     bus = Bus(settings.model_copy(update={"service_name": service}))
     started, finished = asyncio.Event(), asyncio.Event()
-    table = HandlerTable(REGISTRY, ignore_others=True)
 
     async def slow(_message, _envelope) -> None:
         started.set()
@@ -147,9 +146,10 @@ async def test_shutdown_lets_the_handler_in_flight_finish_and_ack(settings: Runt
         finished.set()
 
     stream = new_stream()
-    table.on(CharacterThresholdSet)(slow)
     spec = ConsumerSpec(f"{service}-events", "LIKENESS_EVENTS", f"likeness.evt.character.*.{stream}", ack_wait_s=30)
-    bus.consume(spec, table)
+    events = Consumer(spec, ignore_others=True)
+    events.on(CharacterThresholdSet)(slow)
+    bus.consume(events)
     await bus.start()
     event = threshold_event(stream)
     await nc.jetstream().publish(event_subject(event.type, stream), event.to_bytes(),
@@ -163,13 +163,13 @@ async def test_shutdown_lets_the_handler_in_flight_finish_and_ack(settings: Runt
 
 
 async def consumed(bus: Bus, settings: RuntimeSettings, nc: nats.NATS, handler, *, ack_wait_s: float):
-    """A consumer of one fresh stream's threshold events running `handler`; returns (spec, publish)."""
+    """A consumer of one fresh stream's threshold events running `handler`, started, and one event published."""
     stream = new_stream()
-    table = HandlerTable(REGISTRY, ignore_others=True)
-    table.on(CharacterThresholdSet)(handler)
     spec = ConsumerSpec(f"{bus._settings.service_name}-events", "LIKENESS_EVENTS",
                         f"likeness.evt.character.*.{stream}", ack_wait_s=ack_wait_s)
-    bus.consume(spec, table)
+    events = Consumer(spec, ignore_others=True)
+    events.on(CharacterThresholdSet)(handler)
+    bus.consume(events)
     await bus.start()
     event = threshold_event(stream)
     await nc.jetstream().publish(event_subject(event.type, stream), event.to_bytes(),

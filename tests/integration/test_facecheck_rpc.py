@@ -10,7 +10,8 @@ import pytest
 
 from contracts.subjects import COMMANDS_STREAM, rpc_subject
 from services.facecheck.dlib_encoder import load_dlib
-from services.facecheck.service import CONSUMER, build_runtime
+from services.facecheck.handlers import CONSUMER
+from services.facecheck.service import build_runtime
 from services.facecheck.settings import FacecheckSettings
 from services.runtime.blobs import BlobStore
 from tests.conftest import Backends

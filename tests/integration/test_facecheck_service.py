@@ -18,7 +18,8 @@ from contracts.face import FaceCheckFailed, FaceScored, ScoreFace
 from contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM, command_subject, stream_filter
 from services.facecheck.dlib_encoder import load_dlib
 from services.facecheck.scoring import NO_FACE
-from services.facecheck.service import CONSUMER, build_runtime
+from services.facecheck.handlers import CONSUMER
+from services.facecheck.service import build_runtime
 from services.facecheck.settings import FacecheckSettings
 from services.runtime.blobs import BlobStore
 from services.runtime.ids import derived_id

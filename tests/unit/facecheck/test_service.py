@@ -11,7 +11,7 @@ import pytest
 from contracts.base import ImageRef
 from contracts.face import FaceCheckFailed, FaceScored, ScoreFace
 from services.facecheck.checker import FaceChecker
-from services.facecheck.service import result_envelope, score_command
+from services.facecheck.handlers import result_envelope, score_command
 from services.runtime.blobs import BlobCorrupt, BlobNotFound
 from services.runtime.ids import derived_id
 from tests.factories import wrap

@@ -1,4 +1,4 @@
-"""The RenderStep handler: input from the blob store, render, output to the blob store, one result event.
+"""Rendering one RenderStep: input from the blob store, render, output to the blob store, one result event.
 
 The result's event id derives from the command's, so a redelivered command publishes the same id
 and JetStream's de-duplication keeps one. Progress and previews are ephemeral, on core NATS.
@@ -24,14 +24,14 @@ from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore, BlobToo
 from services.runtime.bus import Bus
 from services.runtime.ids import derived_id
 
-__all__ = ["RenderHandler"]
+__all__ = ["Renderer"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class RenderHandler:
-    """Handles one RenderStep at a time per call; safe to run concurrently."""
+class Renderer:
+    """Renders one RenderStep per `render` call; safe to run concurrently."""
 
     bus: Bus
     blobs: BlobStore
@@ -39,7 +39,7 @@ class RenderHandler:
     preview_max_bytes: int = 48 * 1024
     preview_interval_s: float = 0.25
 
-    async def __call__(self, job: RenderStep, incoming: Envelope) -> None:
+    async def render(self, job: RenderStep, incoming: Envelope) -> None:
         try:
             source = await self.blobs.get(job.input_image.sha256)
         except (BlobNotFound, BlobCorrupt) as exc:

@@ -1,0 +1,69 @@
+"""The facecheck consumer: `ScoreFace` in, `FaceScored` or `FaceCheckFailed` out on the chain's stream.
+
+The handler only fetches the two images, scores them (in a worker thread) and publishes the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from contracts.envelope import Envelope
+from contracts.face import FaceCheckFailed, FaceScored, ScoreFace
+from contracts.streams import chain_stream
+from contracts.subjects import COMMANDS_STREAM, command_subject
+from services.facecheck.checker import FaceChecker
+from services.facecheck.errors import NoReferenceFace, UnreadableImage
+from services.facecheck.scoring import Outcome
+from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore
+from services.runtime.consumers import Consumer
+from services.runtime.ids import derived_id
+from services.runtime.runner import Runtime
+from services.runtime.streams import ConsumerSpec
+
+__all__ = ["CONSUMER", "Clock", "result_envelope", "score_command", "score_consumer"]
+
+CONSUMER = "facecheck"
+Clock = Callable[[], datetime]
+
+
+def score_consumer(runtime: Runtime, checker: Callable[[], FaceChecker], clock: Clock, *,
+                   ack_wait_s: float) -> Consumer:
+    """`checker()`: the checker the start-up hook loaded."""
+    # One worker: scoring is CPU bound and onnxruntime/dlib already use every core for one image.
+    consumer = Consumer(ConsumerSpec(CONSUMER, COMMANDS_STREAM, command_subject("face.score"), ack_wait_s=ack_wait_s))
+
+    @consumer.on(ScoreFace)
+    async def on_score(message: ScoreFace, envelope: Envelope) -> None:
+        assert runtime.blobs is not None  # blobs=True: opened before the start-up hooks run
+        result = await score_command(message, runtime.blobs, checker())
+        await runtime.bus.publish(result_envelope(result, envelope, clock()), result)
+
+    return consumer
+
+
+async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceChecker) -> FaceScored | FaceCheckFailed:
+    """The event that answers one `ScoreFace`; NATS outages raise, so the command is retried."""
+    ids = {"chain_id": command.chain_id, "step": command.step, "attempt": command.attempt}
+    try:
+        reference = await blobs.get(command.reference_image.sha256)
+        image = await blobs.get(command.image.sha256)
+    except (BlobNotFound, BlobCorrupt) as exc:
+        # Content-addressed blobs are stored before the command is sent; a missing one will not appear later.
+        return FaceCheckFailed(**ids, reason=f"cannot fetch image: {exc}")
+    try:
+        outcome: Outcome = await asyncio.to_thread(
+            checker.score, image, reference, reference_sha256=command.reference_image.sha256)
+    except NoReferenceFace as exc:
+        return FaceCheckFailed(**ids, reason=str(exc))
+    except UnreadableImage as exc:
+        return FaceCheckFailed(**ids, reason=f"unreadable image: {exc}")
+    return FaceScored(**ids, score=outcome.score, faces_found=outcome.faces_found, boxes=outcome.boxes,
+                      encoder=checker.encoder.name, reason=outcome.reason)
+
+
+def result_envelope(result: FaceScored | FaceCheckFailed, incoming: Envelope, now: datetime) -> Envelope:
+    """The result's envelope: a redelivered command yields the same event id, so JetStream drops the double."""
+    return Envelope.caused_by(result, incoming, event_id=derived_id(incoming.event_id, "face-result"),
+                              stream=chain_stream(result.chain_id), occurred_at=now)
