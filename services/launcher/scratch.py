@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.runtime.eventstore.migrations import upgrade
+from services.launcher.migrations import migrate
 from services.runtime.settings import to_asyncpg_dsn
 
 __all__ = ["Backends", "drop_database", "fresh_database", "scratch_backends"]
@@ -65,7 +65,7 @@ def scratch_backends(
             database_url = fresh_database(admin_database_url, database_prefix)
             if drop:
                 stack.callback(_drop_or_warn, admin_database_url, database_url)
-        upgrade(database_url)
+        migrate(database_url)
         yield Backends(nats_url, database_url)
 
 

@@ -184,10 +184,10 @@ def _start(
 
 def migrate(database_url: str) -> None:
     """Bring the event log schema to head."""
-    from services.runtime.eventstore.migrations import upgrade
+    from services.launcher.migrations import migrate as migrate_all
 
     try:
-        upgrade(database_url)
+        migrate_all(database_url)
     except Exception as err:  # noqa: BLE001 — any failure here is a start-up failure, reported as such
         raise StartupError(f"migrations failed: {err!r}") from err
     log.info("migrations applied")

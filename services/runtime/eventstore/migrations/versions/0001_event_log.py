@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
-branch_labels = None
+branch_labels = ("eventlog",)
 depends_on = None
 
 

@@ -5,8 +5,11 @@ The `*_view` tables and `projector_checkpoints` are disposable: truncate them an
 rebuilds them from the events table. `users`, `api_keys` and `chain_submissions` are the
 gateway's own records and are not in the log.
 
+The first revision of the gateway's own migration branch ("gateway"), apart from the event log's:
+it needs the log's tables (0002) to exist, and nothing else of the log depends on it.
+
 Revision ID: 0003
-Revises: 0002
+Revises: (branch base; depends on 0002)
 """
 
 import sqlalchemy as sa
@@ -14,9 +17,9 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+down_revision = None
+branch_labels = ("gateway",)
+depends_on = "0002"
 
 _NOW = sa.func.now()
 
