@@ -44,7 +44,9 @@ class ComfySocket:
                                      close_timeout=2.0, max_size=MAX_FRAME_BYTES, proxy=None)
             await self._ws.send(FEATURE_FLAGS)
             first = await asyncio.wait_for(self._ws.recv(), self._timeout)
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+        # AssertionError: websockets asserts (connection.send_context) instead of raising when the peer
+        # closes the connection during the opening handshake; for us that is a backend that is not there.
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, AssertionError) as exc:
             await self.close()
             raise BackendUnreachable(f"websocket to {self.base_url} failed: {type(exc).__name__}: {exc}",
                                      backend=self.base_url) from exc

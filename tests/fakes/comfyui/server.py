@@ -31,12 +31,23 @@ SYSTEM_STATS = {"system": {"os": "posix", "comfyui_version": "0.3.64", "python_v
 _MEDIA = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
+# Bound and never listening, for the life of the test process: the port refuses connections, and no
+# other server (another test's fake) can be given it meanwhile.
+_CLOSED_PORTS: list[socket.socket] = []
+
+
 def closed_url() -> str:
     """The URL of a port nothing listens on: a backend that refuses connections."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _CLOSED_PORTS.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _release(port: int) -> None:
+    for held in [s for s in _CLOSED_PORTS if port and s.getsockname()[1] == port]:
+        _CLOSED_PORTS.remove(held)
+        held.close()
 
 
 class FakeComfyUI:
@@ -57,6 +68,7 @@ class FakeComfyUI:
         await self.stop()
 
     async def start(self) -> FakeComfyUI:
+        _release(self._port)  # a backend coming back on the port `closed_url` held
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self._port))
