@@ -30,8 +30,9 @@ from nats.aio.subscription import Subscription
 from prometheus_client import Counter, Gauge
 
 from contracts.subjects import PREFIX
+from services.gateway.sse_frames import sse_frame
 
-__all__ = ["CLOSED", "FAMILIES", "Listener", "LiveHub", "LiveItem", "sse_frame"]
+__all__ = ["CLOSED", "FAMILIES", "Listener", "LiveHub", "LiveItem"]
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,6 @@ FAMILIES = ("evt.chain", "evt.character", "evt.chat", "live.render", "live.chat"
 LISTENERS = Gauge("likeness_gateway_live_listeners", "In-process listeners of the live hub")
 RECEIVED = Counter("likeness_gateway_live_messages_total", "Messages the live hub received", ["family"])
 LOST = Counter("likeness_gateway_live_lost_total", "Live messages a slow listener had no room for")
-
-
-def sse_frame(event: str, data: bytes | str, event_id: int | None = None) -> bytes:
-    """One Server-Sent Event; `data` must be a single line (compact JSON is)."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    body = data if isinstance(data, bytes) else data.encode()
-    return f"{head}event: {event}\ndata: ".encode() + body + b"\n\n"
 
 
 class LiveItem:

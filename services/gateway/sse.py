@@ -18,7 +18,6 @@ yet) events are live only and have no id.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,8 +28,8 @@ from prometheus_client import Histogram
 from contracts import CHAIN_ENDS
 from services.gateway.db import Database
 from services.gateway.errors import BadRequest
-from services.gateway.images import preview_data_url
-from services.gateway.live import CLOSED, Listener, LiveHub, LiveItem, sse_frame
+from services.gateway.live import CLOSED, Listener, LiveHub, LiveItem
+from services.gateway.sse_frames import compact_json, live_frames, sse_frame
 from services.runtime.eventstore import EventStore
 
 __all__ = ["MAX_EVENT_ID", "SSE_HEADERS", "StreamHeads", "chain_events", "chat_reply_events", "parse_last_event_id"]
@@ -134,7 +133,7 @@ async def chain_events(
                 if item.type in CHAIN_ENDS:
                     return
             else:
-                for frame in await _live_frames(item, preview_max_chars):
+                for frame in await live_frames(item, preview_max_chars):
                     yield frame
     finally:
         hub.unsubscribe(listener)
@@ -166,39 +165,6 @@ async def _resumed_past_the_end(store: EventStore, stream_id: str, last: int) ->
     return bool(tail) and tail[-1].envelope.type in CHAIN_ENDS
 
 
-async def _live_frames(item: LiveItem, preview_max_chars: int) -> list[bytes]:
-    if item.type == "render.progress":
-        return item.memo("frames", lambda: _progress_frames(item.data))
-    if item.type == "render.preview":
-        return await item.amemo("frames", lambda: _preview_frames(item.data, preview_max_chars))
-    if item.type == "render.waiting":
-        keys = ("chain_id", "step", "attempt", "waited_s", "limit_s")
-        return item.memo("frames", lambda: [sse_frame("waiting", _json({k: item.data.get(k) for k in keys}))])
-    return []
-
-
-async def _preview_frames(data: dict[str, Any], max_chars: int) -> list[bytes]:
-    url = await asyncio.to_thread(preview_data_url, data.get("media_type", "image/jpeg"), data.get("data_base64", ""),
-                                  max_chars)
-    if url is None:
-        return []
-    return [sse_frame("preview", _json({"chain_id": data.get("chain_id"), "step": data.get("step"),
-                                         "attempt": data.get("attempt"), "node": data.get("node"), "data_url": url}))]
-
-
-def _progress_frames(data: dict[str, Any]) -> list[bytes]:
-    keys = ("chain_id", "step", "attempt", "value", "max", "node", "queue_position")
-    frames = [sse_frame("progress", _json({k: data.get(k) for k in keys}))]
-    if data.get("queue_position") is not None:
-        frames.append(sse_frame("queue", _json({"position": data["queue_position"], "step": data.get("step"),
-                                                "attempt": data.get("attempt")})))
-    return frames
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 async def chat_reply_events(
     listener: Listener,
     *,
@@ -222,7 +188,7 @@ async def chat_reply_events(
     deltas = 0
     try:
         yield f"retry: {_RETRY_MS}\n\n".encode()
-        yield sse_frame("accepted", _json({"conversation_id": conversation_id, "message_id": message_id}))
+        yield sse_frame("accepted", compact_json({"conversation_id": conversation_id, "message_id": message_id}))
         while (left := deadline - now()) > 0:
             item = await listener.next(min(left, heartbeat_s))
             if item is None:
@@ -231,33 +197,34 @@ async def chat_reply_events(
                 items = [LiveItem(conversation_stream, True, envelope, b"") for envelope in answers]
             else:
                 if item is CLOSED:
-                    yield sse_frame("error", _json({"error": "shutting_down", "detail": "the gateway is restarting; "
-                                                    "send the message again"}))
+                    yield sse_frame("error", compact_json({
+                        "error": "shutting_down", "detail": "the gateway is restarting; send the message again"}))
                     return
                 items = [item]
             for current in items:
                 data, kind = current.data, current.type
                 if kind == "chat.token_delta" and str(data.get("in_reply_to") or message_id) == message_id:
                     if data.get("index") == 0 and deltas:
-                        yield sse_frame("reset", _json({"message_id": data.get("message_id")}))
+                        yield sse_frame("reset", compact_json({"message_id": data.get("message_id")}))
                     deltas += 1
-                    yield sse_frame("delta", _json({"delta": data.get("delta", ""), "index": data.get("index"),
+                    yield sse_frame("delta", compact_json({"delta": data.get("delta", ""), "index": data.get("index"),
                                                     "message_id": data.get("message_id")}))
                 elif kind == "chat.image_requested" and str(data.get("message_id")) == message_id:
                     chain_id = str(data.get("chain_id"))
                     if on_chain is not None:
                         await on_chain(chain_id, str(data.get("request_text") or ""))
-                    yield sse_frame("image", _json(_chain_links(chain_id)))
+                    yield sse_frame("image", compact_json(_chain_links(chain_id)))
                 elif kind == "chat.message_refused" and str(data.get("message_id")) == message_id:
-                    yield sse_frame("error", _json({"error": data.get("rule", "refused"),
+                    yield sse_frame("error", compact_json({"error": data.get("rule", "refused"),
                                                     "detail": data.get("reason", "the message was refused")}))
                     return
                 elif kind == "chat.character_replied" and str(data.get("in_reply_to")) == message_id:
                     chain_id = str(data["chain_id"]) if data.get("chain_id") else chain_id
-                    yield sse_frame("reply", _json(_reply_body(data, conversation_id, message_id, chain_id)))
+                    yield sse_frame("reply", compact_json(_reply_body(data, conversation_id, message_id, chain_id)))
                     return
-        yield sse_frame("error", _json({"error": "chat_timeout", "detail": f"no reply within {timeout_s:g}s; the chat "
-                                        "service may be down or busy. Send the message again"}))
+        yield sse_frame("error", compact_json({
+            "error": "chat_timeout",
+            "detail": f"no reply within {timeout_s:g}s; the chat service may be down or busy. Send the message again"}))
     finally:
         hub.unsubscribe(listener)
 
