@@ -53,7 +53,7 @@ class Gateway:
         self.signer = SessionSigner(settings.gateway_session_secret.get_secret_value(),
                                     max_age_s=settings.gateway_session_max_age_s)
         self.limiter = RateLimiter(settings.gateway_rate_per_s, settings.gateway_rate_burst)
-        self.catalog = CatalogClient(lambda: runtime.bus.nc, timeout_s=settings.gateway_facecheck_timeout_s)
+        self.catalog = CatalogClient(lambda: runtime.bus.nc, timeout_s=settings.nats_timeout_s)
         self.thumbs = ByteCache(settings.gateway_thumb_cache_bytes)
         self.hashes: OrderedDict[str, str] = OrderedDict()
         # Heartbeats of every stream of one chain share one look at the log per half period.
