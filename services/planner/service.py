@@ -26,7 +26,7 @@ from services.runtime.llm import LlmSettings
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec
 
-__all__ = ["build_runtime", "consumers"]
+__all__ = ["build_runtime", "consumers", "llm_settings"]
 
 
 def _now() -> datetime:
@@ -44,15 +44,22 @@ def consumers(settings: PlannerSettings) -> tuple[ConsumerSpec, ...]:
     )
 
 
+def llm_settings(settings: PlannerSettings) -> LlmSettings | None:
+    """The LLM the settings describe (timeout, output bound, temperature), or None for the rules only."""
+    if not settings.llm_base_url:
+        return None
+    return LlmSettings(base_url=settings.llm_base_url, model=settings.llm_model or "", timeout_s=settings.llm_timeout_s,
+                       api_key=settings.llm_api_key.get_secret_value() or "not-needed",
+                       max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature)
+
+
 def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = _now) -> Runtime:
     """The planner process: database, outbox relay and blob store on."""
     runtime = Runtime(settings, database=True, relay=True, blobs=True)
     assert runtime.store is not None
-    chat = None
-    if settings.llm_base_url:
-        chat = OpenAICompatibleChat.from_settings(LlmSettings(
-            base_url=settings.llm_base_url, model=settings.llm_model or "", timeout_s=settings.llm_timeout_s,
-            api_key=settings.llm_api_key.get_secret_value() or "not-needed"))
+    llm = llm_settings(settings)
+    chat = OpenAICompatibleChat.from_settings(llm) if llm is not None else None
+    if chat is not None:
 
         @runtime.on_shutdown
         async def close_llm(_: Runtime) -> None:

@@ -27,6 +27,10 @@ class PlannerSettings(RuntimeSettings):
     llm_model: str | None = None
     llm_api_key: SecretStr = SecretStr("")
     llm_timeout_s: float = Field(default=30.0, gt=0)
+    # A plan is a few hundred tokens of JSON: the bound keeps a runaway answer from running to the timeout.
+    llm_max_tokens: int = Field(default=800, ge=64, le=8192)
+    # None leaves the server's default (some models reject any other value).
+    llm_temperature: float | None = Field(default=None, ge=0, le=2)
 
     # The content bound of users until accounts carry their own, and the style of unknown characters.
     user_max_rating: Literal["sfw", "suggestive", "nsfw"] = "sfw"

@@ -16,6 +16,8 @@ import pytest
 
 from services.planner.plan_model import OpenAICompatibleChat
 from services.planner.planning import CharacterProfile, LlmPlanner, Planner, UserPolicy
+from services.planner.service import llm_settings
+from services.planner.settings import PlannerSettings
 from tests.fakes.planner_llm import plan_json
 from services.planner.planning.registry import Registry
 from services.runtime.llm import LlmSettings
@@ -51,6 +53,20 @@ async def test_a_valid_plan_is_used():
     assert request["response_format"]["type"] == "json_schema"
     assert request["response_format"]["json_schema"]["strict"] is True
     assert request["response_format"]["json_schema"]["schema"]["required"] == ["steps"]
+
+
+async def test_the_output_bound_and_temperature_of_the_settings_go_with_every_request(monkeypatch) -> None:
+    with FakeOpenAI([plan_json(BEACH)]) as server:
+        monkeypatch.setenv("LIKENESS_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("LIKENESS_LLM_MODEL", "grok-test")
+        monkeypatch.setenv("LIKENESS_LLM_TEMPERATURE", "0.3")
+        chat = OpenAICompatibleChat.from_settings(llm_settings(PlannerSettings()))
+        try:
+            await LlmPlanner(chat).draft(REQUEST, "woman")
+        finally:
+            await chat.aclose()
+        (request,) = server.requests
+    assert request["max_tokens"] == 800 and request["temperature"] == 0.3
 
 
 async def test_invalid_json_twice_falls_back_to_the_rules_with_a_note():
