@@ -147,20 +147,18 @@ def _start(
 ) -> tuple[RunInfo, list[ServiceProcess], list[WatchedServer]]:
     """Everything up to ready services; cleanup of each step is pushed on `stack` as soon as it exists."""
     servers: list[WatchedServer] = []
-    nats_url = settings.nats_url
-    if nats_url is None:
-        nats = EmbeddedNats(state_dir / "nats", start_timeout_s=settings.startup_timeout_s)
-        stack.callback(nats.stop)
-        nats_url = nats.start().url
-        servers.append(WatchedServer("nats", nats))
-        log.info("embedded NATS at %s (log %s)", nats_url, nats.log_path)
-    database_url = settings.database_url
-    if database_url is None:
-        postgres = EmbeddedPostgres(state_dir / "postgres", start_timeout_s=settings.startup_timeout_s)
-        stack.callback(postgres.stop)
-        database_url = postgres.start().url
-        servers.append(WatchedServer("postgres", postgres))
-        log.info("embedded Postgres at %s (log %s)", database_url, postgres.log_path)
+
+    def embedded(name: str, label: str, server: EmbeddedNats | EmbeddedPostgres) -> str:
+        stack.callback(server.stop)
+        url = server.start().url
+        servers.append(WatchedServer(name, server))
+        log.info("embedded %s at %s (log %s)", label, url, server.log_path)
+        return url
+
+    timeout_s = settings.startup_timeout_s
+    nats_url = settings.nats_url or embedded("nats", "NATS", EmbeddedNats(state_dir / "nats", start_timeout_s=timeout_s))
+    database_url = settings.database_url or embedded(
+        "postgres", "Postgres", EmbeddedPostgres(state_dir / "postgres", start_timeout_s=timeout_s))
     migrate(database_url)
     provision(nats_url, settings.startup_timeout_s)
 
