@@ -57,7 +57,8 @@ from contracts import REGISTRY, CharacterThresholdSet, Envelope  # noqa: E402
 from contracts.subjects import event_subject  # noqa: E402
 from services.runtime.database import create_engine  # noqa: E402
 from services.runtime.eventstore import EventStore  # noqa: E402
-from services.runtime.eventstore.store import _APPEND, _REPLAY, _json, _metadata_json  # noqa: E402
+from services.runtime.eventstore.rows import json_text, metadata_json  # noqa: E402
+from services.runtime.eventstore.store import _APPEND, _REPLAY  # noqa: E402
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn  # noqa: E402
 
 N_SEQ = 3000  # single writer, one event per append
@@ -238,8 +239,8 @@ def append_args(stream: str, head: int, batch: list[Envelope]) -> list[object]:
         [e.event_id for e in numbered],  # $3 event ids
         [e.type for e in numbered],  # $4 types
         [e.version for e in numbered],  # $5 versions
-        [_json(e.data) for e in numbered],  # $6 data texts
-        [_metadata_json(e) for e in numbered],  # $7 metadata texts
+        [json_text(e.data) for e in numbered],  # $6 data texts
+        [metadata_json(e) for e in numbered],  # $7 metadata texts
         [e.event_id for e in numbered],  # $8 outbox message ids
         [event_subject(e.type, stream) for e in numbered],  # $9 subjects
         [e.to_bytes() for e in numbered],  # $10 payloads

@@ -1,5 +1,9 @@
-"""The audit of one chain, built from its events alone: every attempt of every step with its
-prompt, LoRAs, seed, workflow hash, backend, timings, score and the decision taken. Pure.
+"""The one fold of a chain's events, which the audit, the read models and the chain CLI all read.
+
+Every attempt of every step with its prompt, LoRAs, seed, workflow hash, backend, timings, score
+and the decision taken; what a list or a progress bar shows (a step's state, its kept attempt) is
+derived from it, never folded again. Pure. The planner's saga keeps its own, smaller state: that
+is the write model its decisions are made from, not a view.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ class AttemptAudit:
     decision: str = "pending"
     reason: str | None = None
 
+    @property
+    def kept(self) -> bool:
+        return self.decision.startswith("accepted")
+
 
 @dataclass
 class StepAudit:
@@ -55,6 +63,39 @@ class StepAudit:
     model: str
     template: str
     attempts: list[AttemptAudit] = field(default_factory=list)
+    seed: int | None = None  # the planned seed; a retry's own is on its attempt
+    chain_failed_here: bool = False
+
+    @property
+    def kept(self) -> AttemptAudit | None:
+        return next((a for a in self.attempts if a.kept), None)
+
+    @property
+    def attempts_made(self) -> int:
+        return max((a.attempt for a in self.attempts), default=0)
+
+    @property
+    def score(self) -> float | None:
+        """The kept attempt's score, else the latest one scored."""
+        if (kept := self.kept) is not None:
+            return kept.score
+        return next((a.score for a in reversed(self.attempts) if a.score is not None), None)
+
+    @property
+    def state(self) -> str:
+        """waiting, rendering, scoring, retrying, accepted or failed: where the step is now."""
+        if self.kept is not None:
+            return "accepted"
+        if self.chain_failed_here:
+            return "failed"
+        if not self.attempts:
+            return "waiting"
+        last = self.attempts[-1]
+        if last.decision.startswith("failed"):
+            return "failed"
+        if last.decision == "retried":
+            return "retrying"
+        return "rendering" if last.image is None else "scoring"
 
 
 @dataclass
@@ -68,18 +109,38 @@ class ChainAudit:
     steps: list[StepAudit] = field(default_factory=list)
     final_image: ImageRef | None = None
     outcome: str | None = None
+    version: int = 0
+    requested_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def apply(self, event: Message, at: datetime, version: int | None = None) -> None:
+        """Fold one event recorded at `at`; one at or below a known stream `version` changes nothing."""
+        if version is not None:
+            if version <= self.version:
+                return
+            self.version = version
+        else:
+            self.version += 1
+        self.updated_at = at
+        _apply(self, event, at)
+
+    @property
+    def score(self) -> float | None:
+        """The face score of the picture: that of the last step kept."""
+        kept = [s.kept.score for s in self.steps if s.kept is not None and s.kept.score is not None]
+        return kept[-1] if kept else None
 
 
 def build_audit(chain_id: str, events: list[tuple[Message, datetime]]) -> ChainAudit:
     """Fold (event, occurred_at) pairs of one chain stream into its audit."""
     audit = ChainAudit(chain_id)
     for event, at in events:
-        _apply(audit, event, at)
+        audit.apply(event, at)
     return audit
 
 
 def _attempt(audit: ChainAudit, step: int, attempt: int) -> AttemptAudit | None:
-    if step >= len(audit.steps):
+    if not 0 <= step < len(audit.steps):
         return None
     return next((a for a in audit.steps[step].attempts if a.attempt == attempt), None)
 
@@ -88,13 +149,14 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
     match event:
         case ChainRequested():
             audit.request, audit.status = event, "running"
+            audit.requested_at = audit.requested_at or at
         case ChainRefused():
             audit.status, audit.outcome = "refused", f"{event.reason} (rule {event.rule})"
         case ChainPlanned():
             audit.planner, audit.planner_note, audit.threshold = event.planner, event.planner_note, event.threshold
-            audit.steps = [StepAudit(s.index, s.kind, s.prompt, s.negative_prompt, s.loras, s.model, s.template)
-                           for s in event.steps]
-        case StepRequested() if event.step < len(audit.steps):
+            audit.steps = [StepAudit(s.index, s.kind, s.prompt, s.negative_prompt, s.loras, s.model, s.template,
+                                     seed=s.seed) for s in event.steps]
+        case StepRequested() if 0 <= event.step < len(audit.steps):
             audit.steps[event.step].attempts.append(AttemptAudit(event.attempt, event.seed, event.input_image, at))
         case StepRendered():
             if found := _attempt(audit, event.step, event.attempt):
@@ -106,6 +168,7 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
         case StepAccepted():
             if found := _attempt(audit, event.step, event.attempt):
                 found.decision = "accepted" if event.decision == "threshold" else "accepted (best attempt)"
+                found.image, found.score = event.image, event.score
         case StepRetried():
             if found := _attempt(audit, event.step, event.next_attempt - 1):
                 found.decision, found.reason = "retried", event.reason
@@ -116,8 +179,10 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
             audit.status, audit.final_image = "completed", event.final_image
         case ChainFailed():
             audit.status, audit.outcome = "failed", event.reason
-            for attempt in audit.steps[event.step].attempts if event.step < len(audit.steps) else ():
-                if attempt.decision == "pending":
-                    attempt.decision = "rejected"
+            if 0 <= event.step < len(audit.steps):
+                audit.steps[event.step].chain_failed_here = True
+                for attempt in audit.steps[event.step].attempts:
+                    if attempt.decision == "pending":
+                        attempt.decision = "rejected"
         case ChainCancelled():
             audit.status, audit.outcome = "cancelled", event.reason or "cancelled"

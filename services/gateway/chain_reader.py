@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -19,15 +20,14 @@ from contracts import (
     ContractError,
     ImageRef,
     Message,
-    StepAccepted,
 )
-from contracts.audit import ChainAudit, build_audit
+from contracts.audit import ChainAudit
 from contracts.streams import chain_stream
 from services.gateway.accounts import Accounts, Submission
 from services.gateway.auth import User
 from services.gateway.db import Database
 from services.gateway.errors import NotFound
-from services.gateway.readmodels.chains import ChainSummary, evolve_chain
+from services.gateway.readmodels.chains import ChainSummary, summarize
 from services.runtime.eventstore import EventStore
 
 __all__ = ["ChainReader", "ChainRecord", "image_links", "job_body"]
@@ -67,24 +67,17 @@ class ChainRecord:
     def version(self) -> int:
         return self.messages[-1][0] if self.messages else 0
 
-    def summary(self) -> ChainSummary:
-        summary = ChainSummary(self.chain_id, status="queued")
-        for version, message, at in self.messages:
-            summary = evolve_chain(summary, message, version, at)
-        return summary
-
+    @cached_property
     def audit(self) -> ChainAudit:
-        return build_audit(str(self.chain_id), [(m, at) for _, m, at in self.messages])
+        """The chain's one fold, made once per record (the summary is a view of it)."""
+        audit = ChainAudit(str(self.chain_id))
+        for version, message, at in self.messages:
+            audit.apply(message, at, version)
+        return audit
 
-    def accepted(self) -> dict[int, StepAccepted]:
-        """The kept attempt of each step, by step index."""
-        return {m.step: m for _, m, _ in self.messages if isinstance(m, StepAccepted)}
-
-    def final_image(self) -> ImageRef | None:
-        for _, message, _ in self.messages:
-            if message.type == "chain.completed":
-                return message.final_image
-        return None
+    @cached_property
+    def summary(self) -> ChainSummary:
+        return summarize(self.chain_id, self.audit)
 
     @property
     def finished(self) -> bool:
@@ -131,13 +124,13 @@ def _not_found(chain_id: UUID) -> NotFound:
 
 def job_body(record: ChainRecord) -> dict[str, Any]:
     """Status, progress and result of a picture job (its id is the chain id)."""
-    summary = record.summary()
+    summary = record.summary
     request = record.request
     submission = record.submission
     total = len(summary.steps)
     done = sum(1 for s in summary.steps if s.state == "accepted")
     current = next((s for s in summary.steps if s.state != "accepted"), None)
-    final = record.final_image()
+    final = record.audit.final_image
     status = summary.status if request is not None else "queued"
     return {
         "job_id": str(record.chain_id),

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 from services.gateway.accounts import Accounts
 from services.gateway.auth import RateLimiter, SessionSigner
+from services.gateway.catalog import CatalogClient
 from services.gateway.chain_reader import ChainReader
 from services.gateway.commands import Commander
-from services.gateway.catalog import CatalogClient
 from services.gateway.db import Database
 from services.gateway.errors import Unavailable
 from services.gateway.images import ByteCache

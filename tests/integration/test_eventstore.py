@@ -32,6 +32,17 @@ async def test_append_then_read_gives_back_the_same_typed_events(store: EventSto
     assert await store.read_stream(stream, after_version=2) == recorded[2:]
 
 
+async def test_several_streams_read_in_one_query_stop_at_a_global_position(store: EventStore) -> None:
+    a, b, empty = new_stream(), new_stream(), new_stream()
+    await store.append(a, 0, [threshold_event(a, 10.0), threshold_event(a, 20.0)])
+    cut = (await store.append(b, 0, [threshold_event(b, 30.0)])).global_positions[-1]
+    await store.append(a, 2, [threshold_event(a, 40.0)])  # after the cut: not read
+    streams = await store.read_streams([a, b, empty], up_to_position=cut)
+    assert set(streams) == {a, b}
+    assert [r.envelope.seq for r in streams[a]] == [1, 2] and [r.envelope.seq for r in streams[b]] == [1]
+    assert streams[a] == (await store.read_stream(a))[:2]
+
+
 async def test_stale_expected_version_is_a_typed_conflict_and_writes_nothing(store: EventStore) -> None:
     stream = new_stream()
     await store.append(stream, 0, [threshold_event(stream)])

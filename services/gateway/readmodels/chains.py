@@ -1,35 +1,20 @@
-"""A chain as the gateway lists it, and the images it made, folded from the chain's events. Pure.
+"""A chain as the gateway lists it, and the images it made: views of the chain's one fold. Pure.
 
-`evolve_chain` is idempotent by stream version: an event at or below the summary's version changes
-nothing, so a projector that re-reads a batch after a crash writes the same rows again.
+The events are folded once, by `contracts.audit` (which the audit endpoint serves too); a summary
+is what that fold looks like as a `chains_view` row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from contracts import (
-    ChainCancelled,
-    ChainCompleted,
-    ChainFailed,
-    ChainPlanned,
-    ChainRefused,
-    ChainRequested,
-    ImageRef,
-    Message,
-    StepAccepted,
-    StepFailed,
-    StepRendered,
-    StepRequested,
-    StepRetried,
-    StepScored,
-)
+from contracts import ChainCompleted, ImageRef, Message, StepAccepted, StepRendered
+from contracts.audit import ChainAudit
 
-__all__ = ["ChainSummary", "ImageRow", "StepSummary", "evolve_chain", "images_of"]
-
+__all__ = ["ChainSummary", "ImageRow", "StepSummary", "images_of", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -102,53 +87,33 @@ class ImageRow:
     created_at: datetime
 
 
-def evolve_chain(summary: ChainSummary, event: Message, version: int, at: datetime) -> ChainSummary:
-    """The summary after the event at stream `version` (recorded at `at`)."""
-    if version <= summary.version:
-        return summary
-    summary = replace(summary, version=version, updated_at=at)
-    match event:
-        case ChainRequested():
-            return replace(summary, user_id=event.user_id, character_id=event.character_id,
-                           request_text=event.request_text, parent_chain_id=event.parent_chain_id,
-                           branch_from_step=event.branch_from_step, batch_id=event.batch_id,
-                           status="running", created_at=summary.created_at or at)
-        case ChainRefused():
-            return replace(summary, status="refused", outcome=f"{event.reason} (rule {event.rule})")
-        case ChainPlanned():
-            steps = tuple(StepSummary(index=s.index, kind=s.kind, seed=s.seed) for s in event.steps)
-            return replace(summary, steps=steps, threshold=event.threshold)
-        case StepRequested():
-            return _step(summary, event.step, attempts=event.attempt, state="rendering")
-        case StepRendered():
-            return _step(summary, event.step, state="scoring")
-        case StepScored():
-            return _step(summary, event.step, score=event.score)
-        case StepRetried():
-            return _step(summary, event.step, state="retrying")
-        case StepFailed():
-            return _step(summary, event.step, state="failed")
-        case StepAccepted():
-            return _step(summary, event.step, score=event.score, sha256=event.image.sha256,
-                         accepted_attempt=event.attempt, state="accepted")
-        case ChainCompleted():
-            return replace(summary, status="completed", final_sha256=event.final_image.sha256)
-        case ChainFailed():
-            failed = _step(summary, event.step, state="failed")
-            return replace(failed, status="failed", outcome=event.reason)
-        case ChainCancelled():
-            return replace(summary, status="cancelled", outcome=event.reason or "cancelled")
-    return summary
+def summarize(chain_id: UUID, audit: ChainAudit) -> ChainSummary:
+    """The row of a chain folded into `audit` (the one fold of a chain, in contracts)."""
+    request = audit.request
+    steps = tuple(StepSummary(index=s.index, kind=s.kind, seed=s.seed, attempts=s.attempts_made, score=s.score,
+                              sha256=None if s.kept is None or s.kept.image is None else s.kept.image.sha256,
+                              accepted_attempt=None if s.kept is None else s.kept.attempt, state=s.state)
+                  for s in audit.steps)
+    return ChainSummary(
+        chain_id=chain_id, status="queued" if audit.status == "new" else audit.status,
+        user_id=request.user_id if request else "", character_id=request.character_id if request else "",
+        request_text=request.request_text if request else "",
+        parent_chain_id=request.parent_chain_id if request else None,
+        branch_from_step=request.branch_from_step if request else None,
+        batch_id=request.batch_id if request else None, threshold=audit.threshold,
+        final_sha256=None if audit.final_image is None else audit.final_image.sha256, steps=steps,
+        outcome=audit.outcome, version=audit.version, created_at=audit.requested_at, updated_at=audit.updated_at)
 
 
-def images_of(summary: ChainSummary, event: Message, at: datetime) -> list[ImageRow]:
-    """The images an event adds to the owner's collection (call with the summary after the event)."""
-    if not summary.requested:
+def images_of(chain_id: UUID, audit: ChainAudit, event: Message, at: datetime) -> list[ImageRow]:
+    """The images an event adds to the owner's collection (call with the audit folded up to the event)."""
+    if audit.request is None:
         return []
+    user_id = audit.request.user_id
 
     def row(role: str, step: int, attempt: int, image: ImageRef, score: float | None) -> ImageRow:
-        kind = summary.steps[step].kind if 0 <= step < len(summary.steps) else None
-        return ImageRow(summary.chain_id, role, step, attempt, image, summary.user_id, kind, score, at)
+        kind = audit.steps[step].kind if 0 <= step < len(audit.steps) else None
+        return ImageRow(chain_id, role, step, attempt, image, user_id, kind, score, at)
 
     match event:
         case StepRendered():
@@ -156,16 +121,5 @@ def images_of(summary: ChainSummary, event: Message, at: datetime) -> list[Image
         case StepAccepted():
             return [row("step", event.step, event.attempt, event.image, event.score)]
         case ChainCompleted():
-            return [row("final", -1, 0, event.final_image, summary.score)]
+            return [row("final", -1, 0, event.final_image, audit.score)]
     return []
-
-
-def _step(summary: ChainSummary, index: int, **changes: Any) -> ChainSummary:
-    if not 0 <= index < len(summary.steps):
-        return summary
-    steps = list(summary.steps)
-    current = steps[index]
-    if "attempts" in changes:
-        changes["attempts"] = max(current.attempts, changes["attempts"])
-    steps[index] = replace(current, **changes)
-    return replace(summary, steps=tuple(steps))

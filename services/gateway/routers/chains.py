@@ -49,19 +49,17 @@ def with_seed(request_text: str, seed: int) -> str:
 
 
 def chain_body(record: ChainRecord) -> dict[str, Any]:
-    summary, audit, request = record.summary(), record.audit(), record.request
-    accepted = record.accepted()
+    summary, audit, request = record.summary, record.audit, record.request
     steps = []
-    for step in summary.steps:
-        planned = audit.steps[step.index] if step.index < len(audit.steps) else None
-        kept = accepted.get(step.index)
+    for step, folded in zip(summary.steps, audit.steps, strict=True):
+        kept = folded.kept
         steps.append({
             "index": step.index, "kind": step.kind, "state": step.state, "seed": step.seed,
-            "prompt": planned.prompt if planned else None, "model": planned.model if planned else None,
+            "prompt": folded.prompt, "model": folded.model,
             "score": step.score, "accepted_attempt": step.accepted_attempt,
             "image": image_links(kept.image) if kept else None,
             "attempts": [{"attempt": a.attempt, "seed": a.seed, "score": a.score, "decision": a.decision,
-                          "reason": a.reason, "image": image_links(a.image)} for a in (planned.attempts if planned else [])],
+                          "reason": a.reason, "image": image_links(a.image)} for a in folded.attempts],
         })
     chain_id = str(record.chain_id)
     return {
@@ -78,7 +76,7 @@ def chain_body(record: ChainRecord) -> dict[str, Any]:
         "planner_note": audit.planner_note,
         "score": summary.score,
         "steps": steps,
-        "final_image": image_links(record.final_image()),
+        "final_image": image_links(audit.final_image),
         "outcome": summary.outcome,
         "version": record.version,
         "links": {"events": f"/chains/{chain_id}/events", "audit": f"/chains/{chain_id}/audit",
@@ -116,7 +114,7 @@ async def get_chain_events(
 @router.get("/chains/{chain_id}/audit", summary="The chain's whole record: every attempt, seed, score and decision")
 async def get_audit(chain_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
     record = await gateway.chains.load(chain_id, user)
-    return jsonable_encoder(record.audit())
+    return jsonable_encoder(record.audit)
 
 
 @router.post("/chains/{chain_id}/rerender", response_model=ChainStarted, status_code=202,
@@ -125,7 +123,7 @@ async def rerender(chain_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[s
     record = await gateway.chains.load(chain_id, user)
     request, plan = record.request, record.plan
     if request is None or plan is None:
-        raise Conflict(f"chain {chain_id} has no plan to re-render (it is {record.summary().status})",
+        raise Conflict(f"chain {chain_id} has no plan to re-render (it is {record.summary.status})",
                        code="not_planned")
     base = plan.steps[0].seed
     if request.variant_index and request.batch_id is not None:
@@ -163,16 +161,14 @@ async def compare(chain_id: UUID, user: UserDep, gateway: GatewayDep,
             "score_delta": round(b["score"] - a["score"], 3) if both and a["score"] is not None
             and b["score"] is not None else None,
         })
-    return {"chain_id": str(chain_id), "with": str(other), "status": [left.summary().status, right.summary().status],
+    return {"chain_id": str(chain_id), "with": str(other), "status": [left.summary.status, right.summary.status],
             "steps": rows, "hash": "dHash, 64 bits; distance in differing bits (0 identical, <= 10 near)"}
 
 
 async def _step_facts(gateway: Gateway, record: ChainRecord) -> list[dict[str, Any]]:
-    accepted = record.accepted()
     facts = []
-    for step in record.summary().steps:
-        kept = accepted.get(step.index)
-        sha = kept.image.sha256 if kept else None
+    for step in record.summary.steps:
+        sha = step.sha256
         facts.append({"kind": step.kind, "seed": step.seed, "score": step.score, "sha256": sha,
                       "attempts": step.attempts, "dhash": await _dhash(gateway, sha) if sha else None})
     return facts
@@ -198,7 +194,7 @@ async def branch(chain_id: UUID, body: BranchRequest, user: UserDep, gateway: Ga
     if body.from_step >= len(plan.steps):
         raise Unprocessable(f"from_step must be 0..{len(plan.steps) - 1}: chain {chain_id} has {len(plan.steps)} "
                             "steps", code="invalid_step")
-    kept = parent.accepted().get(body.from_step)
+    kept = parent.audit.steps[body.from_step].kept
     if kept is None:
         raise Conflict(f"step {body.from_step} of chain {chain_id} has no accepted image yet; branch from a step "
                        "that was accepted", code="step_not_accepted")
@@ -212,7 +208,7 @@ async def branch(chain_id: UUID, body: BranchRequest, user: UserDep, gateway: Ga
 async def cancel(chain_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
     record = await gateway.chains.load(chain_id, user)
     if record.finished:
-        raise Conflict(f"chain {chain_id} has already ended ({record.summary().status})", code="chain_finished")
+        raise Conflict(f"chain {chain_id} has already ended ({record.summary.status})", code="chain_finished")
     command = CancelChain(chain_id=chain_id, reason="cancelled by its owner", requested_by=user.id)
     await gateway.commander.send(gateway.commander.envelope(command, stream=chain_stream(chain_id), actor=user.id),
                                  command)

@@ -27,7 +27,7 @@ from services.gateway.deps import (
 from services.gateway.errors import Forbidden, NotFound, Unprocessable
 from services.gateway.images import placeholder_avatar
 from services.gateway.readmodels.characters import CharacterView
-from services.gateway.readmodels.projector import character_from_row
+from services.gateway.readmodels.view_rows import character_from_row
 from services.gateway.schemas import Character, Persona, PersonaUpdate
 from services.gateway.uploads import check_face, check_photo, clean_photo, parse_multipart, read_body
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Request, Response
 from services.gateway.deps import DatabaseDep, GatewayDep, ImageUserDep, UserDep
 from services.gateway.errors import NotFound
 from services.gateway.images import thumbnail
-from services.gateway.readmodels.projector import chain_from_row
 from services.gateway.readmodels.tree import build_tree
+from services.gateway.readmodels.view_rows import chain_from_row
 from services.gateway.schemas import Me
 
 __all__ = ["router"]

@@ -12,17 +12,12 @@ nothing recorded is left unpublished.
 from __future__ import annotations
 
 import asyncio
-import gc
-
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
 import asyncpg
-import pydantic_core
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
@@ -30,6 +25,7 @@ from contracts.envelope import Envelope
 from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
 from services.runtime.database import DriverPool, driver_pool
+from services.runtime.eventstore.rows import RecordedEvent, json_text, metadata_json, no_collection, recorded
 
 __all__ = [
     "ANY_VERSION",
@@ -90,6 +86,11 @@ _READ_STREAM = f"""
     WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version
 """
 
+_READ_STREAMS = f"""
+    SELECT {_COLUMNS} FROM events
+    WHERE stream_id = ANY($1::text[]) AND global_position <= $2 ORDER BY stream_id, stream_version
+"""
+
 # Identity values are taken at insert time but become visible at commit, so rows written by
 # transactions at or after the oldest still-running one wait (see read_all).
 _READ_ALL = f"""
@@ -97,6 +98,11 @@ _READ_ALL = f"""
     WHERE global_position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
     ORDER BY global_position LIMIT $2
 """
+
+
+# Subjects repeat (one per type and stream), and validating their tokens is regex work per event.
+_event_subject = lru_cache(maxsize=4096)(event_subject)
+_command_subject = lru_cache(maxsize=256)(command_subject)
 
 
 class EventStoreError(Exception):
@@ -113,15 +119,6 @@ class WrongExpectedVersion(EventStoreError):
 
 class DuplicateEventId(EventStoreError):
     """An event id in the batch already names another event."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """One row of the log: its global position, when it was recorded, and the envelope."""
-
-    global_position: int
-    recorded_at: datetime
-    envelope: Envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +211,8 @@ class EventStore:
             ids.append(env.event_id)
             types.append(env.type)
             versions.append(env.version)
-            data.append(_json(env.data))
-            metadata.append(_metadata_json(env))
+            data.append(json_text(env.data))
+            metadata.append(metadata_json(env))
             subjects.append(_event_subject(env.type, stream_id))
             payloads.append(env.to_bytes())
         message_ids = ids
@@ -241,15 +238,24 @@ class EventStore:
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
         """The stream's events after `after_version`, in order."""
         rows = await self._fetch(_READ_STREAM, stream_id, after_version)
-        with _no_collection():
-            return [_recorded(row) for row in rows]
+        with no_collection():
+            return [recorded(row) for row in rows]
+
+    async def read_streams(self, stream_ids: Sequence[str], *, up_to_position: int) -> dict[str, list[RecordedEvent]]:
+        """Each stream's events at or before a global position, in order (streams without any are absent)."""
+        rows = await self._fetch(_READ_STREAMS, list(stream_ids), up_to_position)
+        streams: dict[str, list[RecordedEvent]] = {}
+        with no_collection():
+            for row in rows:
+                streams.setdefault(row["stream_id"], []).append(recorded(row))
+        return streams
 
     async def replay(
         self, stream_id: str, registry: MessageRegistry, *, after_version: int = 0
     ) -> list[tuple[int, Message]]:
         """The stream's typed messages after `after_version` with their versions: the fast fold path."""
         rows = await self._fetch(_REPLAY, stream_id, after_version)
-        with _no_collection():
+        with no_collection():
             return [(row[0], registry.parse_json(row[1], row[2], row[3])) for row in rows]
 
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
@@ -260,8 +266,8 @@ class EventStore:
         good. Rows written by transactions at or after the oldest still-running one wait.
         """
         rows = await self._fetch(_READ_ALL, after_position, limit)
-        with _no_collection():
-            return [_recorded(row) for row in rows]
+        with no_collection():
+            return [recorded(row) for row in rows]
 
     async def _already_appended(self, stream_id: str, batch: Sequence[Envelope]) -> AppendResult | None:
         ids = [env.event_id for env in batch]
@@ -270,58 +276,3 @@ class EventStore:
             return None
         return AppendResult(rows[-1]["stream_version"], tuple(row["global_position"] for row in rows), idempotent=True)
 
-
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """Pause the cyclic collector while a read builds its objects (no awaits inside).
-
-    Thousands of fresh objects that all stay alive: a collection pass there only walks the heap
-    (measured at more than the parsing itself on a 10,000-event stream).
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
-# Subjects repeat (one per type and stream), and validating their tokens is regex work per event.
-_event_subject = lru_cache(maxsize=4096)(event_subject)
-_command_subject = lru_cache(maxsize=256)(command_subject)
-
-
-def _json(value: Any) -> str:
-    """JSON text for a jsonb column; NaN and infinities stay literal, so Postgres refuses them as before."""
-    return pydantic_core.to_json(value, inf_nan_mode="constants").decode()
-
-
-def _metadata_json(env: Envelope) -> str:
-    """The `metadata` column: the envelope's provenance (its body, routing and seq have columns)."""
-    return _json({
-        "occurred_at": env.occurred_at.isoformat(),
-        "correlation_id": env.correlation_id,
-        "causation_id": env.causation_id,
-        "actor": env.actor,
-        "trace": env.trace,
-    })
-
-
-def _recorded(row: asyncpg.Record) -> RecordedEvent:
-    # asyncpg hands jsonb over as text; pydantic's parser reads it several times faster than json.
-    meta = pydantic_core.from_json(row["metadata"])
-    envelope = Envelope(
-        event_id=row["event_id"],
-        stream=row["stream_id"],
-        seq=row["stream_version"],
-        type=row["type"],
-        version=row["version"],
-        occurred_at=meta["occurred_at"],
-        correlation_id=meta["correlation_id"],
-        causation_id=meta.get("causation_id"),
-        actor=meta.get("actor"),
-        trace=meta.get("trace") or {},
-        data=pydantic_core.from_json(row["data"]),
-    )
-    return RecordedEvent(row["global_position"], row["recorded_at"], envelope)

@@ -22,7 +22,8 @@ from contracts import (
     StepRetried,
     StepScored,
 )
-from services.gateway.readmodels.chains import ChainSummary, evolve_chain, images_of
+from contracts.audit import ChainAudit
+from services.gateway.readmodels.chains import images_of, summarize
 from services.gateway.readmodels.characters import CharacterView, fold_character
 from services.gateway.readmodels.tree import build_tree
 
@@ -61,16 +62,15 @@ def chain_events(chain_id=CHAIN, *, parent=None, from_step=None):
     ]
 
 
-def fold(events, summary=None):
-    summary = summary or ChainSummary(CHAIN)
+def fold(events, audit=None):
+    """The summary and image rows of a chain, folded the way the projector does."""
+    audit = audit or ChainAudit(str(CHAIN))
     rows = []
     for version, event in enumerate(events, 1):
         at = T0 + timedelta(seconds=version)
-        after = evolve_chain(summary, event, version, at)
-        if after is not summary:
-            rows += images_of(after, event, at)
-        summary = after
-    return summary, rows
+        audit.apply(event, at, version)
+        rows += images_of(CHAIN, audit, event, at)
+    return summarize(CHAIN, audit), rows
 
 
 def test_a_chain_folds_to_its_status_steps_scores_and_images() -> None:
@@ -88,10 +88,25 @@ def test_a_chain_folds_to_its_status_steps_scores_and_images() -> None:
 
 def test_folding_an_event_again_changes_nothing() -> None:
     events = chain_events()
-    summary, _ = fold(events[:5])
-    again = evolve_chain(summary, events[2], 3, T0)
-    assert again is summary
-    assert evolve_chain(summary, events[4], 5, T0) is summary
+    audit = ChainAudit(str(CHAIN))
+    summary, _ = fold(events[:5], audit)
+    audit.apply(events[2], T0, 3)
+    audit.apply(events[4], T0, 5)
+    assert summarize(CHAIN, audit) == summary
+
+
+def test_a_step_shows_where_it_is_while_the_chain_runs() -> None:
+    events = chain_events()
+    states = []
+    for n in range(2, len(events) + 1):
+        summary, _ = fold(events[:n])
+        states.append(summary.steps[0].state + "/" + summary.steps[1].state)
+    assert states[:9] == ["waiting/waiting", "rendering/waiting", "scoring/waiting", "scoring/waiting",
+                          "retrying/waiting", "rendering/waiting", "scoring/waiting", "scoring/waiting",
+                          "accepted/waiting"]
+    assert states[9] == "accepted/rendering" and states[-1] == "accepted/accepted"
+    summary, _ = fold(events[:6])
+    assert (summary.steps[0].attempts, summary.steps[0].score, summary.steps[0].sha256) == (1, 20.0, None)
 
 
 def test_a_failed_chain_says_where_and_why() -> None:
