@@ -20,22 +20,26 @@ install: $(STAMP)
 # Reinstall only when the lock (or pyproject.toml) changed since the last install, so repeated runs start at
 # once. Every service's group and the dev tools: `up` runs them all, and the tests import them all.
 # --locked fails when pyproject.toml and uv.lock disagree; --inexact keeps pip and uv in the venv.
-$(STAMP): pyproject.toml uv.lock deploy/uv-requirements.txt
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r deploy/uv-requirements.txt
+$(STAMP): pyproject.toml uv.lock deploy/uv-requirements.txt $(UV)
 	$(UV) sync --quiet --locked --inexact --all-extras
 	touch $@
 
+# The venv with the pinned uv in it, and nothing else: enough to lock (a stale lock cannot be synced).
+$(UV): deploy/uv-requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r deploy/uv-requirements.txt
+	touch $@
+
 # After editing pyproject.toml: bring the lock in line, changing as few pins as possible.
-lock: $(STAMP)
+lock: $(UV)
 	$(UV) lock
 
 # Move every pin to the newest release allowed: run `make test-latest` first to see what that would break.
-lock-upgrade: $(STAMP)
+lock-upgrade: $(UV)
 	$(UV) lock --upgrade
 
 # Pin another uv (the installer itself) with the hashes of all its wheels.
-lock-uv: $(STAMP)
+lock-uv: $(UV)
 	echo "uv==$(UV_VERSION)" | $(UV) pip compile --universal --generate-hashes --no-header --quiet - \
 		| { sed -n 1,2p deploy/uv-requirements.txt; cat; } > deploy/uv-requirements.txt.new
 	mv deploy/uv-requirements.txt.new deploy/uv-requirements.txt

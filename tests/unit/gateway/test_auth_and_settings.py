@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 
 import pytest
 from pydantic import ValidationError
@@ -18,18 +20,48 @@ from services.gateway.auth import (
 from services.gateway.settings import DEFAULT_SESSION_SECRET, GatewaySettings
 
 
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_session_cookie_verifies_until_it_is_tampered_with_or_expires() -> None:
-    signer = SessionSigner("s" * 40, max_age_s=3600)
+    clock = Clock(1_000_000)
+    signer = SessionSigner("s" * 40, max_age_s=3600, clock=clock)
     user = new_anonymous_id()
-    value = signer.sign(user, now=1_000_000)
-    assert signer.verify(value, now=1_000_100) == user
-    assert signer.verify(value, now=1_000_000 + 3600 + 61) is None  # expired
-    assert signer.verify(value, now=999_000) is None  # issued in the future
+    value = signer.sign(user)
+    clock.now = 1_000_100
+    assert signer.verify(value) == user
+    clock.now = 1_000_000 + 3600 + 61
+    assert signer.verify(value) is None  # expired
+    clock.now = 999_000
+    assert signer.verify(value) is None  # issued in the future
+    clock.now = 1_000_100
     other = new_user_id()
-    assert signer.verify(value.replace(user, other), now=1_000_100) is None  # another user's id, same mac
-    assert SessionSigner("t" * 40, max_age_s=3600).verify(value, now=1_000_100) is None  # another secret
-    assert signer.verify("garbage", now=1_000_100) is None
-    assert signer.verify("evil.1000000.x", now=1_000_100) is None
+    assert signer.verify(value.replace(user, other)) is None  # another user's id, same mac
+    assert SessionSigner("t" * 40, max_age_s=3600, clock=clock).verify(value) is None  # another secret
+    assert signer.verify("garbage") is None
+    assert signer.verify("evil.1000000.x") is None
+    forged = SessionSigner("s" * 40, max_age_s=3600, clock=clock).sign("not-a-user-id")
+    assert signer.verify(forged) is None  # genuine signature, but no user id of ours
+
+
+def test_a_cookie_signed_before_the_upgrade_stays_good_until_it_expires() -> None:
+    """The hand-written format (`<user>.<issued>.<HMAC-SHA256(secret, user.issued)>`) an older gateway set."""
+    secret, user, issued = "s" * 40, new_anonymous_id(), 1_000_000
+    mac = hmac.new(secret.encode(), f"{user}.{issued}".encode(), hashlib.sha256).digest()
+    legacy = f"{user}.{issued}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    clock = Clock(issued + 100)
+    signer = SessionSigner(secret, max_age_s=3600, clock=clock)
+    assert signer.verify(legacy) == user
+    assert SessionSigner("t" * 40, max_age_s=3600, clock=clock).verify(legacy) is None
+    assert signer.verify(legacy.replace(user, new_anonymous_id())) is None
+    clock.now = issued + 3600 + 61
+    assert signer.verify(legacy) is None  # expired like any other
+    assert signer.sign(user) != legacy and "." in signer.sign(user)
 
 
 def test_api_keys_are_random_and_stored_as_their_hash() -> None:
