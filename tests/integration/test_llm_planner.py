@@ -94,8 +94,10 @@ async def test_one_invalid_answer_then_a_valid_one_is_an_llm_plan():
             draft = await planner.draft(REQUEST, "woman")
         retry = server.requests[1]["messages"]
     assert draft.planner == "llm"
-    assert [i.kind for i in draft.intents] == ["background"]
+    # The request also names a pose the plan left out: the rules' pose step is put back.
+    assert [i.kind for i in draft.intents] == ["background", "pose"]
     assert draft.note.startswith("LLM answer invalid once (not JSON")
+    assert "added the pose step the model left out" in draft.note
     assert retry[-2] == {"role": "assistant", "content": "not json at all"}
     assert retry[-1]["content"].startswith("That answer was not a valid plan")
 

@@ -65,9 +65,11 @@ class _Cue:
 _TRAILING = re.compile(r"(?:[\s,;:.!?]+|\s+(?:and|with|while|but|or|then|also|so|plus)\b)+$", re.IGNORECASE)
 _SPLIT = re.compile(r"(\s*[,;.!?\n]+\s*|\s+(?:and|but|while|then|plus|&)\s+)", re.IGNORECASE)
 _LABEL = re.compile(r"\b(background|scene|setting|location|backdrop|outfit|clothes|clothing|attire|pose)\s*:\s*", re.I)
+# "change (only) the background (only) to ...": "only"/"just" say what is left alone, not what it becomes.
 _CHANGE = re.compile(
-    r"\b(?:change|set|make|switch|replace|swap)\s+(?:the\s+|her\s+|his\s+|their\s+)?"
-    r"(background|backdrop|scene|setting|location|outfit|clothes|clothing|pose|position)\s+(?:to|into|with|for)\s+",
+    r"\b(?:change|set|make|switch|replace|swap)\s+(?:(?:only|just)\s+)?(?:the\s+|her\s+|his\s+|their\s+)?"
+    r"(background|backdrop|scene|setting|location|outfit|clothes|clothing|pose|position)\s+(?:(?:only|just)\s+)?"
+    r"(?:to|into|with|for)\s+",
     re.I,
 )
 _KEEP = re.compile(

@@ -50,6 +50,9 @@ class Draft(_Frozen):
     note: str | None = None
     # The request's words minus what it negates: what the content policy reads.
     positive_text: str = ""
+    # What the request says to keep: things ("hair") every step keeps, kinds of edit not to make at all.
+    kept: tuple[str, ...] = ()
+    left_alone: tuple[EditKind, ...] = ()
 
 
 class Plan(_Frozen):

@@ -9,14 +9,17 @@ client is `services.planner.plan_model`. Setting examples for Grok, OpenAI and O
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.planner.planning.decision import KIND_ORDER, Draft, EditIntent, EditKind
 from services.planner.planning.errors import InvalidLlmAnswer, LlmUnavailable
+from services.planner.planning.plan_check import reconcile
 from services.planner.planning.instructions import PRONOUNS
 from services.planner.planning.profiles import Gender
 from services.planner.planning.rules import draft_by_rules
@@ -26,6 +29,11 @@ __all__ = [
 ]
 
 Messages = Sequence[Mapping[str, str]]
+
+log = logging.getLogger(__name__)
+
+RULES_FALLBACKS = Counter("likeness_planner_rules_fallbacks_total",
+                          "Requests the LLM could not plan, planned by the rules instead, by reason", ["reason"])
 
 
 class ChatModel(Protocol):
@@ -45,11 +53,11 @@ class LlmStep(BaseModel):
 
 
 class LlmPlanAnswer(BaseModel):
-    """The whole answer: one to three steps, at most one of each kind."""
+    """The whole answer: at most one step of each kind; none when the request asks for no edit."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    steps: tuple[LlmStep, ...] = Field(min_length=1, max_length=3)
+    steps: tuple[LlmStep, ...] = Field(max_length=len(KIND_ORDER))
 
     @field_validator("steps")
     @classmethod
@@ -60,13 +68,15 @@ class LlmPlanAnswer(BaseModel):
         return steps
 
 
-# Written out by hand in the subset every json_schema implementation accepts in strict mode
-# (no minLength/maxItems); LlmPlanAnswer checks the bounds after.
+# Written out by hand in the subset json_schema implementations accept in strict mode; maxItems bounds
+# what a grammar-constrained server can generate (an injected "plan 50 steps" cannot run on), and
+# LlmPlanAnswer checks every bound again after.
 PLAN_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "steps": {
             "type": "array",
+            "maxItems": len(KIND_ORDER),
             "items": {
                 "type": "object",
                 "properties": {
@@ -90,7 +100,9 @@ most one step of each kind:
 - "outfit": clothes and accessories
 - "pose": body position, gesture, expression, what the person is doing
 Rules:
-- Plan only the edits the request asks for: one, two or three steps.
+- Plan only the edits the request asks for: one, two or three steps, or none ({{"steps": []}}) when the \
+message asks for no change to the picture (a question, small talk, anything that is not an edit).
+- Never add a place, clothes or a pose the request does not name.
 - Refer to the character as "{subject}" / "{object}" / "{possessive}".
 - "instruction" is one imperative sentence for the edit model that says the change and then what stays \
 unchanged, e.g. "Change the background to a sunny beach at sunset, keep the person unchanged".
@@ -115,11 +127,12 @@ class LlmPlanner:
         messages: list[dict[str, str]] = [{"role": "system", "content": system},
                                           {"role": "user", "content": request_text}]
         try:
-            return await self._ask_twice(messages, rules.positive_text)
+            draft = await self._ask_twice(messages, rules.positive_text)
         except LlmUnavailable as exc:
-            return _fallback(rules, f"LLM unavailable: {exc}")
+            return _fallback(rules, f"LLM unavailable: {exc}", "unavailable")
         except InvalidLlmAnswer as exc:
-            return _fallback(rules, f"LLM answer invalid twice: {exc}")
+            return _fallback(rules, f"LLM answer invalid twice: {exc}", "invalid_answer")
+        return reconcile(draft, rules, request_text, gender)
 
     async def _ask_twice(self, messages: list[dict[str, str]], positive_text: str) -> Draft:
         """The first valid answer of two; the second attempt is told what was wrong with the first."""
@@ -159,7 +172,9 @@ def _draft_of(answer: LlmPlanAnswer, positive_text: str, note: str | None) -> Dr
     return Draft(intents=intents, planner="llm", note=note, positive_text=positive_text)
 
 
-def _fallback(rules: Draft, why: str) -> Draft:
+def _fallback(rules: Draft, why: str, reason: str) -> Draft:
+    RULES_FALLBACKS.labels(reason).inc()
+    log.warning("planned by the rules: %s", why)
     return rules.model_copy(update={"note": "; ".join(n for n in (why, rules.note) if n)})
 
 

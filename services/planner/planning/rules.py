@@ -13,7 +13,9 @@ Decisions, so that the same text always gives the same plan:
   "pose" carrying the whole text: an unplaced request nearly always says what the person does
   ("holding a cup of coffee", "look happy"), and pose is the step allowed to move the body.
 * A request with nothing to change at all ("send me a picture of you") drafts no intent; planning
-  then refuses it with a reason saying what could be asked, rather than render an empty edit.
+  then refuses it with a reason saying what could be asked, rather than render an empty edit. So
+  does an unplaced question ("what's 2+2?") or talk to the planner ("ignore previous instructions"):
+  painted as one edit, it would be a picture nobody asked for.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ _KEEP_TAIL = re.compile(
     r"\s+(?:the\s+same|unchanged|as\s+(?:it\s+)?is|as\s+they\s+are|alone|intact|too|as\s+well|please)\s*$", re.I
 )
 _ITEM_SPLIT = re.compile(r"\s*(?:,|\band\b|\bor\b|&)\s*", re.IGNORECASE)
+_META_TALK = re.compile(
+    r"\b(?:ignore|disregard|instructions?|system\s+prompt|prompts?|json|output|respond|answer|plans?|steps?)\b", re.I
+)
 _BACKGROUND_WORD = re.compile(r"\s+(?:background|backdrop)$", re.IGNORECASE)
 
 
@@ -64,7 +69,9 @@ def draft_by_rules(text: str, gender: Gender, *, note: str | None = None) -> Dra
         if of_kind and kind not in suppressed:
             intents.append(builders[kind](of_kind, pronouns, preserved))
     loose = [s.text for s in segments if s.role == "loose"]
-    if not intents and loose:
+    if not intents and loose and _not_an_edit(text):
+        notes.append("not a picture edit (a question, or words about the planner itself)")
+    elif not intents and loose:
         whole = normalise_pronouns(strip_filler(text), pronouns)
         intents.append(EditIntent(kind=FALLBACK_KIND, description=whole,
                                   prompt=fallback_prompt(whole, pronouns, preserved)))
@@ -74,7 +81,14 @@ def draft_by_rules(text: str, gender: Gender, *, note: str | None = None) -> Dra
     intents, negative = _route_negations(intents, [s for s in segments if s.role == "negate"])
     positive = " ".join(s.text for s in segments if s.role != "negate")
     return Draft(intents=tuple(intents), negative=negative, planner="rules", note="; ".join(notes) or None,
-                 positive_text=positive)
+                 positive_text=positive, kept=tuple(preserved),
+                 left_alone=tuple(k for k in KIND_ORDER if k in suppressed))
+
+
+def _not_an_edit(text: str) -> bool:
+    """Words with no edit cue that are plainly not one: a question ("what's 2+2?") or talk to the planner
+    ("ignore previous instructions ..."). Sent as one edit, they would be painted into the picture."""
+    return text.rstrip().endswith("?") or bool(_META_TALK.search(text))
 
 
 def _kept(keeps) -> tuple[set[EditKind], list[str]]:

@@ -59,7 +59,8 @@ async def test_an_unavailable_llm_hands_over_at_once():
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [
-        ('{"steps": []}', "not a plan (steps: Tuple should have at least 1 item"),
+        ('{"steps": [' + ",".join(['{"kind": "pose", "instruction": "Make her wave", "negative": ""}'] * 4) + "]}",
+         "not a plan (steps: Tuple should have at most 3 items"),
         (plan_json(BEACH, BEACH), "not a plan (steps: Value error, at most one step of each kind"),
         (json.dumps({"steps": [{"kind": "pose", "instruction": "Wave", "negative": ""}]}),
          "not a plan (steps.0.instruction: String should have at least 8 characters"),
