@@ -243,6 +243,10 @@ def _detail(exc: openai.APIStatusError) -> str:
 
 
 def _first_line(text: str, limit: int = 300) -> str:
-    """Servers put whole tracebacks in error messages; a log line or an event note gets the first line."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
+    """Servers put whole tracebacks in error messages; a log line or an event note gets one line: the first,
+    or of a Python traceback the last (the exception), which is the one that says what went wrong."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
     return line if len(line) <= limit else line[:limit] + "..."

@@ -5,7 +5,8 @@ In tests: `with FakeOpenAI([Reply.json(plan), "not json", Hang()]) as llm:` then
 `python -m tests.fakes.openai_server --port 0 --script script.json [--record requests.jsonl]`, which
 prints `fake-openai listening on http://127.0.0.1:PORT/v1` once it accepts connections. A script is
 {"replies": [reply, ...], "default": reply, "model": "fake-model", "json_schema": true}; a reply is
-"text" | {"content": "text"} | {"json": {...}} | {"hang": seconds} | {"error": {"status": 500, "message": "..."}}.
+"text" | {"content": "text"} | {"json": {...}} | {"hang": seconds} | {"error": {"status": 500, "message": "..."}};
+"quirks": [...] and "first_token_delay_s" make it misbehave the way real servers do (see QUIRKS, MODES).
 `GET /_fake/requests` lists what was received, `POST /_fake/replies` (a JSON list) queues more.
 Speaks POST /v1/chat/completions (JSON, or SSE `data: {...}` chunks ending `data: [DONE]`, with usage
 when `stream_options.include_usage` is set) and GET /v1/models, in OpenAI's wire shapes.
@@ -30,7 +31,31 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-__all__ = ["ErrorReply", "FakeOpenAI", "Hang", "Reply", "ReplyLike", "create_app", "reply_from_json"]
+__all__ = ["MODES", "QUIRKS", "ErrorReply", "FakeOpenAI", "Hang", "Reply", "ReplyLike", "create_app",
+           "reply_from_json"]
+
+# Each quirk is one way a real server was seen to misbehave (issue 11):
+QUIRKS = frozenset({
+    "json_schema_500",  # llama-cpp-python: HTTP 500 and a server traceback for response_format json_schema
+    "no_json_schema",  # older vLLM / Ollama: HTTP 400 for json_schema
+    "no_json_object",  # a bare server: HTTP 400 for any response_format
+    "no_usage",  # llama.cpp-era servers: no usage, not even with stream_options.include_usage
+    "one_at_a_time",  # llama-server with one slot: requests wait for each other
+    "runaway",  # a small model that ignores the instructions and writes until max_tokens (or forever)
+})
+# Named imitations of the servers the issue was tried against.
+MODES: dict[str, frozenset[str]] = {
+    "well-behaved": frozenset(),
+    "llama-cpp-python": frozenset({"json_schema_500", "no_usage"}),
+    "llama-server-1-slot": frozenset({"one_at_a_time", "no_usage"}),
+    "bare": frozenset({"no_json_schema", "no_json_object", "no_usage"}),
+}
+# A runaway model without max_tokens stops here (the real one stopped at its context or the client's timeout).
+_RUNAWAY_WORDS = 4000
+_LLAMA_CPP_PYTHON_500 = (
+    "Traceback (most recent call last):\n  File \"llama_cpp/server/app.py\", line 491, in create_chat_completion\n"
+    "    response_format = body.response_format\nValueError: response_format json_schema is not supported by this "
+    "chat handler")
 
 
 @dataclass(frozen=True)
@@ -89,7 +114,12 @@ class FakeOpenAI:
     def __init__(self, replies: Iterable[ReplyLike] = (), *, responder: Responder | None = None,
                  default: ReplyLike | None = None, model: str = "fake-model", json_schema: bool = True,
                  api_key: str | None = None, record: Path | None = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, quirks: Iterable[str] = (), mode: str = "well-behaved",
+                 first_token_delay_s: float = 0.0) -> None:
+        self.quirks = frozenset(quirks) | MODES[mode] | (frozenset() if json_schema else {"no_json_schema"})
+        if unknown := self.quirks - QUIRKS:
+            raise ValueError(f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}")
+        self.first_token_delay_s = first_token_delay_s
         self.replies: deque[ReplyLike] = deque(replies)
         self.responder, self.default = responder, default
         self.model, self.json_schema, self.api_key, self.record = model, json_schema, api_key, record
@@ -182,6 +212,7 @@ def _error(status: int, message: str, type_: str = "invalid_request_error", para
 def create_app(fake: FakeOpenAI) -> FastAPI:
     """The fake's HTTP app."""
     app = FastAPI(title="fake OpenAI-compatible server")
+    slot = asyncio.Lock()
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -198,27 +229,12 @@ def create_app(fake: FakeOpenAI) -> FastAPI:
         fake.log(body)
         if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return _error(400, "'model' and a non-empty 'messages' are required", param="messages")
-        if (body.get("response_format") or {}).get("type") == "json_schema" and not fake.json_schema:
-            return _error(400, "response_format of type json_schema is not supported", param="response_format")
-        reply = fake.next_reply(body)
-        if isinstance(reply, Hang):
-            await _hang(request, reply.seconds, fake.closing)
-            return _error(504, "fake openai: hung as scripted", "server_error")
-        if isinstance(reply, ErrorReply):
-            return _error(reply.status, reply.message, reply.type, code=reply.code)
-        # Words stand in for tokens: the shape matters to clients, not the count.
-        prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
-        completion = len(reply.content.split())
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body["model"],
-                "system_fingerprint": "fp_fake"}
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_chunks(head, reply, usage if include_usage else None),
-                                     media_type="text/event-stream")
-        message = {"role": "assistant", "content": reply.content, "refusal": None}
-        return JSONResponse({**head, "object": "chat.completion", "usage": usage, "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}]})
+        if (refused := _format_refusal(fake.quirks, body.get("response_format"))) is not None:
+            return refused
+        if "one_at_a_time" in fake.quirks:
+            async with slot:  # one slot: the next request waits for this whole answer
+                return await _answer(fake, request, body)
+        return await _answer(fake, request, body)
 
     @app.get("/_fake/requests")
     async def recorded() -> list[dict[str, Any]]:
@@ -230,6 +246,53 @@ def create_app(fake: FakeOpenAI) -> FastAPI:
         return {"queued": len(fake.replies)}
 
     return app
+
+
+def _format_refusal(quirks: frozenset[str], response_format: Any) -> Response | None:
+    kind = (response_format or {}).get("type") if isinstance(response_format, dict) else None
+    if kind == "json_schema" and "json_schema_500" in quirks:
+        return _error(500, _LLAMA_CPP_PYTHON_500, "server_error")
+    if kind == "json_schema" and "no_json_schema" in quirks:
+        return _error(400, "response_format of type json_schema is not supported", param="response_format")
+    if kind in ("json_schema", "json_object") and "no_json_object" in quirks:
+        return _error(400, f"response_format of type {kind} is not supported", param="response_format")
+    return None
+
+
+async def _answer(fake: FakeOpenAI, request: Request, body: dict[str, Any]) -> Response:
+    reply = fake.next_reply(body)
+    if isinstance(reply, Hang):
+        await _hang(request, reply.seconds, fake.closing)
+        return _error(504, "fake openai: hung as scripted", "server_error")
+    if isinstance(reply, ErrorReply):
+        return _error(reply.status, reply.message, reply.type, code=reply.code)
+    reply = _bounded(reply, body.get("max_tokens") or body.get("max_completion_tokens"), "runaway" in fake.quirks)
+    if fake.first_token_delay_s:
+        await _hang(request, fake.first_token_delay_s, fake.closing)  # prompt processing on a slow machine
+    # Words stand in for tokens: the shape matters to clients, not the count.
+    prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
+    completion = len(reply.content.split())
+    usage = None if "no_usage" in fake.quirks else {
+        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body["model"],
+            "system_fingerprint": "fp_fake"}
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(_chunks(head, reply, usage if include_usage else None),
+                                 media_type="text/event-stream")
+    message = {"role": "assistant", "content": reply.content, "refusal": None}
+    return JSONResponse({**head, "object": "chat.completion", "usage": usage, "choices": [
+        {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}]})
+
+
+def _bounded(reply: Reply, max_tokens: Any, runaway: bool) -> Reply:
+    """The reply as a real server sends it: cut at max_tokens (finish "length"); a runaway model writes on."""
+    words = reply.content.split(" ")
+    if runaway:
+        words = (words * (_RUNAWAY_WORDS // max(1, len(words)) + 1))[:_RUNAWAY_WORDS]
+    if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
+        return Reply(" ".join(words[:max_tokens]), "length")
+    return Reply(" ".join(words), "length" if runaway else reply.finish_reason)
 
 
 async def _hang(request: Request, seconds: float, closing: threading.Event) -> None:
@@ -274,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     FakeOpenAI([reply_from_json(r) for r in script.get("replies", [])],
                default=None if default is None else reply_from_json(default), model=script.get("model", "fake-model"),
                json_schema=script.get("json_schema", True), api_key=args.api_key, record=args.record,
+               quirks=script.get("quirks", ()), mode=script.get("mode", "well-behaved"),
+               first_token_delay_s=float(script.get("first_token_delay_s", 0.0)),
                host=args.host, port=args.port).serve_forever()
 
 
