@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
+from uuid import UUID
 
 from contracts import RequestChain
 from services.planner.characters import character_profile
@@ -11,6 +13,8 @@ from services.planner.saga.decide import PlanAccepted, PlanRefused
 from services.runtime.eventstore import EventStore
 
 __all__ = ["RequestPlanning"]
+
+_RECENT_PLANS = 1024
 
 
 class RequestPlanning:
@@ -26,8 +30,20 @@ class RequestPlanning:
         self._default_style = default_style
         # Seeds need only differ between requests; the plan records the ones drawn.
         self._rng = rng or random.Random()
+        # Plans made here whose chain may not be recorded yet: when the append fails (the database is
+        # away) the request comes back, and must not pay for a second model call. Bounded, oldest out.
+        self._recent: OrderedDict[UUID, tuple[PlanAccepted | PlanRefused, float | None]] = OrderedDict()
 
     async def plan(self, request: RequestChain) -> tuple[PlanAccepted | PlanRefused, float | None]:
+        if (made := self._recent.get(request.chain_id)) is not None:
+            return made
+        made = await self._plan(request)
+        self._recent[request.chain_id] = made
+        while len(self._recent) > _RECENT_PLANS:
+            self._recent.popitem(last=False)
+        return made
+
+    async def _plan(self, request: RequestChain) -> tuple[PlanAccepted | PlanRefused, float | None]:
         profile, threshold = await character_profile(self._store, request.character_id,
                                                      default_style=self._default_style)
         decision = await self._planner.plan(request.request_text, profile, self._user_policy,

@@ -35,11 +35,15 @@ def _now() -> datetime:
 
 def consumers(settings: PlannerSettings) -> tuple[ConsumerSpec, ...]:
     """The planner's durable consumers: chain commands, results, and dead letters of the services it commands."""
+    # A plan may take longer than ack_wait (a slow LLM, asked twice): the bus keeps every message in
+    # progress while its handler runs, so none is delivered again meanwhile.
+    wait = settings.ack_wait_s
     return (
-        ConsumerSpec("planner-commands", COMMANDS_STREAM, f"{PREFIX}.cmd.chain.>"),
-        ConsumerSpec("planner-render-results", EVENTS_STREAM, event_filter("render")),
-        ConsumerSpec("planner-face-results", EVENTS_STREAM, event_filter("face")),
-        *(ConsumerSpec(f"planner-dead-letters-{service}", DEAD_LETTERS_STREAM, dead_letter_subject(service))
+        ConsumerSpec("planner-commands", COMMANDS_STREAM, f"{PREFIX}.cmd.chain.>", ack_wait_s=wait),
+        ConsumerSpec("planner-render-results", EVENTS_STREAM, event_filter("render"), ack_wait_s=wait),
+        ConsumerSpec("planner-face-results", EVENTS_STREAM, event_filter("face"), ack_wait_s=wait),
+        *(ConsumerSpec(f"planner-dead-letters-{service}", DEAD_LETTERS_STREAM, dead_letter_subject(service),
+                       ack_wait_s=wait)
           for service in settings.dead_letters_of),
     )
 

@@ -38,9 +38,10 @@ class FakeComfy:
 class FakeLlm:
     """The fake OpenAI-compatible server process; replies are queued per test."""
 
-    def __init__(self, workdir: Path) -> None:
-        script = workdir / "llm-script.json"
-        script.write_text(json.dumps({"replies": [], "model": "fake-model"}))
+    def __init__(self, workdir: Path, name: str = "llm", **quirks: object) -> None:
+        """`quirks`: the script's `mode`, `quirks`, `first_token_delay_s` (tests/fakes/openai_server.py)."""
+        script = workdir / f"{name}-script.json"
+        script.write_text(json.dumps({"replies": [], "model": "fake-model", **quirks}))
         self.process = Background("fake-openai", [
             sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--script", str(script),
         ], clean_env(), workdir)

@@ -384,3 +384,48 @@ class TestUnreachable:
         assert [(a["attempt"], a["seed"], a["score"]) for a in failed["attempts"]] == [
             (i + 1, seeds[i], None) for i in range(4)]
         assert f"FAILED at step 0: {failed['reason']}" in run.stdout
+
+
+class TestLlmPlannerOnLlamaCppPython:
+    """The planner against a server that answers json_schema with HTTP 500 (llama-cpp-python) and takes longer
+    to answer than the planner's ack wait (3.5x, as a 60 s model is 2x the default 30 s)."""
+
+    ACK_WAIT_S = 2.0
+    MODEL_DELAY_S = 7.0
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def llm(cls, workdir: Path) -> Iterator[FakeLlm]:
+        folder = workdir / "llama-cpp-python"
+        folder.mkdir(exist_ok=True)
+        fake = FakeLlm(folder, mode="llama-cpp-python", first_token_delay_s=cls.MODEL_DELAY_S)
+        try:
+            yield fake
+        finally:
+            fake.process.stop()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def stack(cls, workdir: Path, comfy: FakeComfy, llm: FakeLlm) -> Iterator[Stack]:
+        yield from started(Stack(workdir / "llama", env={
+            "LIKENESS_COMFYUI_URLS": comfy.url, "LIKENESS_ACK_WAIT_S": str(cls.ACK_WAIT_S),
+            "LIKENESS_LLM_BASE_URL": llm.url, "LIKENESS_LLM_MODEL": "fake-model", "LIKENESS_LLM_TIMEOUT_S": "20",
+        }))
+
+    def test_a_slow_server_without_json_schema_plans_through_json_object_with_no_extra_call(
+            self, stack: Stack, llm: FakeLlm, script: ComfyScript, photo: Path) -> None:
+        beach = ("background", "Change the background to a beach at sunset, keep the person unchanged")
+        llm.queue(plan_json(beach))
+        before = len(llm.requests())
+
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S + 2 * self.MODEL_DELAY_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT, COMPLETED]
+        planned = only(events, PLANNED)
+        assert planned["planner"] == "llm" and planned["planner_note"] is None, planned
+        asked = llm.requests()[before:]
+        # One 500 for json_schema (its traceback stays out of the log's events), then one json_object call:
+        # the request was held in progress through 7 s of a 2 s ack wait and never delivered again.
+        assert [r["response_format"]["type"] for r in asked] == ["json_schema", "json_object"]
+
