@@ -79,6 +79,8 @@ class CharacterReplied(Event):
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
+    # True when the server reported no usage and the token counts (so the cost) are estimates.
+    tokens_estimated: bool = False
     in_reply_to: UUID | None = None
     # Who the reply was for and who spoke, so usage can be totalled from these events alone.
     user_id: UserId | None = None

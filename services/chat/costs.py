@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from contracts import CharacterReplied
 from services.chat.errors import PriceDataError
 
 __all__ = ["Price", "PriceTable", "Usage", "UsageReport", "usage_totals"]
+
+# The suffixes that name a snapshot of one model, not another model: a date, or an Ollama tag.
+_SNAPSHOT = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{4}|-\d{8}|:[\w.-]+)$")
 
 _DATA = Path(__file__).resolve().parent / "data" / "prices.json"
 
@@ -47,11 +51,11 @@ class PriceTable:
         return cls({**prices, **(extra or {})})
 
     def price(self, model: str) -> Price | None:
-        """The model's price; a dated or suffixed name ("gpt-4o-mini-2024-07-18") takes its base model's."""
+        """The model's price, by exact id; a dated snapshot ("gpt-4o-mini-2024-07-18") or a tag ("llama3:8b")
+        takes its model's. Nothing else matches by prefix: "grok-4-fast-non-reasoning" is not "grok-4"."""
         if model in self.prices:
             return self.prices[model]
-        bases = [name for name in self.prices if model.startswith((name + "-", name + ":"))]
-        return self.prices[max(bases, key=len)] if bases else None
+        return self.prices.get(_SNAPSHOT.sub("", model))
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.price(model)

@@ -65,6 +65,7 @@ class Replier:
                 answer = await self._llm.stream(messages(plan), deltas.send,
                                                 offer_picture_tool=self._picture_tool and plan is None)
                 tokens = (answer.prompt_tokens, answer.completion_tokens)
+                estimated = not answer.usage_reported
                 if answer.picture_request is not None and plan is None:
                     # The LLM asked for a picture the phrase rules missed: settle it, then let it say so in words.
                     plan = picture_plan(exchange, character, answer.picture_request or DEFAULT_SCENE, chain_id,
@@ -72,8 +73,10 @@ class Replier:
                     deltas.restart()
                     answer = await self._llm.stream(messages(plan), deltas.send)
                     tokens = (tokens[0] + answer.prompt_tokens, tokens[1] + answer.completion_tokens)
+                    estimated = estimated or not answer.usage_reported
                 return self._record(exchange, reply_id, character, chain_id, plan, answer.text, self._llm.model,
-                                    offline=False, tokens=tokens, pictures_allowed=pictures_allowed)
+                                    offline=False, tokens=tokens, pictures_allowed=pictures_allowed,
+                                    estimated=estimated)
             except LlmUnavailable as exc:
                 # Tokens of a failed call are not recorded: the reply that is recorded is the offline one.
                 log.warning("conversation %s: LLM unavailable, answering offline: %s",
@@ -92,13 +95,13 @@ class Replier:
     def _record(
         self, exchange: Exchange, reply_id: UUID, character: CharacterState, chain_id: UUID,
         plan: PicturePlan | None, text: str, model: str, *, offline: bool, tokens: tuple[int, int],
-        pictures_allowed: bool,
+        pictures_allowed: bool, estimated: bool = False,
     ) -> RecordReply:
         prompt, completion = tokens
         return RecordReply(
             message_id=exchange.message_id, reply_id=reply_id, text=text, model=model, offline=offline,
             character=character, chain_id=chain_id, prompt_tokens=prompt, completion_tokens=completion,
-            cost_usd=0.0 if offline else self._prices.cost(model, prompt, completion),
+            cost_usd=0.0 if offline else self._prices.cost(model, prompt, completion), tokens_estimated=estimated,
             picture_scene=plan.scene if plan is not None and exchange.chain_id is None else None,
             pictures_allowed=pictures_allowed,
         )

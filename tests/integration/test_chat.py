@@ -270,6 +270,29 @@ async def test_an_llm_reply_streams_from_the_fake_openai_server(backends: Backen
     assert request["tools"][0]["function"]["name"] == "request_picture"
 
 
+async def test_a_server_that_reports_no_usage_gets_estimated_tokens_marked_as_such(
+    backends: Backends, nc: nats.NATS
+) -> None:
+    js = nc.jetstream(timeout=5)
+    conversation_id = uuid.uuid4()
+    stream = f"conversation-{conversation_id}"
+    answer = "Oh, hi... I was just looking at the light over the river. How are you?"
+    with FakeOpenAI([answer], mode="llama-cpp-python") as llm:
+        async with chat_service(backends, chat_llm_base_url=llm.url, chat_llm_model="grok-4-fast-non-reasoning"), \
+                follow(js, "chat", stream) as until:
+            await send(js, SendChatMessage(conversation_id=conversation_id, character_id="luna", user_id="u1",
+                                           text="Hi Luna, what are you up to?"), stream)
+            events = await until(has("chat.character_replied"))
+        (request,) = llm.requests
+    replied = opened(events)[-1]
+    system_prompt = request["messages"][0]["content"]
+    assert replied.tokens_estimated and not replied.offline
+    # About four characters a token over the whole prompt (the system prompt alone is hundreds), not a guess of 50.
+    assert replied.prompt_tokens >= len(system_prompt) // 4 > 50
+    # Billed at grok-4-fast's own price, not grok-4's.
+    assert replied.cost_usd == round((replied.prompt_tokens * 0.2 + replied.completion_tokens * 0.5) / 1e6, 8)
+
+
 @pytest.fixture
 async def chain_requests(nc: nats.NATS) -> AsyncIterator:
     """A test durable on the chain request subject (the commands stream is a work queue: deleted after)."""

@@ -109,6 +109,7 @@ class RecordReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    tokens_estimated: bool = False
     # A picture the reply itself asked for (the LLM's `request_picture` tool), if any.
     picture_scene: str | None = None
     # Whether the sender may start another picture (see `SendChatMessage.pictures_allowed`).
@@ -217,7 +218,8 @@ def _reply(state: ConversationState, reply: RecordReply) -> Decision:
     replied = CharacterReplied(
         conversation_id=state.conversation_id, message_id=reply.reply_id, text=reply.text, model=reply.model,
         offline=reply.offline, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-        cost_usd=reply.cost_usd, in_reply_to=reply.message_id, user_id=state.user_id,
+        cost_usd=reply.cost_usd, tokens_estimated=reply.tokens_estimated, in_reply_to=reply.message_id,
+        user_id=state.user_id,
         character_id=state.character_id, chain_id=plan.chain_id if plan else None,
         needs_reference=plan is not None and plan.status == "needs_reference",
         login_required=plan is not None and plan.status == "login_required",

@@ -19,6 +19,11 @@ def test_prices_per_million_tokens() -> None:
     assert TABLE.cost("gpt-4o-mini", 1000, 500) == pytest.approx((1000 * 0.15 + 500 * 0.6) / 1e6)
     assert TABLE.cost("gpt-4o-mini-2024-07-18", 1_000_000, 0) == 0.15
     assert TABLE.cost("offline-persona", 500, 500) == 0.0
+    # Exact ids: a faster sibling is not billed as its big brother.
+    assert TABLE.price("grok-4-fast-non-reasoning") == Price(input=0.2, output=0.5)
+    assert TABLE.price("grok-4-fast-reasoning") == Price(input=0.2, output=0.5)
+    assert TABLE.price("grok-4") == Price(input=3.0, output=15.0) and TABLE.price("grok-4-turbo-x") is None
+    assert TABLE.price("gpt-4o-2024-08-06") == TABLE.price("gpt-4o") and TABLE.price("gpt-4o-mini:latest")
     assert TABLE.price("my-local-llama") is None and TABLE.cost("my-local-llama", 10_000, 10_000) == 0.0
     custom = PriceTable.load(extra={"my-local-llama": Price(input=1.0, output=2.0)})
     assert custom.cost("my-local-llama", 1_000_000, 1_000_000) == 3.0
