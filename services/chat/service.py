@@ -74,4 +74,5 @@ def reply_model(settings: ChatSettings) -> ReplyModel | None:
     return OpenAIReplyModel.connect(LlmSettings(
         base_url=settings.chat_llm_base_url, model=settings.chat_llm_model,
         api_key=settings.chat_llm_api_key.get_secret_value(), timeout_s=settings.chat_llm_timeout_s,
-        max_tokens=settings.chat_llm_max_tokens, temperature=settings.chat_llm_temperature))
+        max_tokens=settings.chat_llm_max_tokens, temperature=settings.chat_llm_temperature,
+        seed=settings.chat_llm_seed))

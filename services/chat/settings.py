@@ -25,6 +25,8 @@ class ChatSettings(RuntimeSettings):
     chat_llm_max_tokens: int = Field(default=400, ge=16, le=8192)
     # None leaves the server's default (some models reject any other value).
     chat_llm_temperature: float | None = Field(default=None, ge=0, le=2)
+    # Sampling seed sent with every reply request (None: the server's own).
+    chat_llm_seed: int | None = None
     # Offer the LLM a `request_picture` tool, for picture requests the phrase rules do not catch.
     chat_llm_tools: bool = True
     # Prices of a model the price table does not list (USD per 1M tokens), e.g. a private deployment.

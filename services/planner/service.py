@@ -54,7 +54,8 @@ def llm_settings(settings: PlannerSettings) -> LlmSettings | None:
         return None
     return LlmSettings(base_url=settings.llm_base_url, model=settings.llm_model or "", timeout_s=settings.llm_timeout_s,
                        api_key=settings.llm_api_key.get_secret_value() or "not-needed",
-                       max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature)
+                       max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
+                       seed=settings.llm_seed)
 
 
 def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = _now) -> Runtime:

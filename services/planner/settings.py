@@ -31,6 +31,8 @@ class PlannerSettings(RuntimeSettings):
     llm_max_tokens: int = Field(default=800, ge=64, le=8192)
     # None leaves the server's default (some models reject any other value).
     llm_temperature: float | None = Field(default=None, ge=0, le=2)
+    # Sampling seed sent with every plan request (None: the server's own).
+    llm_seed: int | None = None
 
     # The content bound of users until accounts carry their own, and the style of unknown characters.
     user_max_rating: Literal["sfw", "suggestive", "nsfw"] = "sfw"

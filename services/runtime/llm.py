@@ -56,6 +56,8 @@ class LlmSettings(BaseModel):
     # None leaves the server's default: some models (OpenAI reasoning models) reject any other value.
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
+    # Sampling seed, for servers that honour it (OpenAI, llama.cpp, vLLM): the same prompt, the same answer.
+    seed: int | None = None
 
     @field_validator("api_key")
     @classmethod
@@ -205,6 +207,8 @@ class LlmClient:
             options["max_tokens"] = limit
         if self.settings.temperature is not None:
             options["temperature"] = self.settings.temperature
+        if self.settings.seed is not None:
+            options["seed"] = self.settings.seed
         return options
 
     @asynccontextmanager

@@ -55,18 +55,19 @@ async def test_a_valid_plan_is_used():
     assert request["response_format"]["json_schema"]["schema"]["required"] == ["steps"]
 
 
-async def test_the_output_bound_and_temperature_of_the_settings_go_with_every_request(monkeypatch) -> None:
+async def test_the_output_bound_temperature_and_seed_of_the_settings_go_with_every_request(monkeypatch) -> None:
     with FakeOpenAI([plan_json(BEACH)]) as server:
         monkeypatch.setenv("LIKENESS_LLM_BASE_URL", server.url)
         monkeypatch.setenv("LIKENESS_LLM_MODEL", "grok-test")
         monkeypatch.setenv("LIKENESS_LLM_TEMPERATURE", "0.3")
+        monkeypatch.setenv("LIKENESS_LLM_SEED", "42")
         chat = OpenAICompatibleChat.from_settings(llm_settings(PlannerSettings()))
         try:
             await LlmPlanner(chat).draft(REQUEST, "woman")
         finally:
             await chat.aclose()
         (request,) = server.requests
-    assert request["max_tokens"] == 800 and request["temperature"] == 0.3
+    assert request["max_tokens"] == 800 and request["temperature"] == 0.3 and request["seed"] == 42
 
 
 async def test_invalid_json_twice_falls_back_to_the_rules_with_a_note():

@@ -20,11 +20,15 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIKENESS_CHAT_LLM_MODEL", "llama3.1")
     monkeypatch.setenv("LIKENESS_CHAT_LLM_API_KEY", "sk-secret")
     monkeypatch.setenv("LIKENESS_CHAT_LLM_TIMEOUT_S", "12")
+    monkeypatch.setenv("LIKENESS_CHAT_LLM_TEMPERATURE", "0.7")
+    monkeypatch.setenv("LIKENESS_CHAT_LLM_SEED", "7")
     settings = ChatSettings()
     assert settings.chat_llm_model == "llama3.1" and settings.chat_llm_timeout_s == 12
     assert "sk-secret" not in repr(settings)
     llm = reply_model(settings)
     assert llm is not None and llm.model == "llama3.1"
+    sent = llm._client.settings  # what every request of this model carries
+    assert (sent.temperature, sent.seed, sent.max_tokens, sent.timeout_s) == (0.7, 7, 400, 12)
 
 
 @pytest.mark.parametrize(
