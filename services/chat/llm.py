@@ -2,9 +2,11 @@
 
 `OpenAIReplyModel` streams a chat completion from any OpenAI-compatible endpoint through
 `services.runtime.llm.LlmClient`, hands each text delta to the caller as it arrives, and reports usage
-and a `request_picture` tool call if the model made one. Every failure of the client is `LlmUnavailable`
-here: the caller answers offline instead. A server that refuses the tool is asked again without it, and
-not offered it again.
+and a `request_picture` tool call if the model made one, as a real call or written into its text (the
+written form is held back from the stream and never shown: see `tool_text`). Every failure of the
+client is `LlmUnavailable` here: the caller answers offline instead. A server that refuses the tool is
+asked again without it, and not offered it again. `wish` asks the model the cheap yes/no question of
+`wishes`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prometheus_client import Counter
+
 from services.chat.errors import LlmUnavailable
 from services.chat.prompts import PICTURE_TOOL
+from services.chat.tool_text import ToolTextFilter
+from services.chat.wishes import WISH_MAX_TOKENS, Wish, read_wish, wish_messages
 from services.runtime.llm import DeltaSink, LlmClient, LlmError, LlmRejected, LlmSettings, ToolCall, estimate_tokens
 
-__all__ = ["DeltaSink", "LlmAnswer", "OpenAIReplyModel", "ReplyModel", "estimate_tokens"]
+__all__ = ["DeltaSink", "LlmAnswer", "OpenAIReplyModel", "ReplyModel", "WishAnswer", "estimate_tokens"]
+
+TOOLS = frozenset({"request_picture"})
+TEXT_TOOL_CALLS = Counter("likeness_chat_text_tool_calls_total",
+                          "Tool calls a model wrote into its text (taken out, never shown), by tool", ["tool"])
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -35,12 +45,25 @@ class LlmAnswer:
     usage_reported: bool = True
 
 
+@dataclass(frozen=True)
+class WishAnswer:
+    """The verdict of the picture-wish question, and what asking cost."""
+
+    wish: Wish
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_reported: bool = True
+
+
 class ReplyModel(Protocol):
     """Streams one reply; raises `LlmUnavailable` when there is none to be had."""
 
     model: str
 
     async def stream(self, messages: Messages, on_delta: DeltaSink, *, offer_picture_tool: bool = False) -> LlmAnswer:
+        ...
+
+    async def wish(self, character_name: str, text: str) -> WishAnswer:
         ...
 
     async def aclose(self) -> None: ...
@@ -64,24 +87,43 @@ class OpenAIReplyModel:
 
     async def stream(self, messages: Messages, on_delta: DeltaSink, *, offer_picture_tool: bool = False) -> LlmAnswer:
         tools = offer_picture_tool and self._tools is not False
+        # A model may write a call as text even when none was offered: it is held back either way.
+        shown = ToolTextFilter(on_delta, TOOLS)
         try:
             try:
-                completion = await self._client.stream(messages, on_delta, tools=[PICTURE_TOOL] if tools else ())
+                completion = await self._client.stream(messages, shown, tools=[PICTURE_TOOL] if tools else ())
             except LlmRejected:
                 if not tools:
                     raise
                 self._tools = False
                 tools = False
-                completion = await self._client.stream(messages, on_delta)
+                shown = ToolTextFilter(on_delta, TOOLS)
+                completion = await self._client.stream(messages, shown)
         except LlmError as exc:
             raise LlmUnavailable(str(exc)) from None
         if tools and self._tools is None:
             self._tools = True
-        text, picture = completion.text.strip(), _picture_request(completion.tool_calls)
+        written = await shown.finish()
+        for call in written.calls:
+            TEXT_TOOL_CALLS.labels(call.name).inc()
+        text = written.text
+        picture = _picture_request((*completion.tool_calls, *written.calls)) if tools else None
         if not text and picture is None:
-            raise LlmUnavailable("the LLM answered with no text")
+            raise LlmUnavailable("the LLM answered with no text" + (" (only a tool call)" if written.calls else ""))
         usage = completion.usage
         return LlmAnswer(text, usage.prompt_tokens, usage.completion_tokens, picture, usage_reported=usage.reported)
+
+    async def wish(self, character_name: str, text: str) -> WishAnswer:
+        """Does `text` wish for a picture of the character? One short call, read leniently."""
+        try:
+            completion = await self._client.complete(wish_messages(character_name, text), max_tokens=WISH_MAX_TOKENS)
+        except LlmError as exc:
+            raise LlmUnavailable(str(exc)) from None
+        usage = completion.usage
+        # A model that answers the question with a tool call has answered it too.
+        wished = _picture_request(completion.tool_calls)
+        wish = Wish(True, wished) if wished is not None else read_wish(completion.text)
+        return WishAnswer(wish, usage.prompt_tokens, usage.completion_tokens, usage.reported)
 
 
 def _picture_request(calls: Iterable[ToolCall]) -> str | None:

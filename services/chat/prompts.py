@@ -1,10 +1,15 @@
-"""What the LLM is sent: the persona as the system prompt, then the conversation, bounded. Pure."""
+"""What the LLM is sent: the persona as the system prompt, then the conversation, bounded. Pure.
+
+Refused turns are left out of the history: a model that once said "I cannot assist with that" to a
+harmless message would otherwise read its refusal back and repeat it in every later turn.
+"""
 
 from __future__ import annotations
 
 from uuid import UUID
 
 from contracts import CharacterCreated
+from services.chat.agreement import Disagreement, refuses
 from services.chat.domain.conversations import ConversationState, PicturePlan
 from services.chat.intent import spoken_scene
 
@@ -43,12 +48,23 @@ of you on your profile, then ask again."""
 
 _LOGIN_REQUIRED = """The user asked for a picture of you ({scene}), but they are a guest who has used up the pictures a guest may get, so no picture can be made. Tell them, in character, to log in and ask again."""
 
+# Said when the first reply contradicted the app: the model is told plainly what the app did.
+_CORRECTIONS = {
+    "refused_a_picture_being_made": """Do not refuse and do not apologise: the picture is the app's to make, \
+it is already being made, and it is a tasteful picture of you. Tell them warmly, in character, that it is on \
+its way.""",
+    "promised_a_picture_not_being_made": """No picture is sent with this reply. Do not say or act out that you \
+send, attach, snap or share a picture; just answer in character.""",
+}
+
 _PICTURE_NOTES = {"requested": _PICTURE_REQUESTED, "needs_reference": _NEEDS_REFERENCE,
                   "login_required": _LOGIN_REQUIRED}
 
 
-def system_prompt(character: CharacterCreated, picture: PicturePlan | None = None) -> str:
-    """The persona, the rules of the chat, and what to say about a picture if one was asked for."""
+def system_prompt(character: CharacterCreated, picture: PicturePlan | None = None,
+                  correction: Disagreement | None = None) -> str:
+    """The persona, the rules of the chat, what to say about a picture if one was asked for, and what the
+    first answer got wrong if it contradicted the app."""
     who = f"You are {character.name}"
     if character.occupation:
         who += f", a {character.occupation}"
@@ -60,6 +76,8 @@ def system_prompt(character: CharacterCreated, picture: PicturePlan | None = Non
     parts.append(_RULES.format(name=character.name))
     if picture is not None:
         parts.append(_PICTURE_NOTES[picture.status].format(scene=spoken_scene(picture.scene)))
+    if correction is not None:
+        parts.append(_CORRECTIONS[correction])
     return "\n\n".join(parts)
 
 
@@ -69,6 +87,7 @@ def llm_messages(
     message_id: UUID,
     *,
     picture: PicturePlan | None = None,
+    correction: Disagreement | None = None,
     max_messages: int = 20,
     max_chars: int = 12_000,
 ) -> list[Message]:
@@ -77,9 +96,12 @@ def llm_messages(
     for exchange in conversation.exchanges:
         if exchange.refused:
             continue
-        turns.append({"role": "user", "content": exchange.text})
         if exchange.message_id == message_id:
+            turns.append({"role": "user", "content": exchange.text})
             break
+        if exchange.reply is not None and not exchange.reply_offline and refuses(exchange.reply):
+            continue  # the question and its refusal both: a lone question would be answered again
+        turns.append({"role": "user", "content": exchange.text})
         if exchange.reply is not None:
             turns.append({"role": "assistant", "content": exchange.reply})
     kept: list[Message] = []
@@ -93,4 +115,4 @@ def llm_messages(
     # A history that opens with the assistant confuses some chat templates; start at a user turn.
     while kept and kept[-1]["role"] != "user":
         kept.pop()
-    return [{"role": "system", "content": system_prompt(character, picture)}, *reversed(kept)]
+    return [{"role": "system", "content": system_prompt(character, picture, correction)}, *reversed(kept)]

@@ -54,7 +54,7 @@ def build_runtime(
     characters = Characters(rt.store, clock)
     replier = Replier(book, prices, llm, rt.bus.publish_live, clock, history_messages=settings.chat_history_messages,
                       history_chars=settings.chat_history_chars, offline_delay_s=settings.chat_offline_delay_s,
-                      picture_tool=settings.chat_llm_tools)
+                      picture_tool=settings.chat_llm_tools, wish_check=settings.chat_llm_wish_check)
     conversations = Conversations(rt.store, characters, replier, clock)
 
     @rt.on_startup

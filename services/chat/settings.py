@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -29,6 +30,9 @@ class ChatSettings(RuntimeSettings):
     chat_llm_seed: int | None = None
     # Offer the LLM a `request_picture` tool, for picture requests the phrase rules do not catch.
     chat_llm_tools: bool = True
+    # Put a message the phrase rules passed over to the LLM as a short "is this a picture wish?" question
+    # before replying: "hinted" when it speaks of seeing, looking or wearing; "always"; or "off".
+    chat_llm_wish_check: Literal["off", "hinted", "always"] = "hinted"
     # Prices of a model the price table does not list (USD per 1M tokens), e.g. a private deployment.
     chat_llm_price_input: float | None = Field(default=None, ge=0)
     chat_llm_price_output: float | None = Field(default=None, ge=0)

@@ -5,7 +5,8 @@ In tests: `with FakeOpenAI([Reply.json(plan), "not json", Hang()]) as llm:` then
 `python -m tests.fakes.openai_server --port 0 --script script.json [--record requests.jsonl]`, which
 prints `fake-openai listening on http://127.0.0.1:PORT/v1` once it accepts connections. A script is
 {"replies": [reply, ...], "default": reply, "model": "fake-model", "json_schema": true}; a reply is
-"text" | {"content": "text"} | {"json": {...}} | {"hang": seconds} | {"error": {"status": 500, "message": "..."}};
+"text" | {"content": "text"} | {"json": {...}} | {"hang": seconds} | {"error": {"status": 500, "message": "..."}}
+| {"tool_call": {"name": "...", "arguments": {...}}, "content": "optional text"};
 "quirks": [...] and "first_token_delay_s" make it misbehave the way real servers do (see QUIRKS, MODES).
 `GET /_fake/requests` lists what was received, `POST /_fake/replies` (a JSON list) queues more.
 Speaks POST /v1/chat/completions (JSON, or SSE `data: {...}` chunks ending `data: [DONE]`, with usage
@@ -42,12 +43,15 @@ QUIRKS = frozenset({
     "no_usage",  # llama.cpp-era servers: no usage, not even with stream_options.include_usage
     "one_at_a_time",  # llama-server with one slot: requests wait for each other
     "runaway",  # a small model that ignores the instructions and writes until max_tokens (or forever)
+    "tools_as_text",  # Qwen on llama-server without --jinja: the call written into the content in <tool_call> tags
+    "tools_as_json",  # llama-cpp-python's default chat format: the call written as a bare JSON object
+    "no_tools",  # Ollama with a model whose template has no tools: HTTP 400 for any request with `tools`
 })
 # Named imitations of the servers the issue was tried against.
 MODES: dict[str, frozenset[str]] = {
     "well-behaved": frozenset(),
-    "llama-cpp-python": frozenset({"json_schema_500", "no_usage"}),
-    "llama-server-1-slot": frozenset({"one_at_a_time", "no_usage"}),
+    "llama-cpp-python": frozenset({"json_schema_500", "no_usage", "tools_as_json"}),
+    "llama-server-1-slot": frozenset({"one_at_a_time", "no_usage", "tools_as_text"}),
     "bare": frozenset({"no_json_schema", "no_json_object", "no_usage"}),
 }
 # A runaway model without max_tokens stops here (the real one stopped at its context or the client's timeout).
@@ -60,14 +64,20 @@ _LLAMA_CPP_PYTHON_500 = (
 
 @dataclass(frozen=True)
 class Reply:
-    """An assistant message with this content."""
+    """An assistant message with this content, and the tool calls it makes: (name, arguments JSON) each."""
 
     content: str
     finish_reason: str = "stop"
+    tool_calls: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def json(cls, value: Any) -> Reply:
         return cls(json.dumps(value))
+
+    @classmethod
+    def tool(cls, name: str, arguments: dict[str, Any], content: str = "") -> Reply:
+        """A call of tool `name`, after `content` if any; a server with a tools quirk writes it as text."""
+        return cls(content, "tool_calls", ((name, json.dumps(arguments)),))
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,8 @@ def reply_from_json(value: Any) -> ReplyLike:
     match value:
         case str():
             return Reply(value)
+        case {"tool_call": {"name": str(name), **call}}:
+            return Reply.tool(name, call.get("arguments") or {}, value.get("content", ""))
         case {"content": str(content)}:
             return Reply(content, value.get("finish_reason", "stop"))
         case {"json": document}:
@@ -231,6 +243,8 @@ def create_app(fake: FakeOpenAI) -> FastAPI:
             return _error(400, "'model' and a non-empty 'messages' are required", param="messages")
         if (refused := _format_refusal(fake.quirks, body.get("response_format"))) is not None:
             return refused
+        if body.get("tools") and "no_tools" in fake.quirks:
+            return _error(400, f"registry.ollama.ai/library/{body['model']} does not support tools")
         if "one_at_a_time" in fake.quirks:
             async with slot:  # one slot: the next request waits for this whole answer
                 return await _answer(fake, request, body)
@@ -266,7 +280,8 @@ async def _answer(fake: FakeOpenAI, request: Request, body: dict[str, Any]) -> R
         return _error(504, "fake openai: hung as scripted", "server_error")
     if isinstance(reply, ErrorReply):
         return _error(reply.status, reply.message, reply.type, code=reply.code)
-    reply = _bounded(reply, body.get("max_tokens") or body.get("max_completion_tokens"), "runaway" in fake.quirks)
+    reply = _tools_written(_bounded(reply, body.get("max_tokens") or body.get("max_completion_tokens"),
+                                    "runaway" in fake.quirks), fake.quirks)
     if fake.first_token_delay_s:
         await _hang(request, fake.first_token_delay_s, fake.closing)  # prompt processing on a slow machine
     # Words stand in for tokens: the shape matters to clients, not the count.
@@ -280,9 +295,24 @@ async def _answer(fake: FakeOpenAI, request: Request, body: dict[str, Any]) -> R
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(_chunks(head, reply, usage if include_usage else None),
                                  media_type="text/event-stream")
-    message = {"role": "assistant", "content": reply.content, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content or None, "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = [{"id": f"call_{index}", "type": "function",
+                                  "function": {"name": name, "arguments": arguments}}
+                                 for index, (name, arguments) in enumerate(reply.tool_calls)]
     return JSONResponse({**head, "object": "chat.completion", "usage": usage, "choices": [
         {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}]})
+
+
+def _tools_written(reply: Reply, quirks: frozenset[str]) -> Reply:
+    """A server without a tool-call parser hands the model's call over as text, in the model's own format."""
+    if not reply.tool_calls or not quirks & {"tools_as_text", "tools_as_json"}:
+        return reply
+    written = []
+    for name, arguments in reply.tool_calls:
+        call = json.dumps({"name": name, "arguments": json.loads(arguments)})
+        written.append(f"<tool_call>\n{call}\n</tool_call>" if "tools_as_text" in quirks else call)
+    return Reply("\n".join(part for part in (reply.content, *written) if part), "stop")
 
 
 def _bounded(reply: Reply, max_tokens: Any, runaway: bool) -> Reply:
@@ -292,7 +322,7 @@ def _bounded(reply: Reply, max_tokens: Any, runaway: bool) -> Reply:
         words = (words * (_RUNAWAY_WORDS // max(1, len(words)) + 1))[:_RUNAWAY_WORDS]
     if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
         return Reply(" ".join(words[:max_tokens]), "length")
-    return Reply(" ".join(words), "length" if runaway else reply.finish_reason)
+    return Reply(" ".join(words), "length" if runaway else reply.finish_reason, reply.tool_calls)
 
 
 async def _hang(request: Request, seconds: float, closing: threading.Event) -> None:
@@ -314,9 +344,15 @@ async def _chunks(head: dict[str, Any], reply: Reply, usage: dict[str, int] | No
         return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}]
 
     yield event(delta({"role": "assistant", "content": ""}))
-    words = reply.content.split(" ")
+    words = reply.content.split(" ") if reply.content else []
     for index, word in enumerate(words):
         yield event(delta({"content": word if index == len(words) - 1 else word + " "}))
+    for index, (name, arguments) in enumerate(reply.tool_calls):
+        # As OpenAI streams a call: id and name first, then the arguments' JSON in fragments.
+        yield event(delta({"tool_calls": [{"index": index, "id": f"call_{index}", "type": "function",
+                                           "function": {"name": name, "arguments": ""}}]}))
+        for start in range(0, len(arguments), 8):
+            yield event(delta({"tool_calls": [{"index": index, "function": {"arguments": arguments[start:start + 8]}}]}))
     yield event(delta({}, reply.finish_reason))
     if usage is not None:
         yield event([], usage=usage)

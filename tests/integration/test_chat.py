@@ -47,7 +47,7 @@ from services.runtime.runner import Runtime
 from tests.conftest import Backends
 from tests.runtimes import running
 from tests.faces import face_of
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import MODES, FakeOpenAI, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -412,3 +412,100 @@ async def test_a_sender_past_the_picture_limit_gets_no_chain_and_is_told_to_log_
     assert replied.login_required and replied.chain_id is None and "log in" in replied.text.lower()
     with pytest.raises(nats.errors.TimeoutError):
         await chain_requests.fetch(1, timeout=1.0)
+
+
+@pytest.mark.parametrize(("mode", "quirks"), [*((mode, ()) for mode in MODES), ("well-behaved", ("no_tools",))],
+                         ids=[*MODES, "no-tools"])
+async def test_a_plain_reply_holds_against_each_servers_quirks(
+    mode: str, quirks: tuple[str, ...], backends: Backends, nc: nats.NATS
+) -> None:
+    js = nc.jetstream(timeout=5)
+    conversation_id = uuid.uuid4()
+    stream = f"conversation-{conversation_id}"
+    answer = "Oh, hi... just sorting prints from the river walk. You?"
+    with FakeOpenAI([answer, answer], mode=mode, quirks=quirks) as llm:
+        async with chat_service(backends, chat_llm_base_url=llm.url, chat_llm_model="fake-model"), \
+                follow(js, "chat", stream) as until:
+            await send(js, SendChatMessage(conversation_id=conversation_id, character_id="luna", user_id="u1",
+                                           text="Hi Luna, what are you up to?"), stream)
+            events = await until(has("chat.character_replied"))
+        requests = llm.requests
+    replied = opened(events)[-1]
+    assert replied.text == answer and not replied.offline
+    assert replied.tokens_estimated == ("no_usage" in llm.quirks)
+    # A server without tools is asked again without them; any other answers the first request.
+    assert len(requests) == (2 if "no_tools" in llm.quirks else 1) and "tools" in requests[0]
+
+
+@pytest.mark.parametrize("mode", ["well-behaved", "llama-server-1-slot", "llama-cpp-python"],
+                         ids=["native tool call", "call in <tool_call> tags", "call as bare JSON"])
+async def test_a_picture_the_model_asks_for_starts_a_chain_and_no_call_is_ever_shown(
+    mode: str, backends: Backends, nc: nats.NATS, chain_requests
+) -> None:
+    js = nc.jetstream(timeout=5)
+    reference = await (await BlobStore.open(js)).put_image(face_of(0))
+    conversation_id = uuid.uuid4()
+    stream = f"conversation-{conversation_id}"
+    deltas: list[str] = []
+
+    async def on_delta(msg) -> None:
+        deltas.append(Envelope.from_bytes(msg.data).open(REGISTRY).delta)
+
+    scene = "on a mountain trail at sunrise"
+    script = [Reply.tool("request_picture", {"request": scene}, content="Ooh, hold on!"),
+              "Say cheese... it is on its way!"]
+    live = await nc.subscribe(live_subject("chat.token_delta", stream), cb=on_delta)
+    with FakeOpenAI(script, mode=mode) as llm:
+        async with chat_service(backends, chat_llm_base_url=llm.url, chat_llm_model="fake-model"):
+            character_id, _ = await create_character(js, reference=reference)
+            async with follow(js, "chat", stream) as until:
+                await send(js, SendChatMessage(conversation_id=conversation_id, character_id=character_id,
+                                               user_id="u1", text="I bet you are great at hiking"), stream)
+                events = await until(has("chat.character_replied"))
+            (msg,) = await chain_requests.fetch(1, timeout=10)
+            await msg.ack()
+        requests = llm.requests
+    await live.unsubscribe()
+    requested = next(m for m in opened(events) if isinstance(m, ImageRequestedInChat))
+    replied = opened(events)[-1]
+    assert requested.request_text == scene and replied.chain_id == requested.chain_id
+    assert replied.text == "Say cheese... it is on its way!"
+    assert Envelope.from_bytes(msg.data).open(REGISTRY).request_text == scene
+    shown = "".join(deltas)
+    assert "request_picture" not in shown and "{" not in shown and "<" not in shown
+    first, second = requests
+    assert "tools" in first and "tools" not in second and f"({scene})" in second["messages"][0]["content"]
+
+
+async def test_a_wish_in_other_words_is_caught_by_one_short_question_before_the_reply(
+    backends: Backends, nc: nats.NATS, chain_requests
+) -> None:
+    js = nc.jetstream(timeout=5)
+    reference = await (await BlobStore.open(js)).put_image(face_of(0))
+    conversation_id = uuid.uuid4()
+    stream = f"conversation-{conversation_id}"
+
+    def weak_model(body: dict) -> Reply:
+        # A small model asked the yes/no question answers in prose around its JSON, as they do.
+        if not body.get("stream"):
+            return Reply('Sure! {"picture": true, "scene": "in a winter coat in the snow"}')
+        return Reply("Brr, bundling up for you now!")
+
+    with FakeOpenAI(responder=weak_model, mode="bare") as llm:
+        async with chat_service(backends, chat_llm_base_url=llm.url, chat_llm_model="fake-model"):
+            character_id, _ = await create_character(js, reference=reference)
+            async with follow(js, "chat", stream) as until:
+                await send(js, SendChatMessage(
+                    conversation_id=conversation_id, character_id=character_id, user_id="u1",
+                    text="I wish I could see how you look in a winter coat in the snow"), stream)
+                events = await until(has("chat.character_replied"))
+            (msg,) = await chain_requests.fetch(1, timeout=10)
+            await msg.ack()
+        question, reply = llm.requests
+    requested = next(m for m in opened(events) if isinstance(m, ImageRequestedInChat))
+    replied = opened(events)[-1]
+    assert requested.request_text == "in a winter coat in the snow" and replied.chain_id == requested.chain_id
+    assert not question.get("stream") and question["max_tokens"] == 60
+    assert "tools" not in reply and "(in a winter coat in the snow)" in reply["messages"][0]["content"]
+    # Both calls are in the reply's tokens, estimated (the server sent no usage) and marked so.
+    assert replied.tokens_estimated and replied.prompt_tokens > len(reply["messages"][0]["content"]) // 4

@@ -23,6 +23,7 @@ from services.planner.planning.plan_check import reconcile
 from services.planner.planning.instructions import PRONOUNS
 from services.planner.planning.profiles import Gender
 from services.planner.planning.rules import draft_by_rules
+from services.runtime.json_text import json_in_text
 
 __all__ = [
     "PLAN_SCHEMA", "ChatModel", "LlmPlanAnswer", "LlmPlanner", "LlmStep", "parse_answer",
@@ -153,27 +154,12 @@ def parse_answer(raw: str) -> LlmPlanAnswer:
     """Validate the LLM's text as a plan; `InvalidLlmAnswer` (reason, and the answer) when it is not one."""
     text = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", raw)
     try:
-        return LlmPlanAnswer.model_validate(_json_in(text))
+        return LlmPlanAnswer.model_validate(json_in_text(text))
     except json.JSONDecodeError as exc:
         raise InvalidLlmAnswer(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", answer=raw) from None
     except ValidationError as exc:
         where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:3])
         raise InvalidLlmAnswer(f"not a plan ({where})", answer=raw) from None
-
-
-def _json_in(text: str) -> Any:
-    """The text as JSON, or else the first JSON object in it: a model asked for plain text wraps its JSON in
-    words ("Here is the plan: {...} Hope it helps!")."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as first:
-        decoder = json.JSONDecoder()
-        for match in re.finditer(r"\{", text):
-            try:
-                return decoder.raw_decode(text, match.start())[0]
-            except json.JSONDecodeError:
-                continue
-        raise first from None
 
 
 def _draft_of(answer: LlmPlanAnswer, positive_text: str, note: str | None) -> Draft:

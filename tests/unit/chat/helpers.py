@@ -54,7 +54,7 @@ class Talk:
         return self.apply(decide(self.state, trigger))
 
     def reply(self, n: int, text: str = "Hi!", character: CharacterState | None = None, **kw) -> list:
+        kw = {"model": "offline-persona", "offline": True, **kw}
         trigger = RecordReply(message_id=message_id(n), reply_id=uuid.uuid5(message_id(n), "reply"), text=text,
-                              model="offline-persona", offline=True, character=character or luna(),
-                              chain_id=uuid.uuid5(message_id(n), "chain"), **kw)
+                              character=character or luna(), chain_id=uuid.uuid5(message_id(n), "chain"), **kw)
         return self.apply(decide(self.state, trigger))

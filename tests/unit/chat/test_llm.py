@@ -130,3 +130,38 @@ async def test_the_scripted_model_streams_its_script() -> None:
         await collect(fake)  # type: ignore[arg-type]
     with pytest.raises(LlmUnavailable, match="no answer left"):
         await collect(fake)  # type: ignore[arg-type]
+
+
+async def test_a_call_written_as_text_is_a_call_and_none_of_it_is_streamed() -> None:
+    written = '<tool_call>\n{"name": "request_picture", "arguments": {"request": "in the snow"}}\n</tool_call>'
+    pieces = ["Ooh, ", "okay!\n", *[written[i:i + 5] for i in range(0, len(written), 5)]]
+    server = Server(sse(*(chunk({"content": piece}) for piece in pieces), chunk({}, finish="stop")))
+    answer, deltas = await collect(model(server), offer_picture_tool=True)
+    assert answer.picture_request == "in the snow" and answer.text == "Ooh, okay!"
+    assert "".join(deltas).strip() == "Ooh, okay!"
+
+
+async def test_a_written_call_when_no_tool_was_offered_is_hidden_and_not_a_call() -> None:
+    server = Server(sse(chunk({"content": '{"name": "request_picture", "arguments": {"request": "x"}}\nHi!'})))
+    answer, deltas = await collect(model(server))
+    assert answer.picture_request is None and answer.text == "Hi!" and "".join(deltas) == "Hi!"
+
+
+async def test_an_answer_that_is_only_an_unknown_written_call_is_no_answer() -> None:
+    server = Server(sse(chunk({"content": '{"name": "web_search", "arguments": {"q": "x"}}'})))
+    with pytest.raises(LlmUnavailable, match="no text"):
+        await collect(model(server), offer_picture_tool=True)
+
+
+async def test_the_wish_question_is_one_short_call_read_leniently() -> None:
+    body = {"id": "c1", "object": "chat.completion", "created": 0, "model": "grok-3-mini",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": 'Sure: {"picture": true, "scene": "in the snow"}'}}],
+            "usage": {"prompt_tokens": 90, "completion_tokens": 9, "total_tokens": 99}}
+    server = Server(httpx.Response(200, json=body))
+    answer = await model(server).wish("Luna", "I wish I could see you in the snow")
+    assert answer.wish.picture and answer.wish.scene == "in the snow"
+    assert (answer.prompt_tokens, answer.completion_tokens, answer.usage_reported) == (90, 9, True)
+    (sent,) = server.bodies
+    assert sent["max_tokens"] == 60 and "stream" not in sent and "tools" not in sent
+    assert sent["messages"][-1] == {"role": "user", "content": "I wish I could see you in the snow"}

@@ -55,3 +55,21 @@ def test_history_is_bounded_by_messages_and_characters() -> None:
     long.receive("x" * 1000, 1)
     (_, only) = llm_messages(LUNA, long.state, message_id(1), max_chars=100)
     assert only == {"role": "user", "content": "x" * 100}
+
+
+def test_a_refused_turn_is_left_out_of_the_history_so_it_is_not_repeated() -> None:
+    talk = Talk()
+    talk.receive("do you like cats?", 1)
+    talk.reply(1, "I'm sorry, but I cannot assist with that.", offline=False)
+    talk.receive("what about dogs?", 2)
+    talk.reply(2, "Dogs are lovely!", offline=False)
+    talk.receive("and birds?", 3)
+    sent = llm_messages(LUNA, talk.state, message_id(3))
+    assert [m["content"] for m in sent[1:]] == ["what about dogs?", "Dogs are lovely!", "and birds?"]
+
+
+def test_a_correction_says_what_the_first_answer_got_wrong() -> None:
+    coming = PicturePlan("at the beach", "requested", message_id(9))
+    assert "Do not refuse" in system_prompt(LUNA, coming, "refused_a_picture_being_made")
+    assert "No picture is sent" in system_prompt(LUNA, None, "promised_a_picture_not_being_made")
+    assert "Do not refuse" not in system_prompt(LUNA, coming)

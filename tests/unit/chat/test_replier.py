@@ -11,6 +11,7 @@ from services.chat.errors import LlmUnavailable
 from services.chat.llm import LlmAnswer
 from tests.fakes.chat_llm import ScriptedReplyModel
 from services.chat.offline import OFFLINE_MODEL
+from services.chat.wishes import Wish
 from services.chat.personas import load_personas
 from services.chat.replies import Replier
 from tests.unit.chat.helpers import CONVERSATION, Talk, luna, message_id
@@ -99,9 +100,68 @@ async def test_no_reference_is_told_and_recorded() -> None:
 
 async def test_a_picture_tool_call_is_settled_then_put_in_words() -> None:
     llm = ScriptedReplyModel([LlmAnswer("", 50, 5, picture_request="on a mountain"), LlmAnswer("Coming!", 60, 4)])
-    record, live, _ = await reply_to("I bet you look great hiking", llm)
+    record, live, _ = await reply_to("I bet you are great at hiking", llm)
     assert record.picture_scene == "on a mountain" and record.text == "Coming!"
     assert (record.prompt_tokens, record.completion_tokens) == (110, 9)
     first, second = llm.requests
     assert first[1] and not second[1] and "(on a mountain)" in second[0][0]["content"]
     assert "".join(d.delta for d in live.deltas) == "Coming!"
+
+
+async def test_a_wish_the_rules_miss_is_put_to_the_model_first_and_the_reply_knows() -> None:
+    wish = "I wish I could see how you look in a winter coat in the snow"
+    llm = ScriptedReplyModel([LlmAnswer("Oh! Bundling up now, it's on its way.", 300, 12)],
+                             wishes=[Wish(True, "in a winter coat in the snow")])
+    record, live, _ = await reply_to(wish, llm)
+    assert llm.wish_requests == [("Luna", wish)]
+    assert record.picture_scene == "in a winter coat in the snow" and not record.offline
+    (messages, tool), = llm.requests
+    # The picture is settled before the reply: no tool on offer, and the reply is told it is on its way.
+    assert not tool and "(in a winter coat in the snow)" in messages[0]["content"]
+    assert (record.prompt_tokens, record.completion_tokens) == (380, 20)
+    assert "".join(d.delta for d in live.deltas) == record.text
+
+
+async def test_small_talk_is_not_put_to_the_model_and_a_no_starts_nothing() -> None:
+    llm = ScriptedReplyModel(["Fine, thanks!", "Ha, yes."], wishes=[Wish(False)])
+    record, _, _ = await reply_to("how was your day?", llm)
+    assert llm.wish_requests == [] and record.picture_scene is None
+    record, _, _ = await reply_to("I saw a movie about the snow", llm)
+    assert len(llm.wish_requests) == 1 and record.picture_scene is None
+    # The model was asked and said no: it is not offered the tool to say otherwise.
+    assert not llm.requests[-1][1]
+
+
+async def test_a_wish_check_that_fails_leaves_the_rules_verdict() -> None:
+    llm = ScriptedReplyModel(["Snowy days are the best."], wishes=[LlmUnavailable("HTTP 503")])
+    record, _, _ = await reply_to("I love how you look in winter", llm)
+    assert record.picture_scene is None and record.text == "Snowy days are the best." and not record.offline
+
+
+async def test_a_refusal_while_the_picture_is_made_is_asked_for_again() -> None:
+    llm = ScriptedReplyModel(["I'm sorry, but I cannot assist with that.", "Hold still... it's on its way!"])
+    record, live, _ = await reply_to("send me a pic of you at the beach", llm)
+    assert record.text == "Hold still... it's on its way!" and not record.offline
+    first, second = llm.requests
+    assert "Do not refuse" not in first[0][0]["content"] and "Do not refuse" in second[0][0]["content"]
+    # The refusal was shown while it streamed; the stream starts again with the reply that agrees.
+    indices = [d.index for d in live.deltas]
+    assert indices.count(0) == 2
+    restart = len(indices) - 1 - indices[::-1].index(0)
+    assert "".join(d.delta for d in live.deltas[restart:]) == record.text
+
+
+async def test_a_reply_that_refuses_twice_is_written_from_the_persona() -> None:
+    llm = ScriptedReplyModel([LlmAnswer("I cannot assist with that.", 100, 7)] * 2, model="grok-3-mini")
+    record, _, _ = await reply_to("send me a pic of you at the beach", llm)
+    assert record.offline and "at the beach" in record.text and "offline" not in record.text
+    # Both calls were paid for, and are billed to the model that made them.
+    assert record.model == "grok-3-mini" and (record.prompt_tokens, record.completion_tokens) == (200, 14)
+    assert record.cost_usd > 0
+
+
+async def test_a_picture_promised_when_none_is_made_is_asked_for_again() -> None:
+    llm = ScriptedReplyModel(["*sends a selfie from the lake* Here you go!", "The lake was lovely today."])
+    record, _, _ = await reply_to("what did you do today?", llm)
+    assert record.text == "The lake was lovely today." and record.picture_scene is None
+    assert "No picture is sent with this reply" in llm.requests[1][0][0]["content"]
