@@ -48,6 +48,7 @@ from contracts.chat import (
     UserMessageSent,
 )
 from contracts.envelope import Envelope, TraceContext
+from contracts.usage import ModelUsage
 from contracts.errors import ContractError, MalformedMessage, UnknownMessageType, UnsupportedVersion
 from contracts.face import FaceBox, FaceCheckFailed, FaceScored, ScoreFace
 from contracts.fields import (
@@ -115,6 +116,7 @@ __all__ = [
     "LoraStrength",
     "LoraUse",
     "MalformedMessage",
+    "ModelUsage",
     "Message",
     "MessageRegistry",
     "PlannedStep",

@@ -21,6 +21,7 @@ from contracts import (
     ImageRef,
     LoraUse,
     Message,
+    ModelUsage,
     StepAccepted,
     StepFailed,
     StepRendered,
@@ -105,6 +106,8 @@ class ChainAudit:
     request: ChainRequested | None = None
     planner: str | None = None
     planner_note: str | None = None
+    # What planning's model calls cost (None when the rules planned without one).
+    llm_usage: ModelUsage | None = None
     threshold: float | None = None
     steps: list[StepAudit] = field(default_factory=list)
     final_image: ImageRef | None = None
@@ -152,8 +155,10 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
             audit.requested_at = audit.requested_at or at
         case ChainRefused():
             audit.status, audit.outcome = "refused", f"{event.reason} (rule {event.rule})"
+            audit.llm_usage = event.llm_usage
         case ChainPlanned():
             audit.planner, audit.planner_note, audit.threshold = event.planner, event.planner_note, event.threshold
+            audit.llm_usage = event.llm_usage
             audit.steps = [StepAudit(s.index, s.kind, s.prompt, s.negative_prompt, s.loras, s.model, s.template,
                                      seed=s.seed) for s in event.steps]
         case StepRequested() if 0 <= event.step < len(audit.steps):

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.base import Command, Event, ImageRef, StepAttempt
+from contracts.usage import ModelUsage
 from contracts.fields import (
     Attempt,
     Cfg,
@@ -155,6 +156,8 @@ class ChainRefused(Event):
     chain_id: UUID
     reason: Reason
     rule: str = Field(min_length=1)
+    # The language-model calls planning made before the refusal ("nothing to edit" comes after one).
+    llm_usage: ModelUsage | None = None
 
 
 class ChainPlanned(Event):
@@ -174,6 +177,8 @@ class ChainPlanned(Event):
     on_exhausted: Literal["fail", "accept_best"] = "fail"
     # The art style the plan was made for; the renderer routes on it.
     style: str | None = None
+    # The language-model calls planning made (also when the rules' plan was used after them).
+    llm_usage: ModelUsage | None = None
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> ChainPlanned:

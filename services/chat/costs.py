@@ -1,69 +1,18 @@
-"""What replies cost: a price table per model (USD per 1M tokens), and usage totals per user and overall.
+"""What replies cost: usage totals per user, per model and overall (prices: `services.runtime.prices`).
 
 `usage_totals` is pure: give it `CharacterReplied` events read from anywhere (the gateway reads them
-from the log) and it adds them up. Unlisted models cost 0; `PriceTable.price` says which are listed.
+from the log) and it adds them up.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts import CharacterReplied
-from services.chat.errors import PriceDataError
 
-__all__ = ["Price", "PriceTable", "Usage", "UsageReport", "usage_totals"]
-
-# The suffixes that name a snapshot of one model, not another model: a date, or an Ollama tag.
-_SNAPSHOT = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{4}|-\d{8}|:[\w.-]+)$")
-
-_DATA = Path(__file__).resolve().parent / "data" / "prices.json"
-
-
-class Price(BaseModel):
-    """USD per one million prompt (`input`) and completion (`output`) tokens."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-
-
-@dataclass(frozen=True)
-class PriceTable:
-    prices: Mapping[str, Price]
-
-    @classmethod
-    def load(cls, path: Path | None = None, *, extra: Mapping[str, Price] | None = None) -> PriceTable:
-        """The table in `path` (the bundled prices.json by default), plus or overridden by `extra`."""
-        path = path or _DATA
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            prices = {name: Price.model_validate(p) for name, p in raw["models"].items()}
-        except (OSError, ValueError, KeyError, TypeError, ValidationError) as exc:
-            raise PriceDataError(f"{path}: {type(exc).__name__}: {exc}") from None
-        return cls({**prices, **(extra or {})})
-
-    def price(self, model: str) -> Price | None:
-        """The model's price, by exact id; a dated snapshot ("gpt-4o-mini-2024-07-18") or a tag ("llama3:8b")
-        takes its model's. Nothing else matches by prefix: "grok-4-fast-non-reasoning" is not "grok-4"."""
-        if model in self.prices:
-            return self.prices[model]
-        return self.prices.get(_SNAPSHOT.sub("", model))
-
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self.price(model)
-        if price is None:
-            return 0.0
-        # Eight decimals: a millionth of a cent is below any bill, and it keeps events free of float noise.
-        return round((prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000, 8)
-
+__all__ = ["Usage", "UsageReport", "usage_totals"]
 
 @dataclass(frozen=True)
 class Usage:

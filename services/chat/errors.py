@@ -2,7 +2,6 @@
 
     ChatError
     ├── PersonaDataError    the personas file is missing, malformed or inconsistent (a start-up error)
-    ├── PriceDataError      the price table is missing or malformed (a start-up error)
     └── LlmUnavailable      the LLM timed out, could not be reached, answered an HTTP error or nothing
 
 (A stream that keeps moving under the writer is services.runtime.writer.StillConflicting.)
@@ -10,7 +9,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ChatError", "LlmUnavailable", "PersonaDataError", "PriceDataError"]
+__all__ = ["ChatError", "LlmUnavailable", "PersonaDataError"]
 
 
 class ChatError(Exception):
@@ -19,10 +18,6 @@ class ChatError(Exception):
 
 class PersonaDataError(ChatError):
     """The built-in personas cannot be loaded; the message names the file and the problem."""
-
-
-class PriceDataError(ChatError):
-    """The price table cannot be loaded; the message names the file and the problem."""
 
 
 class LlmUnavailable(ChatError):

@@ -22,7 +22,9 @@ from services.chat.errors import LlmUnavailable
 from services.chat.prompts import PICTURE_TOOL
 from services.chat.tool_text import ToolTextFilter
 from services.chat.wishes import WISH_MAX_TOKENS, Wish, read_wish, wish_messages
-from services.runtime.llm import DeltaSink, LlmClient, LlmError, LlmRejected, LlmSettings, ToolCall, estimate_tokens
+from services.runtime.llm import (
+    DeltaSink, LlmClient, LlmError, LlmRejected, LlmSettings, ToolCall, Usage, estimate_tokens,
+)
 
 __all__ = ["DeltaSink", "LlmAnswer", "OpenAIReplyModel", "ReplyModel", "WishAnswer", "estimate_tokens"]
 
@@ -50,9 +52,7 @@ class WishAnswer:
     """The verdict of the picture-wish question, and what asking cost."""
 
     wish: Wish
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    usage_reported: bool = True
+    usage: Usage
 
 
 class ReplyModel(Protocol):
@@ -119,11 +119,10 @@ class OpenAIReplyModel:
             completion = await self._client.complete(wish_messages(character_name, text), max_tokens=WISH_MAX_TOKENS)
         except LlmError as exc:
             raise LlmUnavailable(str(exc)) from None
-        usage = completion.usage
         # A model that answers the question with a tool call has answered it too.
         wished = _picture_request(completion.tool_calls)
         wish = Wish(True, wished) if wished is not None else read_wish(completion.text)
-        return WishAnswer(wish, usage.prompt_tokens, usage.completion_tokens, usage.reported)
+        return WishAnswer(wish, completion.usage)
 
 
 def _picture_request(calls: Iterable[ToolCall]) -> str | None:

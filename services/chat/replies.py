@@ -23,7 +23,7 @@ from contracts.streams import conversation_stream
 from prometheus_client import Counter
 
 from services.chat.agreement import Disagreement, PictureOutcome, disagreement
-from services.chat.costs import PriceTable
+from services.runtime.prices import PriceTable
 from services.chat.domain.characters import CharacterState
 from services.chat.domain.conversations import ConversationState, Exchange, PicturePlan, RecordReply, picture_plan
 from services.chat.errors import LlmUnavailable
@@ -115,7 +115,7 @@ class Replier:
             WISH_CHECKS.labels("unavailable").inc()
             log.info("picture-wish check skipped, the rules' verdict stands: %s", exc)
             return None
-        spent.add(answer.prompt_tokens, answer.completion_tokens, answer.usage_reported)
+        spent.add(answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.reported)
         WISH_CHECKS.labels("picture" if answer.wish.picture else "no_picture").inc()
         return (answer.wish.scene or DEFAULT_SCENE) if answer.wish.picture else None
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.chat.application import Characters, Conversations
-from services.chat.costs import Price, PriceTable
+from services.runtime.prices import Price, PriceTable
 from services.chat.handlers import CHARACTER_CONSUMER, CHAT_CONSUMER, character_consumer, chat_consumer
 from services.chat.llm import OpenAIReplyModel, ReplyModel
 from services.chat.personas import load_personas

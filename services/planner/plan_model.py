@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.planner.planning.errors import InvalidLlmAnswer, LlmUnavailable
-from services.planner.planning.llm import Messages
+from services.planner.planning.llm import Messages, ModelAnswer
 from services.runtime.llm import LlmClient, LlmEmptyAnswer, LlmError, LlmRejected, LlmSettings, LlmUnavailable as Down
 
 __all__ = ["FORMATS", "OpenAICompatibleChat", "cannot_do_format"]
@@ -63,12 +63,17 @@ class OpenAICompatibleChat:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def complete(self, messages: Messages, schema: Mapping[str, Any]) -> str:
+    @property
+    def model(self) -> str:
+        return self._client.model
+
+    async def complete(self, messages: Messages, schema: Mapping[str, Any]) -> ModelAnswer:
         while True:
             rung = self._rung
             try:
                 answer = await self._client.complete(messages, response_format=_response_format(FORMATS[rung], schema))
-                return answer.text
+                usage = answer.usage
+                return ModelAnswer(answer.text, usage.prompt_tokens, usage.completion_tokens, usage.reported)
             except LlmEmptyAnswer as exc:
                 raise InvalidLlmAnswer(str(exc)) from None
             except Down as exc:

@@ -6,13 +6,15 @@ import random
 from collections import OrderedDict
 from uuid import UUID
 
-from contracts import RequestChain
+from contracts import ModelUsage, RequestChain
 from services.planner.characters import character_profile
 from services.planner.planning import Planner, Refusal, UserPolicy
+from services.planner.planning.decision import LlmSpend
 from services.planner.saga.decide import PlanAccepted, PlanRefused
 from services.runtime.eventstore import EventStore
+from services.runtime.prices import PriceTable
 
-__all__ = ["RequestPlanning"]
+__all__ = ["RequestPlanning", "usage_of"]
 
 _RECENT_PLANS = 1024
 
@@ -22,12 +24,14 @@ class RequestPlanning:
 
     def __init__(
         self, planner: Planner, store: EventStore, *, user_policy: UserPolicy, default_style: str,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, llm_model: str | None = None, prices: PriceTable | None = None,
     ) -> None:
         self._planner = planner
         self._store = store
         self._user_policy = user_policy
         self._default_style = default_style
+        self._llm_model = llm_model
+        self._prices = prices or PriceTable({})
         # Seeds need only differ between requests; the plan records the ones drawn.
         self._rng = rng or random.Random()
         # Plans made here whose chain may not be recorded yet: when the append fails (the database is
@@ -48,8 +52,19 @@ class RequestPlanning:
                                                      default_style=self._default_style)
         decision = await self._planner.plan(request.request_text, profile, self._user_policy,
                                             seed_source=self._rng, variant_index=request.variant_index)
+        usage = usage_of(decision.llm_spend, self._llm_model, self._prices)
         if isinstance(decision, Refusal):
-            return PlanRefused(decision.reason, decision.rule), threshold
+            return PlanRefused(decision.reason, decision.rule, llm_usage=usage), threshold
         accepted = PlanAccepted(decision.steps, decision.planner, decision.note, style=decision.style,
-                                count=decision.count)
+                                count=decision.count, llm_usage=usage)
         return accepted, threshold
+
+
+def usage_of(spend: LlmSpend | None, model: str | None, prices: PriceTable) -> ModelUsage | None:
+    """What a plan's model calls cost, as the event records it; None when no model was called."""
+    if spend is None or not spend.calls or not model:
+        return None
+    return ModelUsage(model=model, calls=spend.calls, prompt_tokens=spend.prompt_tokens,
+                      completion_tokens=spend.completion_tokens,
+                      cost_usd=prices.cost(model, spend.prompt_tokens, spend.completion_tokens),
+                      tokens_estimated=spend.estimated)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,10 +24,13 @@ from services.planner.planning import LlmPlanner, Planner, Registry, UserPolicy
 from services.planner.requests import RequestPlanning
 from services.planner.settings import PlannerSettings
 from services.runtime.llm import LlmSettings
+from services.runtime.prices import Price, PriceTable
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec
 
-__all__ = ["build_runtime", "consumers", "llm_settings"]
+__all__ = ["build_runtime", "consumers", "llm_settings", "plan_prices"]
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -58,6 +62,18 @@ def llm_settings(settings: PlannerSettings) -> LlmSettings | None:
                        seed=settings.llm_seed)
 
 
+def plan_prices(settings: PlannerSettings) -> PriceTable:
+    """The shared price table, with the planner model's own price when the settings give one."""
+    extra = {}
+    if settings.llm_model and settings.llm_price_input is not None:
+        extra[settings.llm_model] = Price(input=settings.llm_price_input, output=settings.llm_price_output or 0.0)
+    prices = PriceTable.load(extra=extra)
+    if settings.llm_base_url and settings.llm_model and prices.price(settings.llm_model) is None:
+        log.warning("no price for planner model %s: its plans are recorded at cost 0 "
+                    "(set LIKENESS_LLM_PRICE_INPUT/OUTPUT)", settings.llm_model)
+    return prices
+
+
 def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = _now) -> Runtime:
     """The planner process: database, outbox relay and blob store on."""
     runtime = Runtime(settings, database=True, relay=True, blobs=True)
@@ -79,7 +95,8 @@ def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = 
 
     chains = ChainService(runtime.store, clock)
     planning = RequestPlanning(planner, runtime.store, user_policy=UserPolicy(max_rating=settings.user_max_rating),
-                               default_style=settings.default_style)
+                               default_style=settings.default_style, llm_model=llm.model if llm else None,
+                               prices=plan_prices(settings))
     batches = BatchRecorder(runtime.store, chains, lambda: runtime.blobs, clock)
     commands, render_results, face_results, *dead_letters = consumers(settings)
     runtime.bus.consume(command_consumer(commands, chains, planning, batches, settings))

@@ -33,6 +33,9 @@ class PlannerSettings(RuntimeSettings):
     llm_temperature: float | None = Field(default=None, ge=0, le=2)
     # Sampling seed sent with every plan request (None: the server's own).
     llm_seed: int | None = None
+    # Price of a model the shared price table does not list (USD per 1M tokens), e.g. a private deployment.
+    llm_price_input: float | None = Field(default=None, ge=0)
+    llm_price_output: float | None = Field(default=None, ge=0)
 
     # The content bound of users until accounts carry their own, and the style of unknown characters.
     user_max_rating: Literal["sfw", "suggestive", "nsfw"] = "sfw"
@@ -51,6 +54,8 @@ class PlannerSettings(RuntimeSettings):
     def _llm_complete(self) -> PlannerSettings:
         if self.llm_base_url and not self.llm_model:
             raise ValueError("LIKENESS_LLM_MODEL is required when LIKENESS_LLM_BASE_URL is set")
+        if (self.llm_price_input is None) != (self.llm_price_output is None):
+            raise ValueError("set both LIKENESS_LLM_PRICE_INPUT and LIKENESS_LLM_PRICE_OUTPUT, or neither")
         return self
 
     @model_validator(mode="after")

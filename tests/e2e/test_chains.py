@@ -428,4 +428,8 @@ class TestLlmPlannerOnLlamaCppPython:
         # One 500 for json_schema (its traceback stays out of the log's events), then one json_object call:
         # the request was held in progress through 7 s of a 2 s ack wait and never delivered again.
         assert [r["response_format"]["type"] for r in asked] == ["json_schema", "json_object"]
+        # The one answer is paid for (the refused call is not): estimated, as the server sent no usage.
+        usage = planned["llm_usage"]
+        assert usage["model"] == "fake-model" and usage["calls"] == 1 and usage["tokens_estimated"], usage
+        assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
 

@@ -11,7 +11,7 @@ from typing import Any
 from services.chat.errors import LlmUnavailable
 from services.chat.llm import DeltaSink, LlmAnswer, Messages, WishAnswer
 from services.chat.wishes import Wish
-from services.runtime.llm import estimate_tokens
+from services.runtime.llm import Usage, estimate_tokens
 
 __all__ = ["ScriptedReplyModel"]
 
@@ -49,7 +49,7 @@ class ScriptedReplyModel:
         wish = self.wishes.popleft() if self.wishes else Wish(False)
         if isinstance(wish, Exception):
             raise wish
-        return WishAnswer(wish, 80, 8)
+        return WishAnswer(wish, Usage(80, 8))
 
     async def aclose(self) -> None:
         self.closed = True

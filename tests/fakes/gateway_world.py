@@ -46,6 +46,7 @@ from contracts import (
     ImageRef,
     ImageRequestedInChat,
     Message,
+    ModelUsage,
     PlannedStep,
     SendChatMessage,
     SetCharacterReference,
@@ -198,7 +199,8 @@ class FakeChat:
     """The chat service's side of the protocol, with canned decisions.
 
     Replies echo the message; a message containing "picture" also asks for one (ImageRequestedInChat).
-    Set `silent = True` to let commands go unanswered (timeouts), `refuse_chat` to refuse messages.
+    Set `silent = True` to let commands go unanswered (timeouts), `refuse_chat` to refuse messages,
+    `usage_reported = False` to mark replies' tokens as estimated.
     """
 
     def __init__(self, nc: nats.NATS, store: EventStore, *, model: str = "fake-model") -> None:
@@ -206,6 +208,8 @@ class FakeChat:
         self.commands: list[Envelope] = []
         self.silent = False
         self.refuse_chat: str | None = None
+        # False: replies say the server sent no usage (their tokens are estimates).
+        self.usage_reported = True
         self._subs: list = []
         self._tasks: set[asyncio.Task] = set()
 
@@ -296,6 +300,7 @@ class FakeChat:
         batch.append(self._wrap(CharacterReplied(
             conversation_id=command.conversation_id, message_id=reply_id, text=text, model=self.model,
             prompt_tokens=10 * words, completion_tokens=words, cost_usd=0.001 * words, in_reply_to=message_id,
+            tokens_estimated=not self.usage_reported,
             user_id=command.user_id, character_id=command.character_id, chain_id=chain_id,
             login_required=login_required), stream, envelope))
         await self._store.append(stream, version, batch)
@@ -311,13 +316,14 @@ class ChainScript:
     def __init__(self, store: EventStore, blobs: BlobStore, *, user_id: str, character_id: str,
                  reference: ImageRef, steps: int = 2, chain_id: UUID | None = None, request_text: str = "on a beach",
                  parent_chain_id: UUID | None = None, branch_from_step: int | None = None,
-                 fail_at: int | None = None, seed: int = 1234) -> None:
+                 fail_at: int | None = None, seed: int = 1234, llm_usage: ModelUsage | None = None) -> None:
         self.store, self.blobs = store, blobs
         self.chain_id = chain_id or uuid.uuid4()
         self.stream = f"chain-{self.chain_id}"
         self.user_id, self.character_id, self.reference = user_id, character_id, reference
         self.steps, self.request_text, self.fail_at, self.seed = steps, request_text, fail_at, seed
         self.parent_chain_id, self.branch_from_step = parent_chain_id, branch_from_step
+        self.llm_usage = llm_usage
         self.version = 0
         self.images: list[ImageRef] = []
         self.commit_times: dict[int, float] = {}
@@ -332,7 +338,8 @@ class ChainScript:
             lambda: ChainRequested(chain_id=cid, character_id=self.character_id, user_id=self.user_id,
                                    request_text=self.request_text, reference_image=self.reference,
                                    parent_chain_id=self.parent_chain_id, branch_from_step=self.branch_from_step),
-            lambda: ChainPlanned(chain_id=cid, steps=planned, planner="rules", threshold=40.0),
+            lambda: ChainPlanned(chain_id=cid, steps=planned, planner="llm" if self.llm_usage else "rules",
+                                 threshold=40.0, llm_usage=self.llm_usage),
         ]
         for i in range(self.steps):
             image = await self.blobs.put_image(png((40 * i % 255, 90, (hash(cid) + 37 * i) % 255)))

@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from services.planner.planning.llm import ModelAnswer
+
 __all__ = ["ScriptedChat", "plan_json"]
 
 
@@ -22,11 +24,12 @@ class ScriptedChat:
         self._replies = list(replies)
         self.calls: list[list[dict[str, str]]] = []
 
-    async def complete(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any]) -> str:
+    async def complete(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any]) -> ModelAnswer:
         self.calls.append([dict(message) for message in messages])
         if not self._replies:
             raise AssertionError("ScriptedChat: no scripted reply left")
         reply = self._replies.pop(0)
         if isinstance(reply, BaseException):
             raise reply
-        return reply
+        # Words stand in for tokens, as in the fake server; the usage is "reported".
+        return ModelAnswer(reply, sum(len(m["content"].split()) for m in messages), len(reply.split()))

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from contracts import REGISTRY
+from contracts import REGISTRY, ModelUsage
 from services.gateway.auth import RateLimiter
 from tests.fakes.gateway_world import GatewayWorld, png
 from tests.conftest import Backends
@@ -271,18 +271,50 @@ async def test_cost_counts_tokens_and_money_per_model_for_the_user_and_overall(w
                                                                               bob) -> None:
     before = (await alice.get("/cost")).json()
     await chat(alice, character_id="ayla-test", text="one two three")
+    world.chat.usage_reported = False
+    try:
+        await chat(alice, character_id="ayla-test", text="four five six")
+    finally:
+        world.chat.usage_reported = True
     after = (await alice.get("/cost")).json()
     words = len(["You", "said:", "one", "two", "three"])
     mine = {m["model"]: m for m in after["user"]["models"]}["fake-model"]
-    earlier = {m["model"]: m for m in before["user"]["models"]}.get("fake-model", {"replies": 0, "prompt_tokens": 0,
-                                                                                  "completion_tokens": 0})
-    assert mine["replies"] == earlier["replies"] + 1
-    assert mine["prompt_tokens"] - earlier["prompt_tokens"] == 10 * words
-    assert mine["completion_tokens"] - earlier["completion_tokens"] == words
+    earlier = {m["model"]: m for m in before["user"]["models"]}.get(
+        "fake-model", {"replies": 0, "prompt_tokens": 0, "completion_tokens": 0, "estimated_replies": 0})
+    assert mine["replies"] == earlier["replies"] + 2
+    assert mine["estimated_replies"] == earlier["estimated_replies"] + 1
+    assert mine["prompt_tokens"] - earlier["prompt_tokens"] == 2 * 10 * words
+    assert mine["completion_tokens"] - earlier["completion_tokens"] == 2 * words
     assert after["overall"]["total"]["replies"] >= after["user"]["total"]["replies"]
     assert (await bob.get("/cost")).json()["user"] == {"models": [], "total": {
-        "replies": 0, "offline_replies": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-        "cost_usd": 0.0}}
+        "replies": 0, "offline_replies": 0, "estimated_replies": 0, "prompt_tokens": 0, "completion_tokens": 0,
+        "total_tokens": 0, "cost_usd": 0.0}}
+
+
+async def test_cost_counts_the_planners_model_calls_per_chain_next_to_chat(world: GatewayWorld, alice,
+                                                                           bob) -> None:
+    before = (await alice.get("/cost")).json()
+    usage = ModelUsage(model="grok-4-fast-non-reasoning", calls=2, prompt_tokens=900, completion_tokens=120,
+                       cost_usd=0.00024, tokens_estimated=True)
+    script = world.chain(user_id=await user_id(alice), character_id="ayla-test",
+                         reference=await world.blobs.put_image(png((10, 20, 30))), steps=1, llm_usage=usage)
+    await script.finish()
+    after = (await alice.get("/cost")).json()
+
+    def planned(report: dict) -> dict:
+        return {m["model"]: m for m in report["planning"]["user"]["models"]}.get(
+            usage.model, {"plans": 0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+                          "estimated_plans": 0})
+
+    grew = {key: planned(after)[key] - planned(before)[key]
+            for key in ("plans", "calls", "prompt_tokens", "completion_tokens", "estimated_plans")}
+    assert grew == {"plans": 1, "calls": 2, "prompt_tokens": 900, "completion_tokens": 120, "estimated_plans": 1}
+    assert round(planned(after)["cost_usd"] - planned(before)["cost_usd"], 8) == 0.00024
+    assert after["total_cost_usd"]["user"] == round(after["user"]["total"]["cost_usd"]
+                                                    + after["planning"]["user"]["total"]["cost_usd"], 6)
+    assert after["planning"]["overall"]["total"]["plans"] >= after["planning"]["user"]["total"]["plans"]
+    # Alice's chain is hers alone.
+    assert usage.model not in {m["model"] for m in (await bob.get("/cost")).json()["planning"]["user"]["models"]}
 
 
 # -- picture jobs -----------------------------------------------------------------------------------

@@ -313,7 +313,7 @@ def test_module_all_lists_exactly_what_it_defines(module: ModuleType) -> None:
 
 
 def test_package_reexports_every_submodule_export() -> None:
-    reexported = ("base", "errors", "registry", "envelope", "fields", *FAMILY_MODULES)
+    reexported = ("base", "errors", "registry", "envelope", "fields", "usage", *FAMILY_MODULES)
     expected = {name for sub in reexported for name in importlib.import_module(f"contracts.{sub}").__all__}
     expected |= defined_public_names(contracts)
     assert set(contracts.__all__) == expected

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from contracts import ChainCompleted, ImageRef, Message, StepAccepted, StepRendered
+from contracts import ChainCompleted, ImageRef, Message, ModelUsage, StepAccepted, StepRendered
 from contracts.audit import ChainAudit
 
 __all__ = ["ChainSummary", "ImageRow", "StepSummary", "images_of", "summarize"]
@@ -60,6 +60,7 @@ class ChainSummary:
     version: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    llm_usage: ModelUsage | None = None
 
     @property
     def requested(self) -> bool:
@@ -102,7 +103,8 @@ def summarize(chain_id: UUID, audit: ChainAudit) -> ChainSummary:
         branch_from_step=request.branch_from_step if request else None,
         batch_id=request.batch_id if request else None, threshold=audit.threshold,
         final_sha256=None if audit.final_image is None else audit.final_image.sha256, steps=steps,
-        outcome=audit.outcome, version=audit.version, created_at=audit.requested_at, updated_at=audit.updated_at)
+        outcome=audit.outcome, version=audit.version, created_at=audit.requested_at, updated_at=audit.updated_at,
+        llm_usage=audit.llm_usage)
 
 
 def images_of(chain_id: UUID, audit: ChainAudit, event: Message, at: datetime) -> list[ImageRow]:

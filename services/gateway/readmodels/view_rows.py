@@ -17,6 +17,7 @@ from contracts import (
     ConversationStarted,
     ImageRef,
     Message,
+    ModelUsage,
 )
 from services.gateway.readmodels.chains import ChainSummary, ImageRow, StepSummary
 from services.gateway.readmodels.characters import CharacterView
@@ -30,14 +31,15 @@ __all__ = ["INSERT_IMAGE", "UPSERT_CHAIN", "UPSERT_CHARACTER", "UPSERT_USER_REFE
 UPSERT_CHAIN = """
     INSERT INTO chains_view (chain_id, user_id, character_id, status, request_text, parent_chain_id,
                              branch_from_step, batch_id, threshold, final_sha256, steps, outcome, version,
-                             created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15)
+                             created_at, updated_at, llm_usage)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16::jsonb)
     ON CONFLICT (chain_id) DO UPDATE SET
         user_id = excluded.user_id, character_id = excluded.character_id, status = excluded.status,
         request_text = excluded.request_text, parent_chain_id = excluded.parent_chain_id,
         branch_from_step = excluded.branch_from_step, batch_id = excluded.batch_id,
         threshold = excluded.threshold, final_sha256 = excluded.final_sha256, steps = excluded.steps,
-        outcome = excluded.outcome, version = excluded.version, updated_at = excluded.updated_at
+        outcome = excluded.outcome, version = excluded.version, updated_at = excluded.updated_at,
+        llm_usage = excluded.llm_usage
     WHERE chains_view.version < excluded.version
 """
 
@@ -52,7 +54,7 @@ INSERT_IMAGE = """
 def chain_args(s: ChainSummary) -> tuple[Any, ...]:
     return (s.chain_id, s.user_id, s.character_id, s.status, s.request_text, s.parent_chain_id, s.branch_from_step,
             s.batch_id, s.threshold, s.final_sha256, json.dumps([step.to_json() for step in s.steps]), s.outcome,
-            s.version, s.created_at, s.updated_at)
+            s.version, s.created_at, s.updated_at, None if s.llm_usage is None else s.llm_usage.model_dump_json())
 
 
 def image_args(i: ImageRow) -> tuple[Any, ...]:
@@ -68,7 +70,14 @@ def chain_from_row(row: asyncpg.Record) -> ChainSummary:
         request_text=row["request_text"], parent_chain_id=row["parent_chain_id"],
         branch_from_step=row["branch_from_step"], batch_id=row["batch_id"], threshold=row["threshold"],
         final_sha256=row["final_sha256"], steps=tuple(StepSummary.from_json(s) for s in steps),
-        outcome=row["outcome"], version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"])
+        outcome=row["outcome"], version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
+        llm_usage=_usage(row.get("llm_usage")))
+
+
+def _usage(value: str | dict | None) -> ModelUsage | None:
+    if value is None:
+        return None
+    return ModelUsage.model_validate(json.loads(value) if isinstance(value, str) else value)
 
 
 UPSERT_CHARACTER = """
@@ -135,12 +144,12 @@ async def project_chat(conn: asyncpg.Connection, record: RecordedEvent, message:
     elif isinstance(message, CharacterReplied):
         await conn.execute(
             """INSERT INTO replies_view (event_id, conversation_id, message_id, user_id, character_id, model, offline,
-                                         prompt_tokens, completion_tokens, cost_usd, replied_at)
+                                         prompt_tokens, completion_tokens, cost_usd, replied_at, tokens_estimated)
                VALUES ($1, $2, $3,
                        coalesce($4, (SELECT user_id FROM conversations_view WHERE conversation_id = $2)),
                        coalesce($5, (SELECT character_id FROM conversations_view WHERE conversation_id = $2)),
-                       $6, $7, $8, $9, $10, $11)
+                       $6, $7, $8, $9, $10, $11, $12)
                ON CONFLICT (event_id) DO NOTHING""",
             record.envelope.event_id, message.conversation_id, message.message_id, message.user_id,
             message.character_id, message.model, message.offline, message.prompt_tokens, message.completion_tokens,
-            message.cost_usd, record.recorded_at)
+            message.cost_usd, record.recorded_at, message.tokens_estimated)

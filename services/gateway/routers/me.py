@@ -104,24 +104,59 @@ async def _owned_media_type(gateway: Any, user_id: str, sha256: str) -> str:
     return found
 
 
-@router.get("/cost", summary="Chat tokens and money per model: yours and everyone's")
+_REPLY_COST = (
+    "SELECT model, count(*) AS replies, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion, "
+    "sum(cost_usd) AS cost, count(*) FILTER (WHERE offline) AS offline, "
+    "count(*) FILTER (WHERE tokens_estimated) AS estimated FROM replies_view {} GROUP BY model ORDER BY model")
+_PLAN_COST = (
+    "SELECT llm_usage->>'model' AS model, count(*) AS plans, sum((llm_usage->>'calls')::bigint) AS calls, "
+    "sum((llm_usage->>'prompt_tokens')::bigint) AS prompt, sum((llm_usage->>'completion_tokens')::bigint) AS completion, "
+    "sum((llm_usage->>'cost_usd')::float8) AS cost, "
+    "count(*) FILTER (WHERE (llm_usage->>'tokens_estimated')::boolean) AS estimated "
+    "FROM chains_view WHERE llm_usage IS NOT NULL {} GROUP BY 1 ORDER BY 1")
+
+
+@router.get("/cost", summary="Language-model tokens and money, chat replies and planning, per model: yours and "
+                             "everyone's")
 async def cost(user: UserDep, gateway: GatewayDep, db: DatabaseDep) -> dict[str, Any]:
+    """`user`/`overall`: chat replies; `planning`: the planner's model calls per chain; `total_cost_usd`: both.
+    Token counts a server did not report are estimated (about four characters a token) and counted in
+    `estimated_replies` / `estimated_plans`."""
     await gateway.projector.sync(1.0)
-    query = ("SELECT model, count(*) AS replies, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion, "
-             "sum(cost_usd) AS cost, count(*) FILTER (WHERE offline) AS offline FROM replies_view {} "
-             "GROUP BY model ORDER BY model")
-    mine = await db.fetch(query.format("WHERE user_id = $1"), user.id)
-    everyone = await db.fetch(query.format(""))
-    return {"currency": "USD", "user": _usage(mine), "overall": _usage(everyone)}
+    replies_mine = _reply_usage(await db.fetch(_REPLY_COST.format("WHERE user_id = $1"), user.id))
+    replies_all = _reply_usage(await db.fetch(_REPLY_COST.format("")))
+    plans_mine = _plan_usage(await db.fetch(_PLAN_COST.format("AND user_id = $1"), user.id))
+    plans_all = _plan_usage(await db.fetch(_PLAN_COST.format("")))
+    return {
+        "currency": "USD", "user": replies_mine, "overall": replies_all,
+        "planning": {"user": plans_mine, "overall": plans_all},
+        "total_cost_usd": {"user": round(replies_mine["total"]["cost_usd"] + plans_mine["total"]["cost_usd"], 6),
+                           "overall": round(replies_all["total"]["cost_usd"] + plans_all["total"]["cost_usd"], 6)},
+    }
 
 
-def _usage(rows: list[Any]) -> dict[str, Any]:
-    models = [{
-        "model": r["model"], "replies": r["replies"], "offline_replies": r["offline"],
-        "prompt_tokens": int(r["prompt"] or 0), "completion_tokens": int(r["completion"] or 0),
-        "total_tokens": int((r["prompt"] or 0) + (r["completion"] or 0)), "cost_usd": round(float(r["cost"] or 0), 6),
-    } for r in rows]
-    total = {key: sum(m[key] for m in models) for key in
-             ("replies", "offline_replies", "prompt_tokens", "completion_tokens", "total_tokens")}
+_TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _reply_usage(rows: list[Any]) -> dict[str, Any]:
+    return _totals([{"model": r["model"], "replies": r["replies"], "offline_replies": r["offline"],
+                     "estimated_replies": r["estimated"], **_tokens(r)} for r in rows],
+                   ("replies", "offline_replies", "estimated_replies", *_TOKENS))
+
+
+def _plan_usage(rows: list[Any]) -> dict[str, Any]:
+    return _totals([{"model": r["model"], "plans": r["plans"], "calls": int(r["calls"] or 0),
+                     "estimated_plans": r["estimated"], **_tokens(r)} for r in rows],
+                   ("plans", "calls", "estimated_plans", *_TOKENS))
+
+
+def _tokens(row: Any) -> dict[str, Any]:
+    prompt, completion = int(row["prompt"] or 0), int(row["completion"] or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "cost_usd": round(float(row["cost"] or 0), 6)}
+
+
+def _totals(models: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    total = {key: sum(m[key] for m in models) for key in keys}
     total["cost_usd"] = round(sum(m["cost_usd"] for m in models), 6)
     return {"models": models, "total": total}

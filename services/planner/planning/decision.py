@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.chain import PlannedStep
 from contracts.fields import Seed
 
-__all__ = ["KIND_ORDER", "Draft", "EditIntent", "EditKind", "Plan", "PlanDecision", "Refusal"]
+__all__ = ["KIND_ORDER", "Draft", "EditIntent", "EditKind", "LlmSpend", "Plan", "PlanDecision", "Refusal"]
 
 EditKind = Literal["background", "pose", "outfit"]
 
@@ -27,6 +27,21 @@ KIND_ORDER: tuple[EditKind, ...] = ("background", "outfit", "pose")
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LlmSpend(_Frozen):
+    """The model calls a draft took, and their tokens: what the plan's cost is worked out from."""
+
+    calls: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    # True when a server sent no usage and the counts are estimates.
+    estimated: bool = False
+
+    def plus(self, prompt_tokens: int, completion_tokens: int, *, reported: bool = True) -> LlmSpend:
+        return LlmSpend(calls=self.calls + 1, prompt_tokens=self.prompt_tokens + prompt_tokens,
+                        completion_tokens=self.completion_tokens + completion_tokens,
+                        estimated=self.estimated or not reported)
 
 
 class EditIntent(_Frozen):
@@ -53,6 +68,8 @@ class Draft(_Frozen):
     # What the request says to keep: things ("hair") every step keeps, kinds of edit not to make at all.
     kept: tuple[str, ...] = ()
     left_alone: tuple[EditKind, ...] = ()
+    # The model calls drafting took (None when the rules drafted without one).
+    llm_spend: LlmSpend | None = None
 
 
 class Plan(_Frozen):
@@ -68,6 +85,7 @@ class Plan(_Frozen):
     base_seed: Seed
     style: str
     backend: str
+    llm_spend: LlmSpend | None = None
 
 
 class Refusal(_Frozen):
@@ -75,6 +93,8 @@ class Refusal(_Frozen):
 
     reason: str = Field(min_length=1)
     rule: str = Field(min_length=1)
+    # A refusal after the model was asked ("nothing to edit") still paid for the calls.
+    llm_spend: LlmSpend | None = None
 
 
 PlanDecision = Plan | Refusal

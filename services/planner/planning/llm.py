@@ -12,12 +12,13 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.planner.planning.decision import KIND_ORDER, Draft, EditIntent, EditKind
+from services.planner.planning.decision import KIND_ORDER, Draft, EditIntent, EditKind, LlmSpend
 from services.planner.planning.errors import InvalidLlmAnswer, LlmUnavailable
 from services.planner.planning.plan_check import reconcile
 from services.planner.planning.instructions import PRONOUNS
@@ -26,7 +27,7 @@ from services.planner.planning.rules import draft_by_rules
 from services.runtime.json_text import json_in_text
 
 __all__ = [
-    "PLAN_SCHEMA", "ChatModel", "LlmPlanAnswer", "LlmPlanner", "LlmStep", "parse_answer",
+    "PLAN_SCHEMA", "ChatModel", "LlmPlanAnswer", "LlmPlanner", "LlmStep", "ModelAnswer", "parse_answer",
 ]
 
 Messages = Sequence[Mapping[str, str]]
@@ -37,10 +38,20 @@ RULES_FALLBACKS = Counter("likeness_planner_rules_fallbacks_total",
                           "Requests the LLM could not plan, planned by the rules instead, by reason", ["reason"])
 
 
-class ChatModel(Protocol):
-    """One chat completion whose answer should be JSON matching `schema`; returns the raw text."""
+@dataclass(frozen=True)
+class ModelAnswer:
+    """The raw text of one answer and the tokens it took (estimated when the server sent no usage)."""
 
-    async def complete(self, messages: Messages, schema: Mapping[str, Any]) -> str: ...
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_reported: bool = True
+
+
+class ChatModel(Protocol):
+    """One chat completion whose answer should be JSON matching `schema`."""
+
+    async def complete(self, messages: Messages, schema: Mapping[str, Any]) -> ModelAnswer: ...
 
 
 class LlmStep(BaseModel):
@@ -127,27 +138,38 @@ class LlmPlanner:
         system = _SYSTEM.format(subject=pronouns.subject, object=pronouns.object, possessive=pronouns.possessive)
         messages: list[dict[str, str]] = [{"role": "system", "content": system},
                                           {"role": "user", "content": request_text}]
+        spent = _Tally()
         try:
-            draft = await self._ask_twice(messages, rules.positive_text)
+            draft = reconcile(await self._ask_twice(messages, rules.positive_text, spent), rules, request_text, gender)
         except LlmUnavailable as exc:
-            return _fallback(rules, f"LLM unavailable: {exc}", "unavailable")
+            draft = _fallback(rules, f"LLM unavailable: {exc}", "unavailable")
         except InvalidLlmAnswer as exc:
-            return _fallback(rules, f"LLM answer invalid twice: {exc}", "invalid_answer")
-        return reconcile(draft, rules, request_text, gender)
+            draft = _fallback(rules, f"LLM answer invalid twice: {exc}", "invalid_answer")
+        # Every answer was paid for, a rejected one too: the spend goes with whichever draft is used.
+        return draft.model_copy(update={"llm_spend": spent.spend if spent.spend.calls else None})
 
-    async def _ask_twice(self, messages: list[dict[str, str]], positive_text: str) -> Draft:
+    async def _ask_twice(self, messages: list[dict[str, str]], positive_text: str, spent: _Tally) -> Draft:
         """The first valid answer of two; the second attempt is told what was wrong with the first."""
         try:
-            return _draft_of(await self._ask(messages), positive_text, None)
+            return _draft_of(await self._ask(messages, spent), positive_text, None)
         except InvalidLlmAnswer as first:
             retry = [*messages, {"role": "assistant", "content": _clip(first.answer) or "(no answer)"},
                      {"role": "user", "content": f"That answer was not a valid plan: {first}. "
                                                  "Answer again with only the JSON object."}]
             note = f"LLM answer invalid once ({first}); the second was used"
-            return _draft_of(await self._ask(retry), positive_text, note)
+            return _draft_of(await self._ask(retry, spent), positive_text, note)
 
-    async def _ask(self, messages: list[dict[str, str]]) -> LlmPlanAnswer:
-        return parse_answer(await self._chat.complete(messages, PLAN_SCHEMA))
+    async def _ask(self, messages: list[dict[str, str]], spent: _Tally) -> LlmPlanAnswer:
+        answer = await self._chat.complete(messages, PLAN_SCHEMA)
+        spent.spend = spent.spend.plus(answer.prompt_tokens, answer.completion_tokens, reported=answer.usage_reported)
+        return parse_answer(answer.text)
+
+
+class _Tally:
+    """What one draft's model calls have spent so far."""
+
+    def __init__(self) -> None:
+        self.spend = LlmSpend()
 
 
 def parse_answer(raw: str) -> LlmPlanAnswer:

@@ -42,6 +42,7 @@ class Planner:
         variant_index: int = 0,
     ) -> PlanDecision:
         """The plan of `request_text` for `character`, or why it is refused."""
+        draft = None
         try:
             text, modifiers = parse_modifiers(request_text)
             rules = draft_by_rules(text, character.gender, note=None if self._llm else NO_LLM_NOTE)
@@ -50,7 +51,10 @@ class Planner:
             if refusal := check_words([rules.positive_text], limit, self._registry.content_words):
                 return refusal
             draft = rules if self._llm is None or not text else await self._llm.draft(text, character.gender)
-            return plan_request(text, modifiers, character, user_policy, self._registry,
-                                seed_source=seed_source, draft=draft, variant_index=variant_index)
+            decision = plan_request(text, modifiers, character, user_policy, self._registry,
+                                    seed_source=seed_source, draft=draft, variant_index=variant_index)
         except PlanningError as exc:
-            return Refusal(reason=str(exc), rule=exc.rule)
+            decision = Refusal(reason=str(exc), rule=exc.rule)
+        # What the model calls cost travels with the decision, whichever it is.
+        spend = draft.llm_spend if draft is not None else None
+        return decision if spend is None else decision.model_copy(update={"llm_spend": spend})

@@ -50,6 +50,8 @@ _ITEM_SPLIT = re.compile(r"\s*(?:,|\band\b|\bor\b|&)\s*", re.IGNORECASE)
 _META_TALK = re.compile(
     r"\b(?:ignore|disregard|instructions?|system\s+prompt|prompts?|json|output|respond|answer|plans?|steps?)\b", re.I
 )
+# A question written without its "?": "what is 2+2", "who are you". ("how about ..." proposes an edit.)
+_QUESTION_WORD = re.compile(r"^\s*(?:what|what's|whats|who|who's|why|when|where|which|how(?!\s+about))\b", re.I)
 _BACKGROUND_WORD = re.compile(r"\s+(?:background|backdrop)$", re.IGNORECASE)
 
 
@@ -88,7 +90,7 @@ def draft_by_rules(text: str, gender: Gender, *, note: str | None = None) -> Dra
 def _not_an_edit(text: str) -> bool:
     """Words with no edit cue that are plainly not one: a question ("what's 2+2?") or talk to the planner
     ("ignore previous instructions ..."). Sent as one edit, they would be painted into the picture."""
-    return text.rstrip().endswith("?") or bool(_META_TALK.search(text))
+    return text.rstrip().endswith("?") or bool(_QUESTION_WORD.match(text) or _META_TALK.search(text))
 
 
 def _kept(keeps) -> tuple[set[EditKind], list[str]]:

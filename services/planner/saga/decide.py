@@ -39,6 +39,7 @@ from contracts import (
     StepScored,
 )
 from contracts.decision import Decision
+from contracts.usage import ModelUsage
 from services.planner.saga.state import AttemptRecord, ChainState, Status
 
 __all__ = [
@@ -64,12 +65,14 @@ class PlanAccepted:
     style: str | None = None
     # `--count N`: the first chain of the request asks for N - 1 more like it.
     count: int = 1
+    llm_usage: ModelUsage | None = None
 
 
 @dataclass(frozen=True)
 class PlanRefused:
     reason: str
     rule: str
+    llm_usage: ModelUsage | None = None
 
 
 @dataclass(frozen=True)
@@ -142,10 +145,11 @@ def _start(state: ChainState, start: StartChain) -> Decision:
         request = request.model_copy(update={"batch_id": request.chain_id, "variant_count": plan.count})
     requested = ChainRequested(**request.model_dump(exclude={"type", "version"}))
     if isinstance(plan, PlanRefused):
-        return Decision([requested, ChainRefused(chain_id=request.chain_id, reason=plan.reason, rule=plan.rule)])
+        return Decision([requested, ChainRefused(chain_id=request.chain_id, reason=plan.reason, rule=plan.rule,
+                                                 llm_usage=plan.llm_usage)])
     planned = ChainPlanned(chain_id=request.chain_id, steps=plan.steps, planner=plan.planner, planner_note=plan.note,
                            threshold=start.threshold, max_retries=start.max_retries, on_exhausted=start.on_exhausted,
-                           style=plan.style)
+                           style=plan.style, llm_usage=plan.llm_usage)
     first = plan.steps[0]
     step_input = request.input_image or request.reference_image
     events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style)

@@ -1,4 +1,4 @@
-"""Prices per model and usage totals per user and overall, from CharacterReplied events alone."""
+"""Prices per model (the shared table) and usage totals per user and overall, from CharacterReplied events alone."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from contracts import CharacterReplied
-from services.chat.costs import Price, PriceTable, Usage, usage_totals
-from services.chat.errors import PriceDataError
+from services.chat.costs import Usage, usage_totals
+from services.runtime.prices import Price, PriceDataError, PriceTable
 
 TABLE = PriceTable.load()
 

@@ -11,7 +11,7 @@ import pytest
 from services.chat.errors import LlmUnavailable
 from services.chat.llm import LlmAnswer, OpenAIReplyModel
 from tests.fakes.chat_llm import ScriptedReplyModel
-from services.runtime.llm import LlmSettings, sdk_httpx
+from services.runtime.llm import LlmSettings, Usage, sdk_httpx
 
 httpx = sdk_httpx()
 
@@ -161,7 +161,7 @@ async def test_the_wish_question_is_one_short_call_read_leniently() -> None:
     server = Server(httpx.Response(200, json=body))
     answer = await model(server).wish("Luna", "I wish I could see you in the snow")
     assert answer.wish.picture and answer.wish.scene == "in the snow"
-    assert (answer.prompt_tokens, answer.completion_tokens, answer.usage_reported) == (90, 9, True)
+    assert answer.usage == Usage(90, 9)
     (sent,) = server.bodies
     assert sent["max_tokens"] == 60 and "stream" not in sent and "tools" not in sent
     assert sent["messages"][-1] == {"role": "user", "content": "I wish I could see you in the snow"}

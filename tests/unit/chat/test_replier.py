@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from contracts import REGISTRY, ChatTokenDelta, Envelope
-from services.chat.costs import PriceTable
+from services.runtime.prices import PriceTable
 from services.chat.errors import LlmUnavailable
 from services.chat.llm import LlmAnswer
 from tests.fakes.chat_llm import ScriptedReplyModel
