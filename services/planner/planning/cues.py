@@ -154,6 +154,10 @@ def _place_loose(words: str, joiner: str, segments: list[Segment]) -> None:
     found = classify(words)
     kind = _KIND_OF_ROLE.get(found[0]) if found else None
     previous = segments[-1] if segments else None
+    if previous is not None and previous.role == "keep" and joiner.strip() == "and":
+        # "keep her hair and the background": the list of things kept goes on; "the background" is kept.
+        previous.add(joiner, words)
+        return
     if previous is not None and previous.role != "loose" and (kind is None or kind == previous.kind):
         previous.add(joiner, words)
     else:

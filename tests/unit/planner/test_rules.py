@@ -251,3 +251,9 @@ def test_same_text_same_draft():
 
 def test_curly_apostrophes_read_like_straight_ones():
     assert draft_by_rules("on a beach, don\u2019t put her in a dress", "woman").negative == ("dress",)
+
+
+def test_things_kept_joined_by_and_stay_kept_even_a_kind_of_edit():
+    draft = draft_by_rules("keep her hair and the background, in a red dress", "woman")
+    assert [i.kind for i in draft.intents] == ["outfit"] and "red dress" in draft.intents[0].prompt
+    assert draft.kept == ("hair",) and draft.left_alone == ("background",)
