@@ -22,7 +22,7 @@ from tests.fakes.planner_llm import plan_json
 from services.planner.planning.registry import Registry
 from services.runtime.llm import LlmSettings
 from tests.conftest import REPO
-from tests.fakes.openai_server import ErrorReply, FakeOpenAI, Hang, Reply
+from tests.fakes.openai_server import MODES, ErrorReply, FakeOpenAI, Hang, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -202,6 +202,22 @@ async def test_the_fake_runs_as_its_own_process(tmp_path):
 
 
 # -- real servers' quirks (tests/fakes/openai_server.QUIRKS) --------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_each_server_mode_plans_with_the_model_and_is_billed_for_its_answers(mode: str) -> None:
+    wordy = f"Sure! Here is the plan:\n{plan_json(BEACH, TOWEL)}\nHope it helps."
+    with FakeOpenAI(default=wordy, mode=mode) as server:
+        async with llm_planner(server.url) as planner:
+            draft = await planner.draft(REQUEST, "woman")
+            again = await planner.draft(REQUEST, "woman")
+        asked = server.requests
+    assert draft.planner == again.planner == "llm" and [i.prompt for i in draft.intents] == [BEACH[1], TOWEL[1]]
+    # A format the server lacks is learned once; only answers are paid for.
+    assert again.llm_spend.calls == draft.llm_spend.calls == 1
+    assert draft.llm_spend.estimated == ("no_usage" in server.quirks)
+    steps_down = {"well-behaved": 0, "llama-cpp-python": 1, "llama-server-1-slot": 0, "bare": 2}[mode]
+    assert len(asked) == 2 + steps_down
 
 
 async def test_llama_cpp_python_answers_500_to_json_schema_and_gets_json_object_from_then_on():
