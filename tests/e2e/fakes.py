@@ -48,6 +48,12 @@ class FakeLlm:
         self.url = _announced(self.process, "fake-openai listening on ")  # ends in /v1
         self.control = self.url.removesuffix("/v1")
 
+    def __enter__(self) -> FakeLlm:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.stop()
+
     def queue(self, *replies: str) -> None:
         httpx.post(f"{self.control}/_fake/replies", json=list(replies), timeout=10).raise_for_status()
 

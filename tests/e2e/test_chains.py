@@ -247,11 +247,8 @@ class TestLlmPlanner:
     @pytest.fixture(scope="class")
     @classmethod
     def llm(cls, workdir: Path) -> Iterator[FakeLlm]:
-        fake = FakeLlm(workdir)
-        try:
+        with FakeLlm(workdir) as fake:
             yield fake
-        finally:
-            fake.process.stop()
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -398,11 +395,9 @@ class TestLlmPlannerOnLlamaCppPython:
     def llm(cls, workdir: Path) -> Iterator[FakeLlm]:
         folder = workdir / "llama-cpp-python"
         folder.mkdir(exist_ok=True)
-        fake = FakeLlm(folder, mode="llama-cpp-python", first_token_delay_s=cls.MODEL_DELAY_S)
-        try:
+        # Its own folder: the process log of each fake server is named after the program.
+        with FakeLlm(folder, mode="llama-cpp-python", first_token_delay_s=cls.MODEL_DELAY_S) as fake:
             yield fake
-        finally:
-            fake.process.stop()
 
     @pytest.fixture(scope="class")
     @classmethod
