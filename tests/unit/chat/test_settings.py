@@ -22,8 +22,10 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIKENESS_CHAT_LLM_TIMEOUT_S", "12")
     monkeypatch.setenv("LIKENESS_CHAT_LLM_TEMPERATURE", "0.7")
     monkeypatch.setenv("LIKENESS_CHAT_LLM_SEED", "7")
+    monkeypatch.setenv("LIKENESS_CHAT_LLM_WISH_CHECK", "always")
     settings = ChatSettings()
     assert settings.chat_llm_model == "llama3.1" and settings.chat_llm_timeout_s == 12
+    assert settings.chat_llm_wish_check == "always"
     assert "sk-secret" not in repr(settings)
     llm = reply_model(settings)
     assert llm is not None and llm.model == "llama3.1"
@@ -37,6 +39,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"chat_llm_base_url": "http://x/v1"}, "LIKENESS_CHAT_LLM_MODEL is required"),
         ({"chat_llm_price_input": 1.0}, "set both"),
         ({"chat_llm_timeout_s": 0}, "chat_llm_timeout_s"),
+        ({"chat_llm_wish_check": "sometimes"}, "chat_llm_wish_check"),
     ],
 )
 def test_invalid_settings_fail_fast(values: dict, says: str) -> None:
