@@ -209,6 +209,8 @@ class StepRendered(StepAttempt, Event):
     backend: str = Field(min_length=1)
     engine: str = Field(min_length=1)
     timings: Timings = {}
+    # What a paid render engine billed for this attempt, where its API reports it.
+    cost_usd: float | None = Field(default=None, ge=0)
 
 
 class StepScored(StepAttempt, Event):

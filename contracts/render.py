@@ -100,9 +100,11 @@ class RenderCompleted(StepAttempt, Event):
     image: ImageRef
     workflow_hash: str = Field(min_length=1)
     backend: str = Field(min_length=1)
-    # "comfyui" for real renders, "draft" for the built-in stand-in renderer.
+    # "comfyui", "runpod" or "openai-images" for real renders, "draft" for the built-in stand-in renderer.
     engine: str = Field(min_length=1)
     timings: Timings = {}
+    # What a paid engine billed for the attempt, where its API reports it (None: unknown or free).
+    cost_usd: float | None = Field(default=None, ge=0)
 
 
 class RenderFailed(StepAttempt, Event):

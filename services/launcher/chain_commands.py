@@ -55,7 +55,18 @@ async def _reference(store: EventStore, blobs: BlobStore, character: str) -> tup
                    f"each user's: pass a photo file instead)")
 
 
-async def edit(settings: RuntimeSettings, character: str, request: str, out_dir: Path, timeout_s: float) -> int:
+def output_path(out: Path, chain_id: uuid.UUID, media_type: str) -> Path:
+    """Where the picture goes: `out` itself when it names a picture file (by its extension), else a file named
+    after the chain in the folder `out`."""
+    extension = media_type.split("/")[1].replace("jpeg", "jpg")
+    if out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+        if out.suffix.lower().lstrip(".").replace("jpeg", "jpg") != extension:
+            print(f"note: the picture is {media_type}; saved as {out.name} anyway", flush=True)
+        return out
+    return out / f"{chain_id}.{extension}"
+
+
+async def edit(settings: RuntimeSettings, character: str, request: str, out: Path, timeout_s: float) -> int:
     """Submit a chain, print its events as they happen, save the final image; 0 done, 1 failed."""
     outcome: asyncio.Queue[Message] = asyncio.Queue()
     catch_up = asyncio.Event()
@@ -98,6 +109,7 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
         # Subscribe before submitting: nothing of this chain can have happened yet.
         await nc.subscribe(stream_filter("chain", stream), cb=on_event)
         await nc.subscribe(live_subject("render.progress", stream), cb=on_live)
+        await nc.subscribe(live_subject("render.waiting", stream), cb=on_live)
         command = RequestChain(chain_id=chain_id, character_id=character_id, user_id="cli", request_text=request,
                                reference_image=reference)
         envelope = Envelope.wrap(command, event_id=uuid.uuid4(), stream=stream, occurred_at=datetime.now(UTC),
@@ -115,8 +127,8 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out_dir:
         finally:
             follower.cancel()
         if final.type == "chain.completed":
-            out_dir.mkdir(parents=True, exist_ok=True)
-            target = out_dir / f"{chain_id}.{final.final_image.media_type.split('/')[1]}"
+            target = output_path(out, chain_id, final.final_image.media_type)
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(await _outlasting(lambda: blobs.get(final.final_image.sha256), deadline + 60))
             print(f"final image: {target}")
         return 0 if isinstance(final, ChainCompleted) else 1

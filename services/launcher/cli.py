@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "edit":
             sub.add_argument("--character", required=True, help="character id, or a path to a face photo")
             sub.add_argument("request", help='e.g. "on a beach at sunset, in a red dress --seed 7"')
-            sub.add_argument("--out", default="likeness-out", help="where the final image is saved")
+            sub.add_argument("--out", default="likeness-out",
+                             help="a picture file (main.png) or a folder (default: ./likeness-out) for the final image")
             sub.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the chain")
         if name == "audit":
             sub.add_argument("chain_id", type=uuid.UUID)

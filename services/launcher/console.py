@@ -41,6 +41,14 @@ def describe(message: Message) -> str:
 
 
 def describe_live(message: Message) -> str | None:
-    if message.type == "render.progress":
-        return f"  step {message.step} attempt {message.attempt}: {message.value}/{message.max}"
-    return None
+    """One line for a live render message: where the attempt waits, or how far it got."""
+    where = f"  step {message.step} attempt {message.attempt}"  # type: ignore[attr-defined]
+    if message.type == "render.waiting":
+        return (f"{where}: waiting for a render backend to come back "
+                f"({message.waited_s:.0f} s of at most {message.limit_s:.0f} s)")  # type: ignore[attr-defined]
+    if message.type != "render.progress":
+        return None
+    if message.queue_position is not None:  # type: ignore[attr-defined]
+        ahead = message.queue_position  # type: ignore[attr-defined]
+        return f"{where}: in the backend's queue, {ahead} prompt{'s' if ahead != 1 else ''} ahead"
+    return f"{where}: {100 * message.value // message.max}%"  # type: ignore[attr-defined]

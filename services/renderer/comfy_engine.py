@@ -2,21 +2,27 @@
 
 When no backend can take the job, it waits (at most `backend_wait_s`) for one to come back,
 re-probing with the back-off of `policy.next_probe_in`; a ComfyUI restart then costs a delay, not the attempt.
+
+A render the infrastructure lost after it was queued (the backend went away, restarted and forgot the
+prompt, or interrupted it) is rendered again with the same seed, up to `infra_retries` times within
+the deadline: the user's face retries are for pictures that drift, not for servers that restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import io
 import logging
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 
 import httpx
-from PIL import Image
+from prometheus_client import Counter
 
 from contracts.render import RenderStep
-from services.renderer.comfyui.client import ComfyUIClient, Submission, Timeouts
+from services.renderer.comfyui.client import ClientResult, ComfyUIClient, Submission, Timeouts
+from services.renderer.images import image_kind
 from services.renderer.engine import Progress, RenderOutput, Waiting
 from services.renderer.errors import BackendUnreachable, RenderError
 from services.renderer.backend_policy import next_probe_in, unreachable_reason
@@ -27,10 +33,17 @@ __all__ = ["UPLOAD_FOLDER", "ComfyUIEngine"]
 
 log = logging.getLogger(__name__)
 
-# Inputs are uploaded as "<folder>/<sha256>.<ext>": the name says the content, so the bound graph
-# (and its hash) depends on the picture, and overwriting a same-named file changes nothing.
+# The bound graph names the input "<folder>/<sha256>.<ext>", so the graph (and its hash) says which
+# picture it edits. It is uploaded as "<folder>/<instance>-<slot>.<ext>" instead: ComfyUI has no way to
+# delete an upload, so each render in flight on a backend overwrites a slot of its own, and the files
+# there stay as many as the renders that ran at once, not as many as ever ran. (LoadImage hashes the
+# file, so ComfyUI's cache still tells one picture from another.)
 UPLOAD_FOLDER = "likeness"
-_FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg"), "WEBP": ("webp", "image/webp")}
+# Failures of the infrastructure, not of the picture: the same job (same seed) may simply run again.
+_INFRASTRUCTURE = ("unreachable", "interrupted")
+
+INFRA_RETRIES = Counter("likeness_renderer_infra_retries_total",
+                        "Renders run again with the same seed after the backend lost them, by failure kind", ["kind"])
 
 
 @dataclass
@@ -48,26 +61,57 @@ class ComfyUIEngine:
     name = "comfyui"
 
     def __init__(self, pool: BackendPool, templates: TemplateLibrary, http: httpx.AsyncClient, *,
-                 timeouts: Timeouts, deadline_s: float, backend_wait_s: float = 0.0) -> None:
+                 timeouts: Timeouts, deadline_s: float, backend_wait_s: float = 0.0, infra_retries: int = 2,
+                 instance: str = "renderer") -> None:
         self.pool = pool
         self.templates = templates
         self.http = http
         self.timeouts = timeouts
         self.deadline_s = deadline_s
         self.backend_wait_s = backend_wait_s
+        self.infra_retries = infra_retries
+        # Backends seen to lack SaveImageWebsocket: their pictures come as files.
+        self._file_output: set[str] = set()
+        self._instance = instance
+        self._busy_slots: dict[str, set[int]] = {}
 
     async def render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput:
         """Render `job`; a backend that cannot be reached is marked down and the next one is tried.
 
-        If none can take it, wait for one (time spent waiting does not count against the render deadline).
+        If none can take it, wait for one (time spent waiting does not count against the render deadline);
+        if the backend loses it after queueing, run it again with the same seed (`infra_retries`).
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(job.deadline_s or self.deadline_s, self.deadline_s)
+        began = loop.time()
+        deadline = began + min(job.deadline_s or self.deadline_s, self.deadline_s)
         template = self.templates.get(job.template)
         submission, workflow_hash = self._submission(job, template.edit, input_image)
+        wait = _Wait(self.backend_wait_s)
+        first: RenderError | None = None
+        for retry in range(self.infra_retries + 1):
+            try:
+                result, url = await self._render_once(job, submission, deadline, wait, progress)
+                break
+            except RenderError as exc:
+                last_chance = exc.kind not in _INFRASTRUCTURE or retry == self.infra_retries or loop.time() >= deadline
+                if last_chance and first is not None:
+                    # Say what happened first: that is what the operator has to fix.
+                    exc.reason = f"{first.reason}; rendered again {retry} time(s) with the same seed: {exc.reason}"
+                if last_chance:
+                    raise
+                first = first or exc
+                INFRA_RETRIES.labels(exc.kind).inc()
+                log.warning("chain %s step %s attempt %s: %s (%s); rendering it again with the same seed (%d of %d)",
+                            job.chain_id, job.step, job.attempt, exc.reason, exc.kind, retry + 1, self.infra_retries)
+        timings = {**result.timings, "backend_wait": round(wait.waited_s * 1000, 1),
+                   "total": round((loop.time() - began) * 1000, 1)}
+        return RenderOutput(result.image, result.media_type, workflow_hash, url, self.name, timings)
+
+    async def _render_once(self, job: RenderStep, submission: Submission, deadline: float, wait: _Wait,
+                           progress: Progress) -> tuple[ClientResult, str]:
+        loop = asyncio.get_running_loop()
         urls = self.pool.candidates(job.model, job.style)
         failures: dict[str, str] = {}
-        wait = _Wait(self.backend_wait_s)
         while True:
             for url in urls:
                 remaining = deadline + wait.waited_s - loop.time()
@@ -75,21 +119,24 @@ class ComfyUIEngine:
                     raise RenderError("timeout", "render deadline passed while looking for a backend: "
                                       + "; ".join(failures.values()))
                 client = ComfyUIClient(url, self.http, self.timeouts)
-                async with self.pool.lease(url):
+                async with self.pool.lease(url), self._slot(url, submission) as sent:
                     try:
-                        result = await client.render(submission, deadline_s=remaining, on_update=progress)
+                        result = await client.render(sent, deadline_s=remaining, on_update=progress,
+                                                     websocket_output=url not in self._file_output)
                     except BackendUnreachable as exc:
                         self.pool.mark_down(url, exc.reason)
                         failures[url] = exc.reason
                         continue
                     except RenderError as exc:
-                        if exc.kind == "unreachable":  # went away after queueing: final here, but tell the pool
+                        if exc.kind == "unreachable":  # went away after queueing: tell the pool
                             self.pool.mark_down(url, exc.reason)
                         raise
+                if not result.websocket_output:
+                    self._file_output.add(url)
                 if wait.probes:
                     log.info("chain %s step %s attempt %s: backend %s took the job after %.1f s of waiting",
                              job.chain_id, job.step, job.attempt, url, wait.waited_s)
-                return RenderOutput(result.image, result.media_type, workflow_hash, url, self.name, result.timings)
+                return result, url
             urls = await self._wait_for_backend(job, wait, failures, progress)
             if not urls:
                 raise RenderError("unreachable", unreachable_reason(wait.waited_s, wait.limit_s, failures))
@@ -115,6 +162,21 @@ class ComfyUIEngine:
                 return ready
         return []
 
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: str, submission: Submission) -> AsyncIterator[Submission]:
+        """The submission with its input uploaded to the lowest upload slot free on `url` while it renders."""
+        if submission.input_ref is None:
+            yield submission
+            return
+        busy = self._busy_slots.setdefault(url, set())
+        slot = next(i for i in range(len(busy) + 1) if i not in busy)
+        busy.add(slot)
+        ext = submission.input_ref.rpartition(".")[2]
+        try:
+            yield replace(submission, upload_as=f"{UPLOAD_FOLDER}/{self._instance}-{slot}.{ext}")
+        finally:
+            busy.discard(slot)
+
     def _submission(self, job: RenderStep, edit: bool, input_image: bytes) -> tuple[Submission, str]:
         template = self.templates.get(job.template)
         if not edit:
@@ -128,11 +190,10 @@ class ComfyUIEngine:
 
 
 def _sniff(data: bytes) -> tuple[str, str]:
-    try:
-        with Image.open(io.BytesIO(data), formats=list(_FORMATS)) as image:
-            return _FORMATS[image.format or ""]
-    except (OSError, KeyError, ValueError):
-        raise RenderError("validation", "the input image is not a PNG, JPEG or WebP picture") from None
+    kind = image_kind(data)
+    if kind is None:
+        raise RenderError("validation", "the input image is not a PNG, JPEG or WebP picture")
+    return kind
 
 
 async def _tell(progress: Progress, update: Waiting) -> None:

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from contracts.render import RenderStep
 
-__all__ = ["Preview", "Progress", "RenderEngine", "RenderOutput", "RenderUpdate", "Tick", "Waiting"]
+__all__ = ["Preview", "Progress", "Queued", "RenderEngine", "RenderOutput", "RenderUpdate", "Tick", "Waiting"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,14 @@ class Waiting:
     limit_s: float
 
 
-RenderUpdate = Tick | Preview | Waiting
+@dataclass(frozen=True)
+class Queued:
+    """The job waits in the backend's own queue, behind `ahead` other prompts (0: next)."""
+
+    ahead: int
+
+
+RenderUpdate = Tick | Preview | Waiting | Queued
 Progress = Callable[[RenderUpdate], Awaitable[None]]
 
 
@@ -52,6 +59,8 @@ class RenderOutput:
     backend: str
     engine: str
     timings: dict[str, float] = field(default_factory=dict)
+    # What a paid engine billed for this render, where its API says (None: unknown or free).
+    cost_usd: float | None = None
 
 
 class RenderEngine(Protocol):

@@ -17,7 +17,7 @@ from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.render import RenderCompleted, RenderFailed, RenderPreview, RenderProgress, RenderStep, RenderWaiting
 from contracts.streams import chain_stream
-from services.renderer.engine import Preview, RenderEngine, RenderUpdate, Waiting
+from services.renderer.engine import Preview, Queued, RenderEngine, RenderUpdate, Waiting
 from services.renderer.errors import RenderError
 from services.renderer.previews import shrink_preview
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore, BlobTooLarge, NotAnImage
@@ -65,6 +65,7 @@ class Renderer:
         await self._publish(incoming, RenderCompleted(
             chain_id=job.chain_id, step=job.step, attempt=job.attempt, image=image,
             workflow_hash=output.workflow_hash, backend=output.backend, engine=output.engine, timings=output.timings,
+            cost_usd=output.cost_usd,
         ))
 
     async def _fail(self, job: RenderStep, incoming: Envelope, error: RenderError) -> None:
@@ -84,6 +85,10 @@ class Renderer:
             if isinstance(update, Waiting):
                 message: Message = RenderWaiting(chain_id=job.chain_id, step=job.step, attempt=job.attempt,
                                                  waited_s=round(update.waited_s, 1), limit_s=update.limit_s)
+            elif isinstance(update, Queued):
+                # Waiting in the backend's own queue: nothing sampled yet, `ahead` prompts before it.
+                message = RenderProgress(chain_id=job.chain_id, step=job.step, attempt=job.attempt, value=0, max=1,
+                                         queue_position=update.ahead)
             elif isinstance(update, Preview):
                 now = time.monotonic()
                 if now - last_preview[0] < self.preview_interval_s:

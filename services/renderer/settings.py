@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from services.runtime.settings import RuntimeSettings
@@ -36,6 +37,22 @@ class RendererSettings(RuntimeSettings):
     comfyui_serves: dict[str, BackendServes] = {}
     # A folder of extra API-format templates; a file named like a built-in one replaces it.
     templates_dir: Path | None = None
+
+    # RunPod serverless running worker-comfyui: the endpoint's URL (https://api.runpod.ai/v2/<endpoint id>).
+    runpod_url: str | None = None
+    runpod_api_key: SecretStr = SecretStr("")
+    # An OpenAI-compatible image edit API (POST <url>/images/edits), e.g. https://api.openai.com/v1.
+    image_api_url: str | None = None
+    image_api_key: SecretStr = SecretStr("")
+    image_api_model: str = "gpt-image-1"
+    # Which engines render which jobs, in order of preference: {"style:<name>" | "model:<name>" | "default":
+    # [engine, ...]} with engines "comfyui", "runpod", "openai-images". Unrouted jobs try every engine set up.
+    render_routes: dict[str, tuple[str, ...]] = {}
+    # Renders lost by the infrastructure after queueing (a backend restart) run again with the same seed.
+    render_infra_retries: int = Field(default=2, ge=0, le=10)
+    # Names this process's upload slots on the backends (a pod name is a good one).
+    renderer_instance: str = Field(default_factory=lambda: socket.gethostname() or "renderer",
+                                   pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     render_timeout_s: float = Field(default=600.0, gt=0)
     # When no backend can take a step (all refuse connections: a ComfyUI restarting), wait this long for
@@ -72,6 +89,29 @@ class RendererSettings(RuntimeSettings):
         if unknown:
             raise ValueError(f"LIKENESS_COMFYUI_SERVES names backends not in LIKENESS_COMFYUI_URLS: {sorted(unknown)}")
         return self
+
+    @field_validator("runpod_url", "image_api_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _routes_name_engines_set_up(self) -> RendererSettings:
+        # A route to an engine that is not set up stops the process now, not at the first job.
+        named = {name for names in self.render_routes.values() for name in names}
+        if missing := named - set(self.engines):
+            raise ValueError(f"LIKENESS_RENDER_ROUTES names engines that are not set up: {sorted(missing)} "
+                             f"(set up: {sorted(self.engines) or 'none'})")
+        bad = [key for key in self.render_routes if key != "default" and not key.startswith(("style:", "model:"))]
+        if bad:
+            raise ValueError(f"LIKENESS_RENDER_ROUTES keys are 'default', 'style:<name>' or 'model:<name>', not {bad}")
+        return self
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The engines set up, in the order unrouted jobs try them."""
+        return tuple(name for name, on in (("comfyui", self.comfyui_urls), ("runpod", self.runpod_url),
+                                           ("openai-images", self.image_api_url)) if on)
 
     @property
     def reconnect_give_up_s(self) -> float:

@@ -61,6 +61,13 @@ class Template:
     def output_node(self) -> str:
         return self.bindings["output"][0]
 
+    @property
+    def lora_capacity(self) -> int | None:
+        """How many LoRAs a job may bring (None: no limit, an rgthree Power Lora Loader takes any number)."""
+        slots = [*self.bindings.get("lora_switch", ()), *self.bindings.get("lora_stack", ())]
+        capacities = [lora_capacity(self.graph[n]["class_type"]) for n in slots]
+        return None if None in capacities else sum(capacities)  # type: ignore[arg-type]
+
     def bind(self, job: RenderStep, *, input_ref: str | None) -> BoundWorkflow:
         """A copy of the graph with the job's values set; raises TemplateError if the job does not fit."""
         graph = copy.deepcopy(self.graph)
@@ -149,6 +156,16 @@ def _check_required(path: Path, name: str, bindings: dict[str, list[str]]) -> No
                             "(name it '*_t2i' if it makes images from text)")
 
 
+def _check_replacement(new: Template, old: Template) -> None:
+    """A template that replaces another serves the same jobs: the planner sends it as many LoRAs as it sent
+    the one replaced (the built-ins' capacities are what the planner's registry is checked against)."""
+    room, needed = new.lora_capacity, old.lora_capacity
+    if needed is None and room is not None or room is not None and needed is not None and room < needed:
+        raise TemplateError(f"template {new.source}: has room for {room} LoRA(s), but {old.source}, which it "
+                            f"replaces, has room for {'any number' if needed is None else needed} and jobs of its "
+                            "models bring that many; add nodes titled 'lora_switch' or 'lora_stack'")
+
+
 def _node_order(node_id: str) -> tuple[int, str]:
     return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
 
@@ -168,9 +185,11 @@ class TemplateLibrary:
             if not folder.is_dir():
                 raise TemplateError(f"templates folder {folder} does not exist")
             for path in sorted(folder.glob("*.json")):
+                template = load_template(path)
                 if path.stem in templates:
+                    _check_replacement(template, templates[path.stem])
                     log.info("template %s from %s overrides %s", path.stem, path, templates[path.stem].source)
-                templates[path.stem] = load_template(path)
+                templates[path.stem] = template
         return cls(templates)
 
     @property

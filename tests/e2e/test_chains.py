@@ -203,10 +203,11 @@ class TestDeployment:
         assert types(events) == [REQUESTED, PLANNED, STEP_REQUESTED, STEP_FAILED, FAILED]
         step_failed, failed = only(events, STEP_FAILED), only(events, FAILED)
         assert step_failed["stage"] == "render" and step_failed["attempt"] == 1
+        # The template's SaveImage was sent as a SaveImageWebsocket (no file left on the backend): that node failed.
         node = _save_node(only(events, PLANNED)["steps"][0]["template"])
         reason = step_failed["reason"]
-        assert reason == (f"render execution at node {node} (SaveImage): "
-                          f"node {node} (SaveImage) failed: ScriptedRenderError: {ERROR_MESSAGE}")
+        assert reason == (f"render execution at node {node} (SaveImageWebsocket): "
+                          f"node {node} (SaveImageWebsocket) failed: ScriptedRenderError: {ERROR_MESSAGE}")
         assert failed["reason"] == reason
         seed = only(events, STEP_REQUESTED)["seed"]
         assert [(a["attempt"], a["seed"], a["score"], a["reason"]) for a in failed["attempts"]] == [

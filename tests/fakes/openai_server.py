@@ -15,22 +15,24 @@ when `stream_options.include_usage` is set) and GET /v1/models, in OpenAI's wire
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import socket
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tests.fakes.threaded_server import (
+    Hang,
+    ScriptedServer,
+    process_arguments,
+    read_script,
+)
 
 __all__ = ["MODES", "QUIRKS", "ErrorReply", "FakeOpenAI", "Hang", "Reply", "ReplyLike", "create_app",
            "reply_from_json"]
@@ -81,13 +83,6 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class Hang:
-    """Answer nothing for `seconds` (or until the client leaves or the server stops), then HTTP 504."""
-
-    seconds: float = 3600.0
-
-
-@dataclass(frozen=True)
 class ErrorReply:
     """An HTTP error with OpenAI's error body."""
 
@@ -120,49 +115,31 @@ def reply_from_json(value: Any) -> ReplyLike:
     raise ValueError(f"not a reply: {value!r}")
 
 
-class FakeOpenAI:
-    """The fake server: replies queued or computed, requests recorded; run in a thread as a context manager."""
+class FakeOpenAI(ScriptedServer[ReplyLike]):
+    """The fake server: replies queued or computed, requests recorded; run in a thread as a context manager.
+
+    `requests`: the JSON bodies of the chat completion requests received so far.
+    """
+
+    name = "fake-openai"
 
     def __init__(self, replies: Iterable[ReplyLike] = (), *, responder: Responder | None = None,
                  default: ReplyLike | None = None, model: str = "fake-model", json_schema: bool = True,
                  api_key: str | None = None, record: Path | None = None, host: str = "127.0.0.1",
                  port: int = 0, quirks: Iterable[str] = (), mode: str = "well-behaved",
                  first_token_delay_s: float = 0.0) -> None:
+        super().__init__(replies, host=host, port=port, record=record)
         self.quirks = frozenset(quirks) | MODES[mode] | (frozenset() if json_schema else {"no_json_schema"})
         if unknown := self.quirks - QUIRKS:
             raise ValueError(f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}")
         self.first_token_delay_s = first_token_delay_s
-        self.replies: deque[ReplyLike] = deque(replies)
         self.responder, self.default = responder, default
-        self.model, self.json_schema, self.api_key, self.record = model, json_schema, api_key, record
-        self.host, self.port = host, port
-        self.lock = threading.Lock()
-        self.closing = threading.Event()
-        self._requests: list[dict[str, Any]] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self.model, self.json_schema, self.api_key = model, json_schema, api_key
 
     @property
     def url(self) -> str:
         """The base URL an OpenAI client takes (ends in /v1)."""
-        return f"http://{self.host}:{self.port}/v1"
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        """The JSON bodies of the chat completion requests received so far."""
-        with self.lock:
-            return list(self._requests)
-
-    def push(self, *replies: ReplyLike) -> None:
-        with self.lock:
-            self.replies.extend(replies)
-
-    def log(self, body: dict[str, Any]) -> None:
-        with self.lock:
-            self._requests.append(body)
-            if self.record is not None:
-                with self.record.open("a", encoding="utf-8") as file:
-                    file.write(json.dumps(body) + "\n")
+        return f"{self.base}/v1"
 
     def next_reply(self, body: dict[str, Any]) -> Reply | Hang | ErrorReply:
         """The next queued reply, else the responder's, else the default, else an error that says so."""
@@ -175,45 +152,8 @@ class FakeOpenAI:
             return ErrorReply(500, "fake openai: no scripted reply left")
         return Reply(reply) if isinstance(reply, str) else reply
 
-    def _bind(self) -> tuple[socket.socket, uvicorn.Server]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
-        # A short graceful shutdown: a hanging request must not hold a test's teardown.
-        config = uvicorn.Config(create_app(self), log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=1)
-        return sock, uvicorn.Server(config)
-
-    def start(self) -> FakeOpenAI:
-        sock, self._server = self._bind()
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.closing.set()
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM, after printing where."""
-        sock, server = self._bind()
-        # The socket already listens, so a client that reads this line can connect at once.
-        print(f"fake-openai listening on {self.url}", flush=True)
-        server.run(sockets=[sock])
-
-    __enter__ = start
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def app(self) -> FastAPI:
+        return create_app(self)
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
@@ -250,15 +190,7 @@ def create_app(fake: FakeOpenAI) -> FastAPI:
                 return await _answer(fake, request, body)
         return await _answer(fake, request, body)
 
-    @app.get("/_fake/requests")
-    async def recorded() -> list[dict[str, Any]]:
-        return fake.requests
-
-    @app.post("/_fake/replies")
-    async def queue(request: Request) -> dict[str, int]:
-        fake.push(*(reply_from_json(value) for value in await request.json()))
-        return {"queued": len(fake.replies)}
-
+    fake.add_fake_routes(app, reply_from_json)
     return app
 
 
@@ -276,14 +208,14 @@ def _format_refusal(quirks: frozenset[str], response_format: Any) -> Response | 
 async def _answer(fake: FakeOpenAI, request: Request, body: dict[str, Any]) -> Response:
     reply = fake.next_reply(body)
     if isinstance(reply, Hang):
-        await _hang(request, reply.seconds, fake.closing)
+        await fake.hang(request, reply.seconds)
         return _error(504, "fake openai: hung as scripted", "server_error")
     if isinstance(reply, ErrorReply):
         return _error(reply.status, reply.message, reply.type, code=reply.code)
     reply = _tools_written(_bounded(reply, body.get("max_tokens") or body.get("max_completion_tokens"),
                                     "runaway" in fake.quirks), fake.quirks)
     if fake.first_token_delay_s:
-        await _hang(request, fake.first_token_delay_s, fake.closing)  # prompt processing on a slow machine
+        await fake.hang(request, fake.first_token_delay_s)  # prompt processing on a slow machine
     # Words stand in for tokens: the shape matters to clients, not the count.
     prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
     completion = len(reply.content.split())
@@ -325,14 +257,6 @@ def _bounded(reply: Reply, max_tokens: Any, runaway: bool) -> Reply:
     return Reply(" ".join(words), "length" if runaway else reply.finish_reason, reply.tool_calls)
 
 
-async def _hang(request: Request, seconds: float, closing: threading.Event) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not closing.is_set():
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(0.05)
-
-
 async def _chunks(head: dict[str, Any], reply: Reply, usage: dict[str, int] | None) -> AsyncIterator[bytes]:
     def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
@@ -361,14 +285,11 @@ async def _chunks(head: dict[str, Any], reply: Reply, usage: dict[str, int] | No
 
 def main(argv: list[str] | None = None) -> None:
     """Run the fake as a process until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes.openai_server", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--script", type=Path, help="JSON file of scripted replies")
+    parser = process_arguments("tests.fakes.openai_server", __doc__, "JSON file of scripted replies")
     parser.add_argument("--record", type=Path, help="append each request body to this JSONL file")
     parser.add_argument("--api-key", help="require this bearer key")
     args = parser.parse_args(argv)
-    script = json.loads(args.script.read_text(encoding="utf-8")) if args.script else {}
+    script = read_script(args.script)
     default = script.get("default")
     FakeOpenAI([reply_from_json(r) for r in script.get("replies", [])],
                default=None if default is None else reply_from_json(default), model=script.get("model", "fake-model"),

@@ -3,45 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from PIL import Image
 from websockets.asyncio.client import connect
 
-from contracts import ImageRef, RenderStep
 from services.renderer.comfy_engine import ComfyUIEngine
 from services.renderer.comfyui.client import ComfyUIClient, Submission, Timeouts
-from services.renderer.engine import Preview, Tick, Waiting
+from services.renderer.engine import Preview, Queued, Tick, Waiting
 from services.renderer.errors import RenderError
 from services.renderer.pool import BackendPool
 from services.renderer.templates import TemplateLibrary
 from tests.fakes.comfyui import FakeComfyUI, Scenario, closed_url
+from tests.integration.renderer_jobs import INPUT, job, png
 
 pytestmark = pytest.mark.integration
 
 FAST = Timeouts(connect_s=2.0, request_s=10.0, poll_s=0.5, reconnect_delays_s=(0.05, 0.1, 0.2))
 
 
-def png(colour: tuple[int, int, int], size: tuple[int, int] = (96, 80)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, format="PNG")
-    return out.getvalue()
-
-
-INPUT = png((10, 200, 30))
 OUTPUT = png((200, 10, 30))
-
-
-def job(**kw) -> RenderStep:
-    ref = ImageRef(sha256="ab" * 32, media_type="image/png", width=96, height=80, bytes=len(INPUT))
-    fields = dict(chain_id=uuid.uuid4(), step=0, attempt=1, seed=7, input_image=ref, prompt="on a beach", width=512,
-                  height=512, steps=6, cfg=1.0, model="qwen-image-edit", template="qwen_edit")
-    return RenderStep(**{**fields, **kw})
 
 
 @pytest.fixture
@@ -73,6 +56,10 @@ class Recorder:
         return [u for u in self.updates if isinstance(u, Preview)]
 
     @property
+    def queued(self) -> list[Queued]:
+        return [u for u in self.updates if isinstance(u, Queued)]
+
+    @property
     def waits(self) -> list[Waiting]:
         return [u for u in self.updates if isinstance(u, Waiting)]
 
@@ -95,10 +82,19 @@ async def test_a_render_uploads_queues_streams_progress_and_returns_the_output(h
     assert state.uploads == [{"name": graph["3"]["inputs"]["image"].split("/")[1], "subfolder": "likeness",
                               "type": "input", "overwrite": True, "bytes": len(INPUT)}]
     body = state.prompts[0]
-    assert body["client_id"] == state.connects[0] and body["prompt_id"] in state.history
-    assert [t.value for t in progress.ticks] == [1, 2, 3, 4, 5, 6] and {t.max for t in progress.ticks} == {6}
+    assert body["client_id"] == state.connects[0]
+    # The picture came over the socket: no file was written, and the history entry was deleted once read.
+    output = body["prompt"][out_node(graph)]
+    assert output["class_type"] == "SaveImageWebsocket" and set(output["inputs"]) == {"images"}
+    assert not [key for key in state.files if key[0] in ("output", "temp")] and state.history == {}
+    values = [t.value for t in progress.ticks]
+    assert values == sorted(set(values)) and len(values) > 6 and values[-1] == progress.ticks[-1].max
     assert len(progress.previews) == 6 and progress.previews[0].media_type == "image/jpeg"
     assert progress.previews[0].node == "8"
+
+
+def out_node(graph: dict) -> str:
+    return next(n for n, node in graph.items() if node["class_type"] in ("SaveImage", "SaveImageWebsocket"))
 
 
 async def test_a_rejected_graph_names_the_node_and_why(http: httpx.AsyncClient) -> None:
@@ -117,6 +113,8 @@ async def test_a_rejected_graph_names_the_node_and_why(http: httpx.AsyncClient) 
     assert (error.kind, error.node_id, error.node_type, error.backend) == ("validation", "3", "LoadImage", fake.url)
     assert "Invalid image file: likeness/never_uploaded.png" in error.reason
     assert unknown_info.value.node_id == "99" and "NoSuchNode does not exist" in unknown_info.value.reason
+    # ComfyUI names only the node id; the client knows the graph it sent and names the type.
+    assert unknown_info.value.node_type == "NoSuchNode" and "(None)" not in unknown_info.value.reason
 
 
 async def test_an_execution_error_fails_with_node_type_and_message(http: httpx.AsyncClient) -> None:
@@ -174,7 +172,8 @@ async def test_a_backend_dying_mid_render_fails_the_attempt_as_unreachable(http:
     with pytest.raises(RenderError) as info:
         await asyncio.wait_for(task, 10)
     assert info.value.kind == "unreachable" and "went away during the render" in info.value.reason
-    assert info.value.backend == fake.url and not render.pool.backends[fake.url].healthy
+    assert "rendered again 2 time(s) with the same seed" in info.value.reason
+    assert not render.pool.backends[fake.url].healthy
 
 
 async def test_a_hanging_backend_fails_after_the_connect_timeout(http: httpx.AsyncClient) -> None:
@@ -224,17 +223,36 @@ async def test_a_dropped_websocket_is_reopened_with_the_same_client_id(http: htt
         out = await engine(http, [fake.url]).render(job(), INPUT, progress)
         connects, drops = fake.state.connects, fake.state.drops
     assert out.image and len(connects) == 2 and connects[0] == connects[1] and drops == [connects[0]]
-    assert progress.ticks[-1].value == 6  # frames after the reconnect arrived
+    assert progress.ticks[-1].value == progress.ticks[-1].max  # frames after the reconnect arrived
 
 
-async def test_a_prompt_that_finished_while_disconnected_is_read_from_history(http: httpx.AsyncClient) -> None:
+async def test_a_picture_sent_while_disconnected_is_asked_for_again_from_the_cache(http: httpx.AsyncClient) -> None:
     scenario = Scenario(image_for=lambda g, i: OUTPUT, drop_socket_at_step=2, reconnect_hold_s=0.8)
     progress = Recorder()
     async with FakeComfyUI(scenario) as fake:
         out = await engine(http, [fake.url]).render(job(), INPUT, progress)
         assert len(fake.state.connects) == 2
+        first, second = fake.state.prompts
+        cached = fake.state.history  # forgotten once read
+    assert out.image == OUTPUT and cached == {}
+    # The same graph (same seed), so ComfyUI ran only the websocket node again: no attempt was spent.
+    assert first["prompt"] == second["prompt"] and first["prompt_id"] != second["prompt_id"]
+    assert progress.ticks[-1].value == progress.ticks[-1].max
+
+
+async def test_a_prompt_that_finished_while_disconnected_is_read_from_history(http: httpx.AsyncClient) -> None:
+    scenario = Scenario(image_for=lambda g, i: OUTPUT, drop_socket_at_step=2, reconnect_hold_s=0.8,
+                        missing_classes={"SaveImageWebsocket"})
+    progress = Recorder()
+    async with FakeComfyUI(scenario) as fake:
+        out = await engine(http, [fake.url]).render(job(), INPUT, progress)
+        assert len(fake.state.connects) == 2
+        (refused, taken) = fake.state.prompts
     assert out.image == OUTPUT
-    assert [t.value for t in progress.ticks] == [1, 2]  # the rest happened while nobody listened
+    # A server without SaveImageWebsocket was asked again with a file output named after the prompt.
+    assert refused["prompt"] != taken["prompt"]
+    assert f"likeness/{taken['prompt_id']}" in json.dumps(taken["prompt"])
+    assert len([t for t in progress.ticks if t.value < t.max]) >= 1  # the rest happened while nobody listened
 
 
 async def test_text_to_image_uploads_nothing(http: httpx.AsyncClient) -> None:
@@ -283,3 +301,76 @@ async def test_the_fake_speaks_the_documented_upload_view_and_legacy_preview_sem
     assert first == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "legacy"}}
     # No feature flags sent: legacy type 1 JPEG previews only (§3.2).
     assert binaries == [bytes.fromhex("0000000100000001")] * 2
+
+
+async def test_a_backend_restarted_mid_render_renders_it_again_with_the_same_seed(http: httpx.AsyncClient) -> None:
+    """The prompt is lost with the restart: the same job runs again on the fresh server, no attempt is spent."""
+    progress = Recorder()
+    timeouts = Timeouts(connect_s=1.0, request_s=2.0, poll_s=0.3, reconnect_delays_s=(0.05, 0.1),
+                        reconnect_give_up_s=5.0)
+    fake = await FakeComfyUI(Scenario(step_delay_s=0.2)).start()
+    port = int(fake.url.rsplit(":", 1)[1])
+    render = engine(http, [fake.url], timeouts=timeouts, backend_wait_s=5.0)
+    task = asyncio.create_task(render.render(job(steps=8, seed=4242), INPUT, progress))
+    while not progress.ticks:
+        await asyncio.sleep(0.05)
+    await fake.stop()
+    restarted = await FakeComfyUI(Scenario(step_delay_s=0.01), port=port).start()
+    try:
+        out = await asyncio.wait_for(task, 20)
+        (prompt,) = restarted.state.prompts
+    finally:
+        await restarted.stop()
+    assert out.image and out.backend == fake.url
+    assert next(n for n in prompt["prompt"].values() if "seed" in n["inputs"])["inputs"]["seed"] == 4242
+
+
+async def test_a_prompt_waiting_in_comfyuis_queue_says_how_many_are_ahead(http: httpx.AsyncClient) -> None:
+    first, second = Recorder(), Recorder()
+    async with FakeComfyUI(Scenario(step_delay_s=0.05)) as fake:
+        render = engine(http, [fake.url])
+        await asyncio.gather(render.render(job(steps=10), INPUT, first),
+                             render.render(job(steps=10, seed=8), png((1, 2, 3)), second))
+    waited = first.queued + second.queued
+    # One of the two waited behind the other, and heard so before its first tick.
+    assert Queued(1) in waited
+    later = first if Queued(1) in first.queued else second
+    assert later.updates.index(Queued(1)) < later.updates.index(later.ticks[0])
+
+
+async def test_a_cached_prompt_whose_file_is_gone_still_gives_the_picture(http: httpx.AsyncClient) -> None:
+    """A server without SaveImageWebsocket saves files: the same job again (same seed) is answered from ComfyUI's
+    cache; its file name is new each time, so deleting outputs meanwhile cannot make /view 404 (§7.7)."""
+    scenario = Scenario(image_for=lambda g, i: OUTPUT, missing_classes={"SaveImageWebsocket"})
+    async with FakeComfyUI(scenario) as fake:
+        render = engine(http, [fake.url])
+        same = job(seed=7)
+        first = await render.render(same, INPUT, Recorder())
+        for key in [k for k in fake.state.files if k[0] == "output"]:
+            del fake.state.files[key]  # an operator cleaned the output folder
+        again = await render.render(same, INPUT, Recorder())
+        prompts = [p for p in fake.state.prompts if "SaveImageWebsocket" not in json.dumps(p)]
+    assert first.image == again.image == OUTPUT and first.workflow_hash == again.workflow_hash
+    # Asked with a file output once the server said it lacks the node; the seed is the job's both times.
+    seeds = {n["inputs"]["seed"] for p in prompts for n in p["prompt"].values() if "seed" in n["inputs"]}
+    assert len(prompts) == 2 and seeds == {7}
+
+
+async def test_thirty_renders_leave_nothing_more_on_the_backend_than_one(http: httpx.AsyncClient) -> None:
+    async with FakeComfyUI() as fake:
+        render = engine(http, [fake.url])
+
+        def footprint() -> tuple[int, int, int]:
+            files = fake.state.files
+            return len(files), sum(len(b) for b in files.values()), len(fake.state.history)
+
+        await render.render(job(seed=0), png((0, 0, 0)), Recorder())
+        after_one = footprint()
+        for n in range(1, 30):
+            last = png((n, 255 - n, 7))
+            await render.render(job(seed=n), last, Recorder())
+        after_hundred = footprint()
+        uploads = len(fake.state.uploads)
+    # One upload slot overwritten each time (holding the last input), no output file, no history entry kept.
+    assert uploads == 30 and after_one[0] == after_hundred[0] == 1 and after_one[2] == after_hundred[2] == 0
+    assert after_hundred[1] == len(last)

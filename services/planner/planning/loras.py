@@ -25,6 +25,7 @@ __all__ = [
 
 MAX_LORAS_PER_STEP = 10
 _STACK_ORDER = {"style": 0, "character": 1, "concept": 2, "clothing": 2, "pose": 2}
+_KEEP_ORDER = {"character": 0, "style": 1}
 _ROLE = {"style": "style", "character": "character", "concept": "concept", "clothing": "concept", "pose": "concept"}
 # Which steps a keyword-selected LoRA may join: a clothing LoRA on a pose edit would repaint the clothes.
 _KINDS = {"clothing": {"outfit"}, "pose": {"pose"}, "concept": {"background", "outfit", "pose"}}
@@ -71,7 +72,15 @@ def choose_loras(
                 notes.append(f"LoRA {lora.name!r} left out: made for {', '.join(lora.models)}, not {model.name}")
             continue
         usable.append(lora)
-    ordered = tuple(sorted(dict.fromkeys(usable), key=lambda lora: _STACK_ORDER[lora.purpose]))
+    usable = list(dict.fromkeys(usable))
+    if len(usable) > model.max_loras:
+        # The template has no more slots: the face (character) first, then the look (style), then the rest.
+        kept = sorted(usable, key=lambda lora: _KEEP_ORDER.get(lora.purpose, 2))[:model.max_loras]
+        left = [lora.name for lora in usable if lora not in kept]
+        notes.append(f"LoRA(s) {', '.join(left)} left out: {model.name}'s template takes at most "
+                     f"{model.max_loras}")
+        usable = [lora for lora in usable if lora in kept]
+    ordered = tuple(sorted(usable, key=lambda lora: _STACK_ORDER[lora.purpose]))
     triggers = tuple(dict.fromkeys(word for lora in ordered for word in lora.trigger_words))
     return LoraChoice(stack_loras(ordered), ordered, triggers, tuple(notes))
 

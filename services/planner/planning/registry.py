@@ -45,6 +45,9 @@ class ModelSpec(_Entry):
     positive_prompt: str = ""
     negative_prompt: str = ""
     description: str = ""
+    # How many LoRAs its workflow template has slots for: a step never stacks more (the renderer
+    # refuses a job that brings more, and the test suite checks this against the shipped templates).
+    max_loras: int = Field(default=3, ge=0, le=10)
 
 
 class StyleSpec(_Entry):

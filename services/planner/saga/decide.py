@@ -179,7 +179,7 @@ def _rendered(state: ChainState, done: RenderCompleted) -> Decision:
     assert state.request is not None
     rendered = StepRendered(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
                             workflow_hash=done.workflow_hash, backend=done.backend, engine=done.engine,
-                            timings=done.timings)
+                            timings=done.timings, cost_usd=done.cost_usd)
     score = ScoreFace(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
                       reference_image=state.request.reference_image, character_id=state.request.character_id)
     return Decision([rendered], [score])
@@ -191,7 +191,9 @@ def _render_failed(state: ChainState, current: AttemptRecord, failed: RenderFail
     step_failed = StepFailed(chain_id=failed.chain_id, step=failed.step, attempt=failed.attempt, reason=reason,
                              stage="render")
     if may_retry and failed.error_kind in _TRANSIENT_RENDER_FAILURES and _attempts_left(state, current):
-        retry = _retry(state, current, reason, previous_score=None)
+        # Nothing was wrong with the picture, there was none: the same seed is asked for again, so a
+        # user's `--seed` survives a backend that went away.
+        retry = _retry(state, current, reason, previous_score=None, seed=current.seed)
         return Decision([step_failed, *retry.events], retry.commands)
     return Decision([step_failed, _chain_failed(state, reason, replace(current, reason=reason))])
 
@@ -234,10 +236,12 @@ def _accept(state: ChainState, image: ImageRef, score: float, attempt: int, why:
     return Decision([*events, accepted, *more], commands)
 
 
-def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_score: float | None) -> Decision:
+def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_score: float | None,
+           seed: int | None = None) -> Decision:
+    """The next attempt: with a new seed after a drifted picture, with `seed` when one is given."""
     assert state.chain_id is not None and state.planned_step is not None
     next_attempt = current.number + 1
-    seed = retry_seed(state.chain_id, state.step, next_attempt)
+    seed = seed if seed is not None else retry_seed(state.chain_id, state.step, next_attempt)
     retried = StepRetried(chain_id=state.chain_id, step=state.step, next_attempt=next_attempt, new_seed=seed,
                           previous_score=previous_score, reason=reason)
     assert state.plan is not None

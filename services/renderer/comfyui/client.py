@@ -2,6 +2,13 @@
 
 Everything before the prompt is queued fails as `BackendUnreachable` (another backend may take the
 job); after that, failures are final for this backend, and an unfinished prompt is cancelled.
+
+Nothing is left behind on the backend that can be avoided: the output node becomes a
+`SaveImageWebsocket` (the picture comes over the socket and no file is written; a server without that
+node is asked again with a file output), the history entry is deleted once read, and a file output
+gets a prefix of its own prompt id. That prefix is also what keeps ComfyUI's cache from answering a
+repeated prompt with an old file name that may be gone (PROTOCOL.md §7.7): only the save node runs
+again, from the cached picture, which is the same picture.
 """
 
 from __future__ import annotations
@@ -10,20 +17,26 @@ import asyncio
 import contextlib
 import copy
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 
 import httpx
 
 from services.renderer.comfyui.http import ComfyHTTP
-from services.renderer.comfyui.protocol import parse_binary, parse_text
+from services.renderer.comfyui.protocol import TextFrame, parse_binary, parse_text
 from services.renderer.comfyui.replies import images_of, outcome_of
 from services.renderer.comfyui.socket import ComfySocket, SocketClosed
 from services.renderer.comfyui.tracker import PromptTracker
-from services.renderer.engine import Progress, RenderUpdate
+from services.renderer.engine import Progress, Queued, RenderUpdate
 from services.renderer.errors import BackendUnreachable, RenderError
 
-__all__ = ["ClientResult", "ComfyUIClient", "Submission", "Timeouts"]
+__all__ = ["WEBSOCKET_OUTPUT", "ClientResult", "ComfyUIClient", "Submission", "Timeouts"]
+
+# The output node that sends its picture over the socket (upstream custom_nodes/websocket_image_save.py,
+# loaded by default; never cached, PROTOCOL.md §3.2, §6.4).
+WEBSOCKET_OUTPUT = "SaveImageWebsocket"
+_FILE_OUTPUTS = ("SaveImage", "PreviewImage")
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +67,8 @@ class Submission:
     input_image: bytes | None = None
     input_ref: str | None = None  # "<subfolder>/<name>" the graph already names
     input_media_type: str = "image/png"
+    # The name to upload the input as, when not `input_ref` (a reused slot: see ComfyUIEngine).
+    upload_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class ClientResult:
     media_type: str
     prompt_id: str
     timings: dict[str, float] = field(default_factory=dict)
+    # Whether the picture came over the socket; False when the backend lacks SaveImageWebsocket.
+    websocket_output: bool = True
 
 
 class ComfyUIClient:
@@ -73,35 +90,63 @@ class ComfyUIClient:
         self.api = ComfyHTTP(self.base_url, http, request_timeout_s=self.timeouts.request_s,
                              connect_timeout_s=self.timeouts.connect_s)
 
-    async def render(self, submission: Submission, *, deadline_s: float, on_update: Progress) -> ClientResult:
+    async def render(self, submission: Submission, *, deadline_s: float, on_update: Progress,
+                     websocket_output: bool = True) -> ClientResult:
         """Run the submission to its image within `deadline_s`, raising `RenderError`."""
         loop = asyncio.get_running_loop()
         marks: dict[str, float] = {"begin": loop.time()}
-        prompt_id, queued = str(uuid.uuid4()), False
-        tracker = PromptTracker(prompt_id)
+        runs: list[PromptTracker] = []  # every prompt queued here: cancelled or forgotten at the end
         sock = ComfySocket(self.base_url, uuid.uuid4().hex, connect_timeout_s=self.timeouts.connect_s)
         try:
             async with asyncio.timeout(deadline_s):
                 # The socket opens before the POST: nothing is replayed, and tiny prompts finish in ms (§7.3).
                 graph = await self._prepare(sock, submission)
                 marks["uploaded"] = loop.time()
-                queued = await self._queue(graph, sock.client_id, prompt_id, submission.output_node)
-                marks["queued"] = loop.time()
-                await self._follow(sock, tracker, on_update, marks)
-                marks["done"] = loop.time()
-                image, media_type = await self._fetch(tracker, submission.output_node)
+                for run in (1, 2):
+                    tracker, websocket_output = await self._submit(graph, submission.output_node, sock,
+                                                                   websocket_output)
+                    runs.append(tracker)
+                    marks.setdefault("queued", loop.time())
+                    await self._tell_position(tracker, on_update)
+                    await self._follow(sock, tracker, on_update, marks)
+                    marks["done"] = loop.time()
+                    if run == 1 and websocket_output and tracker.failure is None and not tracker.images:
+                        # The picture went out while our socket was down, and it is stored nowhere. Asked
+                        # again, ComfyUI answers from its cache and runs only the websocket node: same picture.
+                        log.info("%s: the picture of prompt %s was sent while the socket was down; asking for "
+                                 "it again", self.base_url, tracker.prompt_id)
+                        continue
+                    image, media_type = await self._fetch(tracker, submission.output_node)
+                    break
                 marks["fetched"] = loop.time()
         except TimeoutError:
             raise RenderError("timeout", f"render did not finish within {deadline_s:.0f} s on {self.base_url}",
-                              node_id=tracker.node, backend=self.base_url) from None
+                              node_id=runs[-1].node if runs else None, backend=self.base_url) from None
         except RenderError as exc:
-            exc.at(self.base_url)
-            raise
+            raise _named(exc, submission.graph).at(self.base_url) from None
         finally:
             await sock.close()
-            if queued and not tracker.done:
-                await self._cancel(prompt_id)
-        return ClientResult(image, media_type, prompt_id, _timings(marks))
+            for tracker in runs:
+                await (self._forget(tracker.prompt_id) if tracker.done else self._cancel(tracker.prompt_id))
+        return ClientResult(image, media_type, runs[-1].prompt_id, _timings(marks), websocket_output)
+
+    async def _submit(self, graph: dict, output_node: str, sock: ComfySocket,
+                      websocket_output: bool) -> tuple[PromptTracker, bool]:
+        """Queue the graph under a new prompt id; a server without SaveImageWebsocket gets a file output."""
+        prompt_id = str(uuid.uuid4())
+        try:
+            await self._queue(_for_server(graph, output_node, prompt_id, websocket_output), sock.client_id,
+                              prompt_id, output_node)
+        except RenderError as exc:
+            if not (websocket_output and _lacks_websocket_output(exc)):
+                raise
+            log.warning("%s has no %s node: its pictures are saved as files and fetched", self.base_url,
+                        WEBSOCKET_OUTPUT)
+            websocket_output = False
+            await self._queue(_for_server(graph, output_node, prompt_id, False), sock.client_id, prompt_id,
+                              output_node)
+        return PromptTracker(prompt_id, graph, websocket_output=output_node if websocket_output else None), \
+            websocket_output
 
     async def _prepare(self, sock: ComfySocket, sub: Submission) -> dict:
         """Open the socket and upload the input; any failure here means nothing runs on this backend."""
@@ -109,7 +154,7 @@ class ComfyUIClient:
             await sock.open()
             if sub.input_image is None or sub.input_node is None or sub.input_ref is None:
                 return sub.graph
-            folder, _, name = sub.input_ref.rpartition("/")
+            folder, _, name = (sub.upload_as or sub.input_ref).rpartition("/")
             ref = await self.api.upload_image(sub.input_image, name, folder, sub.input_media_type)
         except BackendUnreachable:
             raise
@@ -118,7 +163,7 @@ class ComfyUIClient:
                                      backend=self.base_url) from exc
         if ref == sub.input_ref:
             return sub.graph
-        # overwrite=true should keep our name; if the server renamed it anyway, follow its answer (§7.8).
+        # Uploaded under another name (a slot), or renamed by the server despite overwrite=true (§7.8).
         graph = copy.deepcopy(sub.graph)
         graph[sub.input_node]["inputs"]["image"] = ref
         return graph
@@ -148,6 +193,8 @@ class ComfyUIClient:
                 await self._reconcile(tracker)
                 continue
             frame = parse_binary(raw) if isinstance(raw, bytes) else parse_text(raw)
+            if isinstance(frame, TextFrame) and frame.type == "status" and not tracker.started:
+                await self._tell_position(tracker, on_update)  # the queue moved (§3.1): where are we now?
             for update in tracker.feed(frame):
                 await _emit(on_update, update)
             if tracker.started and "started" not in marks:
@@ -193,9 +240,22 @@ class ComfyUIClient:
         tracker.outputs.update(outcome.outputs)
         return True
 
+    async def _tell_position(self, tracker: PromptTracker, on_update: Progress) -> None:
+        """Publish how many prompts are ahead of ours while it waits in the backend's queue."""
+        try:
+            ahead = await self.api.ahead_of(tracker.prompt_id)
+        except RenderError as exc:
+            log.debug("%s: queue position of %s unknown: %s", self.base_url, tracker.prompt_id, exc.reason)
+            return
+        if ahead is not None and not tracker.started:
+            await _emit(on_update, Queued(ahead))
+
     async def _fetch(self, tracker: PromptTracker, output_node: str) -> tuple[bytes, str]:
         if tracker.failure is not None:
             raise tracker.failure
+        if tracker.images:
+            media_type, image = tracker.images[0]
+            return image, media_type
         outputs = dict(tracker.outputs)
         for attempt in range(self.timeouts.history_attempts):
             entry = await self.api.history(tracker.prompt_id)
@@ -207,9 +267,19 @@ class ComfyUIClient:
                 break
             await asyncio.sleep(0.05 * (attempt + 1))
         files = images_of(outputs, output_node)
+        if not files and tracker.websocket_output is not None:
+            raise RenderError("interrupted", f"the picture of output node {output_node} was sent twice while the "
+                                             "socket was down, and is stored nowhere", node_id=output_node)
         if not files:
             raise RenderError("execution", f"the output node {output_node} produced no image", node_id=output_node)
         return await self.api.view(files[0])
+
+    async def _forget(self, prompt_id: str) -> None:
+        # Housekeeping: a failure here must not fail a render that has its picture.
+        try:
+            await asyncio.wait_for(self.api.forget(prompt_id), self.timeouts.connect_s)
+        except (RenderError, TimeoutError) as exc:
+            log.debug("%s: history entry of %s not deleted: %s", self.base_url, prompt_id, exc)
 
     async def _cancel(self, prompt_id: str) -> None:
         with contextlib.suppress(Exception):
@@ -222,6 +292,39 @@ async def _emit(on_update: Progress, update: RenderUpdate) -> None:
         await on_update(update)
     except Exception:  # noqa: BLE001
         log.exception("progress listener failed")
+
+
+def _for_server(graph: dict, output_node: str, prompt_id: str, websocket_output: bool) -> dict:
+    """The graph as sent: the output over the socket, or into a file named after this prompt."""
+    node = graph.get(output_node)
+    if not isinstance(node, dict) or node.get("class_type") not in _FILE_OUTPUTS:
+        return graph
+    sent = copy.deepcopy(graph)
+    inputs = sent[output_node].setdefault("inputs", {})
+    if websocket_output:
+        sent[output_node] = {"class_type": WEBSOCKET_OUTPUT, "inputs": {"images": inputs.get("images")},
+                             **({"_meta": node["_meta"]} if "_meta" in node else {})}
+    elif sent[output_node]["class_type"] == "SaveImage":
+        inputs["filename_prefix"] = f"likeness/{prompt_id}"
+    return sent
+
+
+def _lacks_websocket_output(error: RenderError) -> bool:
+    # ComfyUI: 400 invalid_prompt "Cannot execute because node SaveImageWebsocket does not exist."
+    return error.kind == "validation" and WEBSOCKET_OUTPUT in error.reason
+
+
+def _named(error: RenderError, graph: dict) -> RenderError:
+    """The error with the node's type filled in from the graph we sent, when the server did not name it."""
+    node = graph.get(error.node_id) if error.node_id is not None else None
+    if error.node_type is None and isinstance(node, dict) and isinstance(node.get("class_type"), str):
+        error.node_type = node["class_type"]
+        named = f"node {error.node_id} ({error.node_type})"
+        if f"node {error.node_id} " in error.reason + " " and named not in error.reason:
+            error.reason = re.sub(rf"\bnode {re.escape(error.node_id)}\b", named, error.reason, count=1)
+        if named not in error.reason:
+            error.reason += f" [{named}]"
+    return error
 
 
 def _timings(marks: dict[str, float]) -> dict[str, float]:

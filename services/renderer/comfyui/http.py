@@ -75,6 +75,21 @@ class ComfyHTTP:
                     return True
         return False
 
+    async def ahead_of(self, prompt_id: str) -> int | None:
+        """How many prompts run or wait before ours (GET /queue; `number` orders the pending, §7.12);
+        None once ours is no longer waiting."""
+        body = _json(await self._call("GET", "/queue"))
+        running = [i for i in body.get("queue_running") or [] if isinstance(i, list) and len(i) > 1]
+        pending = [i for i in body.get("queue_pending") or [] if isinstance(i, list) and len(i) > 1]
+        ours = next((i for i in pending if i[1] == prompt_id), None)
+        if ours is None or not isinstance(ours[0], int | float):
+            return None
+        return len(running) + sum(1 for i in pending if isinstance(i[0], int | float) and i[0] < ours[0])
+
+    async def forget(self, prompt_id: str) -> None:
+        """Delete the prompt's history entry: the server keeps every entry (and its outputs list) otherwise."""
+        await self._call("POST", "/history", json={"delete": [prompt_id]})
+
     async def view(self, image: ImageFile) -> tuple[bytes, str]:
         """The bytes and media type of an output file."""
         params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}

@@ -46,14 +46,14 @@ def error_of(data: dict[str, Any]) -> RenderError:
     message = (_s(data.get("exception_message")) or "no message").strip()
     exc_type = _s(data.get("exception_type"))
     what = f"{exc_type}: {message}" if exc_type else message
-    return RenderError("execution", f"node {node_id} ({node_type}) failed: {what}", node_id=node_id,
+    return RenderError("execution", f"{_node(node_id, node_type)} failed: {what}", node_id=node_id,
                        node_type=node_type)
 
 
 def interruption_of(data: dict[str, Any]) -> RenderError:
     """`execution_interrupted` data -> an interrupted failure."""
     node_id, node_type = _s(data.get("node_id")), _s(data.get("node_type"))
-    return RenderError("interrupted", f"interrupted at node {node_id} ({node_type})", node_id=node_id,
+    return RenderError("interrupted", f"interrupted at {_node(node_id, node_type)}", node_id=node_id,
                        node_type=node_type)
 
 
@@ -129,9 +129,14 @@ def _node_problems(node_errors: Any) -> list[tuple[str, str | None, str]]:
             if isinstance(err, dict):
                 message = _s(err.get("message")) or "invalid"
                 details = _s(err.get("details"))
-                text = f"node {node_id} ({node_type}): {message}" + (f": {details}" if details else "")
+                text = f"{_node(str(node_id), node_type)}: {message}" + (f": {details}" if details else "")
                 problems.append((str(node_id), node_type, text))
     return problems
+
+
+def _node(node_id: str | None, node_type: str | None) -> str:
+    # "(None)" tells an operator nothing; the client fills in the type from the graph it sent.
+    return f"node {node_id} ({node_type})" if node_type else f"node {node_id}"
 
 
 def _s(value: object) -> str | None:

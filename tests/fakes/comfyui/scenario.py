@@ -42,3 +42,7 @@ class Scenario:
     drop_socket_at_step: int | None = None  # close the client's socket after that sampler step, once
     reconnect_hold_s: float = 0.0  # after a drop, hold that client's next handshake this long
     extra_classes: set[str] = field(default_factory=set)
+    # Node classes this server lacks (e.g. {"SaveImageWebsocket"} with --disable-all-custom-nodes).
+    missing_classes: set[str] = field(default_factory=set)
+    # Close the client's socket right after a SaveImageWebsocket frame is sent, once.
+    drop_socket_before_image: bool = False

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.parser
-import email.policy
 import json
 import socket
 import uuid
@@ -22,6 +20,7 @@ from tests.fakes.comfyui.graph import KNOWN_CLASSES, validate
 from tests.fakes.comfyui.scenario import Scenario
 from tests.fakes.comfyui.state import Conn, FakeState, Item
 from tests.fakes.comfyui.worker import run_worker
+from tests.fakes.multipart import parse_multipart
 
 __all__ = ["FakeComfyUI", "closed_url"]
 
@@ -127,7 +126,7 @@ class FakeComfyUI:
             return PlainTextResponse("500 Internal Server Error\n\nServer got itself in trouble", status_code=500)
         state.number += 1  # counts rejected prompts too (§5.3)
         state.prompts.append(body)
-        known = KNOWN_CLASSES | self.scenario.extra_classes
+        known = (KNOWN_CLASSES | self.scenario.extra_classes) - self.scenario.missing_classes
         status, answer, outputs = validate(body.get("prompt") if isinstance(body, dict) else None, known,
                                            state.file_exists)
         if status != 200:
@@ -253,14 +252,9 @@ def _loads(raw: str | bytes) -> dict[str, Any]:
 
 
 def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
-    """Form fields as {name: (filename or None, bytes)}, parsed with the standard library."""
-    if not content_type.startswith("multipart/form-data"):
+    """Form fields as {name: (filename or None, bytes)}; {} for a body that is not multipart/form-data."""
+    try:
+        parts = parse_multipart(content_type, body)
+    except ValueError:
         return {}
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    fields: dict[str, tuple[str | None, bytes]] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name:
-            fields[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
-    return fields
+    return {part.name: (part.filename, part.data) for part in parts if part.name}

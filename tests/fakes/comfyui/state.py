@@ -49,7 +49,8 @@ class FakeState:
     current_node: str | None = None
     number: int = 0
     interrupt_id: str | None = None
-    cache: tuple[str, dict[str, Any]] | None = None
+    # (graph key, outputs by node, the picture reaching each SaveImageWebsocket node): ComfyUI's node cache.
+    cache: tuple[str, dict[str, Any], dict[str, bytes]] | None = None
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -80,7 +81,8 @@ class FakeState:
             await _send(conn, json.dumps(frame))
 
     async def preview(self, client_id: str | None, image: bytes, meta: dict[str, Any]) -> None:
-        """Type 4 to sockets that negotiated feature flags, type 1 (JPEG) to the others (§3.2)."""
+        """Type 4 to sockets that negotiated feature flags, type 1 to the others (§3.2): format word 1 for
+        JPEG (latent previews), 2 for PNG (SaveImageWebsocket)."""
         conns = [self.sockets[client_id]] if client_id in self.sockets else []
         if client_id is None:
             conns = list(self.sockets.values())
@@ -89,7 +91,8 @@ class FakeState:
                 blob = json.dumps(meta).encode()
                 await _send(conn, struct.pack(">II", 4, len(blob)) + blob + image)
             else:
-                await _send(conn, struct.pack(">II", 1, 1) + image)
+                fmt = 2 if meta.get("image_type") == "image/png" else 1
+                await _send(conn, struct.pack(">II", 1, fmt) + image)
 
     async def drop(self, client_id: str) -> None:
         """Close a client's socket from the server side, as a network drop would."""

@@ -53,6 +53,7 @@ class _Run:
         self.outputs: dict[str, Any] = {}
         self.executed: list[str] = []
         self.progress: dict[str, dict[str, Any]] = {}
+        self.sent: dict[str, bytes] = {}
 
     async def emit(self, kind: str, data: dict[str, Any], *, broadcast: bool = False, record: bool = False) -> None:
         if record:
@@ -69,17 +70,18 @@ class _Run:
         key = json.dumps(item.graph, sort_keys=True)
         order = execution_order(item.graph, item.outputs)
         cached = state.cache is not None and state.cache[0] == key
-        await self.emit("execution_cached", {"nodes": order if cached else [], "prompt_id": self.pid,
+        # SaveImageWebsocket's IS_CHANGED is "always": it runs again even in a cached graph (§3.2).
+        rerun = [n for n in order if item.graph[n]["class_type"] == "SaveImageWebsocket"] if cached else order
+        await self.emit("execution_cached", {"nodes": [n for n in order if n not in rerun], "prompt_id": self.pid,
                                              "timestamp": _ms()}, record=True)
         if cached:
-            # Replayed with the previous run's files (§6.2).
+            # Replayed with the previous run's files (§6.2), even when those files are gone (§7.7).
             for node_id in item.outputs:
                 if node_id in state.cache[1]:
                     self.outputs[node_id] = state.cache[1][node_id]
                     await self._executed(node_id)
-            return await self._finish("success")
         input_bytes = state.input_bytes(item.graph)
-        for node_id in order:
+        for node_id in rerun:
             node = item.graph[node_id]
             if self._interrupted():
                 return await self._stop("execution_interrupted", node_id, node, {})
@@ -93,7 +95,17 @@ class _Run:
                     return await self._stop("execution_interrupted", node_id, node, {})
             elif scenario.node_delay_s:
                 await asyncio.sleep(scenario.node_delay_s)
-            if node["class_type"] in ("SaveImage", "PreviewImage"):
+            if node["class_type"] == "SaveImageWebsocket":
+                if cached and node_id in state.cache[2]:
+                    image = state.cache[2][node_id]  # upstream is cached: the very same picture goes out again
+                else:
+                    try:
+                        image = scenario.image_for(item.graph, input_bytes)
+                    except Exception as exc:  # noqa: BLE001
+                        return await self._error(node_id, node, type(exc).__name__, str(exc))
+                self.sent[node_id] = image
+                await self._send_image(node_id, image)
+            elif node["class_type"] in ("SaveImage", "PreviewImage"):
                 try:
                     image = scenario.image_for(item.graph, input_bytes)
                 except Exception as exc:  # noqa: BLE001 - a policy failure shows up as the node failing
@@ -102,7 +114,7 @@ class _Run:
                 await self._executed(node_id)
             self.executed.append(node_id)
             await self._progress_state(node_id, 1.0, 1.0, "finished")
-        state.cache = (key, dict(self.outputs))
+        state.cache = (key, dict(self.outputs), dict(self.sent))
         await self._finish("success")
 
     async def _sample(self, node_id: str, node: dict[str, Any]) -> bool:
@@ -131,6 +143,19 @@ class _Run:
                     self.state.held.add(self.cid)
                 await self.state.drop(self.cid)
         return True
+
+    async def _send_image(self, node_id: str, image: bytes) -> None:
+        """SaveImageWebsocket: `progress` 0..n-1 of n and the PNG as a binary frame per image; no file, no
+        `executed`, no history output (§3.1, §6.4)."""
+        await self._progress_state(node_id, 0, 1, "running")
+        await self.emit("progress", {"value": 0, "max": 1, "prompt_id": self.pid, "node": node_id}, broadcast=True)
+        meta = {"node_id": node_id, "prompt_id": self.pid, "display_node_id": node_id, "parent_node_id": None,
+                "real_node_id": node_id, "image_type": "image/png"}
+        if self.state.scenario.drop_socket_before_image and self.cid:
+            # The network drops just then: the picture is sent into nothing, as on the real server.
+            self.state.scenario.drop_socket_before_image = False
+            await self.state.drop(self.cid)
+        await self.state.preview(self.cid, image, meta)
 
     async def _progress_state(self, node_id: str, value: float, maximum: float, status: str) -> None:
         self.progress[node_id] = {"value": value, "max": maximum, "state": status, "node_id": node_id,

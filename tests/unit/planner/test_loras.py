@@ -81,6 +81,15 @@ def test_loras_made_for_another_model_are_left_out_with_a_note(registry):
     assert choice.notes == ("LoRA 'mira-v1' left out: made for qwen-image-edit, not flux-kontext-dev",)
 
 
+def test_a_stack_bigger_than_the_models_template_keeps_the_face_then_the_style(registry):
+    narrow = registry.model("qwen-image-edit").model_copy(update={"max_loras": 2})
+    choice = choose_loras("pose", "jumping", model=narrow, style=registry.style("anime"),
+                          character_loras=("mira-v1",), registry=registry)
+    assert [s.name for s in choice.specs] == ["anime-lines", "mira-v1"]
+    assert choice.notes == ("LoRA(s) dynamic-action left out: qwen-image-edit's template takes at most 2",)
+    assert [u.strength for u in choice.uses] == [0.8, 0.75]
+
+
 def test_a_character_lora_must_be_a_character_lora(registry):
     with pytest.raises(RegistryError, match="character LoRA 'anime-lines' has purpose 'style'"):
         _choose(registry, "pose", "waving", character=("anime-lines",))

@@ -140,8 +140,11 @@ def test_an_execution_error_ends_the_chain_with_the_node_and_message() -> None:
 def test_an_unreachable_backend_is_retried_until_attempts_run_out() -> None:
     run = Driver()
     run(start("pose", max_retries=1))
+    first_seed = run.state.current.seed
     first = run(RenderFailed(chain_id=CHAIN, step=0, attempt=1, reason="no backend answered", error_kind="unreachable"))
     assert [e.type for e in first.events] == ["chain.step_failed", "chain.step_retried", "chain.step_requested"]
+    # No picture was made: the same seed is asked for again (a user's --seed survives a restart).
+    assert first.events[1].new_seed == first_seed and first.commands[0].seed == first_seed
     second = run(RenderFailed(chain_id=CHAIN, step=0, attempt=2, reason="no backend answered", error_kind="unreachable"))
     assert second.events[-1].type == "chain.failed"
 

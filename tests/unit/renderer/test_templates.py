@@ -158,11 +158,19 @@ def test_text_to_image_templates_need_no_input_image(tmp_path: Path) -> None:
 
 
 def test_a_settings_folder_adds_and_overrides_templates(tmp_path: Path) -> None:
-    write(tmp_path, "qwen_edit", {"1": node("LoadImage", "input_image"), "2": node("SaveImage", "output")})
+    write(tmp_path, "qwen_edit", {"1": node("LoadImage", "input_image"), "2": node("SaveImage", "output"),
+                                  "3": node("CR LoRA Stack", "lora_stack")})
     write(tmp_path, "mine_t2i", {"1": node("SaveImage", "output")})
     library = TemplateLibrary.load([BUILTIN_DIR, tmp_path])
     assert library.get("qwen_edit").source.startswith(str(tmp_path))
     assert "mine_t2i" in library.names and "sdxl_t2i" in library.names
+
+
+def test_a_replacement_with_fewer_lora_slots_than_the_built_in_stops_start_up(tmp_path: Path) -> None:
+    write(tmp_path, "flux_kontext", {"1": node("LoadImage", "input_image"), "2": node("SaveImage", "output")})
+    with pytest.raises(TemplateError, match=r"flux_kontext.json: has room for 0 LoRA\(s\), but .*flux_kontext.json, "
+                                            r"which it replaces, has room for 2"):
+        TemplateLibrary.load([BUILTIN_DIR, tmp_path])
 
 
 def test_unknown_template_and_missing_folder() -> None:
