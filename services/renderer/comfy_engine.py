@@ -46,6 +46,10 @@ INFRA_RETRIES = Counter("likeness_renderer_infra_retries_total",
                         "Renders run again with the same seed after the backend lost them, by failure kind", ["kind"])
 
 
+class _NoBackend(RenderError):
+    """No backend could take the job, even after waiting for one."""
+
+
 @dataclass
 class _Wait:
     """One job's wait for a backend so far."""
@@ -93,7 +97,9 @@ class ComfyUIEngine:
                 result, url = await self._render_once(job, submission, deadline, wait, progress)
                 break
             except RenderError as exc:
-                last_chance = exc.kind not in _INFRASTRUCTURE or retry == self.infra_retries or loop.time() >= deadline
+                # No backend to be had after the wait: asking again would only wait again.
+                last_chance = (exc.kind not in _INFRASTRUCTURE or isinstance(exc, _NoBackend)
+                               or retry == self.infra_retries or loop.time() >= deadline)
                 if last_chance and first is not None:
                     # Say what happened first: that is what the operator has to fix.
                     exc.reason = f"{first.reason}; rendered again {retry} time(s) with the same seed: {exc.reason}"
@@ -139,7 +145,7 @@ class ComfyUIEngine:
                 return result, url
             urls = await self._wait_for_backend(job, wait, failures, progress)
             if not urls:
-                raise RenderError("unreachable", unreachable_reason(wait.waited_s, wait.limit_s, failures))
+                raise _NoBackend("unreachable", unreachable_reason(wait.waited_s, wait.limit_s, failures))
 
     async def _wait_for_backend(self, job: RenderStep, wait: _Wait, failures: dict[str, str],
                                 progress: Progress) -> list[str]:

@@ -12,7 +12,7 @@ from tests.e2e.comfy_script import ENV as SCRIPT_ENV
 from tests.e2e.comfy_script import ComfyScript
 from tests.e2e.stack import Background, clean_env
 
-__all__ = ["START_TIMEOUT_S", "FakeComfy", "FakeLlm", "start_fake_comfyui"]
+__all__ = ["START_TIMEOUT_S", "FakeCloud", "FakeComfy", "FakeLlm", "start_fake_comfyui"]
 
 START_TIMEOUT_S = 60.0
 
@@ -59,6 +59,36 @@ class FakeLlm:
 
     def requests(self) -> list[dict]:
         response = httpx.get(f"{self.control}/_fake/requests", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+class FakeCloud:
+    """A fake remote render engine as a process: RunPod serverless (`runpod`) or an image edit API (`image-api`).
+
+    Both render the input unchanged (the face check must know the face); `script` scripts the rest."""
+
+    def __init__(self, workdir: Path, kind: str, script: dict | None = None) -> None:
+        path = workdir / f"{kind}-script.json"
+        if kind == "runpod":
+            path.write_text(json.dumps(script or {}))
+            args, name = ["tests.fakes.runpod_server", "--keep-input", "--api-key", "rp-key"], "fake-runpod"
+        else:
+            path.write_text(json.dumps(script or {"default": {"edit": {"keep": True}}}))
+            args, name = ["tests.fakes.image_api_server", "--api-key", "img-key"], "fake-image-api"
+        self.process = Background(name, [sys.executable, "-m", *args, "--port", "0", "--script", str(path)],
+                                  clean_env(), workdir)
+        self.url = _announced(self.process, f"{name} listening on ")
+        self.control = self.url.split("/v")[0]
+
+    def __enter__(self) -> FakeCloud:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.stop()
+
+    def received(self, path: str) -> list[dict]:
+        response = httpx.get(f"{self.control}/_fake/{path}", timeout=10)
         response.raise_for_status()
         return response.json()
 

@@ -10,6 +10,7 @@ Three deployments, each started once for the tests that need it (a class each):
   TestDeployment   all five services; the renderer knows two ComfyUI backends, one of them down
   TestLlmPlanner   the planner asks a fake OpenAI-compatible server for plans
   TestUnreachable  the renderer's only ComfyUI backend is a closed port
+  TestRemoteEngines  photoreal pictures route to an image edit API, then RunPod serverless, then ComfyUI
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 
 from tests.fakes.planner_llm import plan_json
 from tests.e2e.comfy_script import ERROR_MESSAGE, ComfyScript
-from tests.e2e.fakes import FakeComfy, FakeLlm
+from tests.e2e.fakes import FakeCloud, FakeComfy, FakeLlm
 from tests.e2e.stack import CHAIN_SERVICES, REPO, EditRun, Recorded, Stack, started
 from tests.fakes.comfyui import closed_url
 
@@ -375,13 +376,83 @@ class TestUnreachable:
         for f in step_failures:
             assert f["reason"].startswith("render unreachable: ") and down_url in f["reason"], f["reason"]
         seeds = [r["seed"] for r in of_type(events, STEP_REQUESTED)]
-        assert len(set(seeds)) == 4
+        assert len(set(seeds)) == 1  # nothing was rendered: the same seed each time
         assert [r["previous_score"] for r in of_type(events, RETRIED)] == [None] * 3
         failed = only(events, FAILED)
         assert "unreachable" in failed["reason"] and down_url in failed["reason"]
         assert [(a["attempt"], a["seed"], a["score"]) for a in failed["attempts"]] == [
             (i + 1, seeds[i], None) for i in range(4)]
         assert f"FAILED at step 0: {failed['reason']}" in run.stdout
+
+
+# -- remote engines: the image edit API and RunPod serverless, before ComfyUI --------------------------
+
+
+class TestRemoteEngines:
+    """The photoreal style is routed to the cloud first; an engine that answers 5xx hands the job on."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def image_api(cls, workdir: Path) -> Iterator[FakeCloud]:
+        with FakeCloud(workdir, "image-api") as fake:
+            yield fake
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def runpod(cls, workdir: Path) -> Iterator[FakeCloud]:
+        with FakeCloud(workdir, "runpod") as fake:
+            yield fake
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def stack(cls, workdir: Path, comfy: FakeComfy, image_api: FakeCloud, runpod: FakeCloud) -> Iterator[Stack]:
+        yield from started(Stack(workdir / "remote", services=CHAIN_SERVICES, env={
+            "LIKENESS_COMFYUI_URLS": comfy.url,
+            "LIKENESS_IMAGE_API_URL": image_api.url, "LIKENESS_IMAGE_API_KEY": "img-key",
+            "LIKENESS_RUNPOD_URL": runpod.url, "LIKENESS_RUNPOD_API_KEY": "rp-key",
+            "LIKENESS_RENDER_ROUTES": json.dumps({"style:photoreal": ["openai-images", "runpod", "comfyui"]}),
+        }))
+
+    def test_a_chain_renders_on_the_image_edit_api_with_its_cost(self, stack: Stack, image_api: FakeCloud,
+                                                                  photo: Path) -> None:
+        before = len(image_api.received("requests"))
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT, COMPLETED]
+        rendered = only(events, RENDERED)
+        assert (rendered["engine"], rendered["backend"]) == ("openai-images", image_api.url)
+        assert rendered["cost_usd"] > 0 and rendered["timings"]["total"] > 0
+        (sent,) = image_api.received("requests")[before:]
+        assert "beach at sunset" in sent["fields"]["prompt"]
+
+    def test_a_5xx_from_the_image_api_hands_the_chain_to_runpod(self, stack: Stack, image_api: FakeCloud,
+                                                                 runpod: FakeCloud, photo: Path) -> None:
+        httpx.post(f"{image_api.control}/_fake/replies", json=[{"error": {"status": 503, "message": "overloaded"}}],
+                   timeout=10).raise_for_status()
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT, COMPLETED]
+        rendered = only(events, RENDERED)
+        assert (rendered["engine"], rendered["backend"]) == ("runpod", runpod.url)
+        job = runpod.received("runs")[-1]
+        assert job["http_status"] == 200 and job["authorization"] == "Bearer rp-key"
+
+    def test_with_both_clouds_failing_comfyui_renders_it_with_the_same_seed(
+            self, stack: Stack, image_api: FakeCloud, runpod: FakeCloud, comfy: FakeComfy, script: ComfyScript,
+            photo: Path) -> None:
+        httpx.post(f"{image_api.control}/_fake/replies", json=[{"error": {"status": 500, "message": "boom"}}],
+                   timeout=10).raise_for_status()
+        httpx.post(f"{runpod.control}/_fake/jobs", json=[{"run_http": 500}], timeout=10).raise_for_status()
+        script.reset("same")
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *GOOD_ATTEMPT, COMPLETED]
+        rendered = only(events, RENDERED)
+        assert (rendered["engine"], rendered["backend"]) == ("comfyui", comfy.url)
+        assert script.served() == [{"outcome": "same", "seed": only(events, STEP_REQUESTED)["seed"]}]
 
 
 class TestLlmPlannerOnLlamaCppPython:

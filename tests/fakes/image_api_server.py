@@ -69,6 +69,8 @@ class Edit:
     colour: tuple[int, int, int] | None = None
     delay_s: float = 0.0
     expired: bool = False
+    # The input's colours kept (only resized): a face the face check still knows, for end-to-end chains.
+    keep: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def reply_from_json(value: Any) -> ReplyLike:
             colour = edit.get("colour")
             return Edit(bool(edit.get("url", False)), bool(edit.get("usage", True)),
                         tuple(colour) if colour else None, float(edit.get("delay_s", 0.0)),
-                        bool(edit.get("expired", False)))
+                        bool(edit.get("expired", False)), bool(edit.get("keep", False)))
         case {"hang": seconds}:
             return Hang(float(seconds))
         case {"rate_limited": seconds}:
@@ -273,7 +275,7 @@ async def _answer(fake: FakeImageApi, request: Request, fields: dict[str, str], 
         await fake.hang(request, reply.delay_s)
     size, quality = fields.get("size", "auto"), fields.get("quality", "auto")
     output_format = fields.get("output_format", "png")
-    picture, size = await asyncio.to_thread(_edited, images[0].data, size, output_format, reply.colour)
+    picture, size = await asyncio.to_thread(_edited, images[0].data, size, output_format, reply.colour, reply.keep)
     body: dict[str, Any] = {"created": created, "background": "opaque", "output_format": output_format,
                             "quality": "medium" if quality == "auto" else quality, "size": size}
     if reply.url:
@@ -293,14 +295,20 @@ async def _answer(fake: FakeImageApi, request: Request, fields: dict[str, str], 
     return JSONResponse(body)
 
 
-def _edited(data: bytes, size: str, output_format: str, colour: tuple[int, int, int] | None) -> tuple[bytes, str]:
+def _edited(data: bytes, size: str, output_format: str, colour: tuple[int, int, int] | None,
+            keep: bool = False) -> tuple[bytes, str]:
     """The input recoloured and resized to `size` (for "auto": the size nearest the input's shape)."""
     with Image.open(io.BytesIO(data)) as opened:
         source = opened.convert("RGB")
     if size == "auto":
         ratio = source.width / source.height
         size = "1536x1024" if ratio > 1.25 else "1024x1536" if ratio < 0.8 else "1024x1024"
-    recoloured = ImageOps.colorize(ImageOps.grayscale(source), (0, 0, 0), colour) if colour else ImageOps.invert(source)
+    if keep:
+        recoloured = source
+    elif colour:
+        recoloured = ImageOps.colorize(ImageOps.grayscale(source), (0, 0, 0), colour)
+    else:
+        recoloured = ImageOps.invert(source)
     out = io.BytesIO()
     recoloured.resize(SIZES[size]).save(out, format=_FORMATS[output_format][0])
     return out.getvalue(), size

@@ -93,6 +93,18 @@ class _Job:
     status_http: deque[int] = field(default_factory=deque)
 
 
+def keep_input(workflow: dict[str, Any], images: dict[str, bytes]) -> bytes:
+    """The LoadImage's picture unchanged, as PNG: a face the face check still knows, for end-to-end chains."""
+    names = [n["inputs"].get("image") for n in workflow.values() if n.get("class_type") == "LoadImage"]
+    source = next((images[name] for name in names if name in images), None)
+    if source is None:
+        return invert_input(workflow, images)
+    with Image.open(io.BytesIO(source)) as opened:
+        out = io.BytesIO()
+        opened.convert("RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
 def invert_input(workflow: dict[str, Any], images: dict[str, bytes]) -> bytes:
     """The default render: the LoadImage's picture with inverted colours, as PNG (64x64 grey without one)."""
     names = [n["inputs"].get("image") for n in workflow.values() if n.get("class_type") == "LoadImage"]
@@ -383,12 +395,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = process_arguments("tests.fakes.runpod_server", __doc__, "JSON file: {\"jobs\": [...], \"default\": {...}}")
     parser.add_argument("--api-key", default="fake-key", help="require this key (default: fake-key)")
     parser.add_argument("--endpoint-id", default="fake-endpoint")
+    parser.add_argument("--keep-input", action="store_true", help="render the input unchanged (not inverted)")
     args = parser.parse_args(argv)
     script = read_script(args.script)
     default = script.get("default")
     FakeRunPod([JobScript.from_json(job) for job in script.get("jobs", [])],
                default=None if default is None else JobScript.from_json(default), api_key=args.api_key,
-               endpoint_id=args.endpoint_id, host=args.host, port=args.port).serve_forever()
+               endpoint_id=args.endpoint_id, image_for=keep_input if args.keep_input else invert_input,
+               host=args.host, port=args.port).serve_forever()
 
 
 if __name__ == "__main__":

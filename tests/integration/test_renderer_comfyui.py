@@ -172,7 +172,7 @@ async def test_a_backend_dying_mid_render_fails_the_attempt_as_unreachable(http:
     with pytest.raises(RenderError) as info:
         await asyncio.wait_for(task, 10)
     assert info.value.kind == "unreachable" and "went away during the render" in info.value.reason
-    assert "rendered again 2 time(s) with the same seed" in info.value.reason
+    assert "rendered again 1 time(s) with the same seed: no ComfyUI backend" in info.value.reason
     assert not render.pool.backends[fake.url].healthy
 
 
