@@ -185,10 +185,8 @@ def renderers(workdir: Path, slower_comfy: FakeComfy) -> Iterator[Stack]:
 
 
 def comfy_prompts(comfy: FakeComfy) -> set[str]:
-    """Ids of every prompt the fake ComfyUI has running, waiting or done."""
-    queue = httpx.get(f"{comfy.url}/queue", timeout=5).json()
-    history = httpx.get(f"{comfy.url}/history", timeout=5).json()
-    return {entry[1] for entry in queue["queue_running"] + queue["queue_pending"]} | set(history)
+    """Ids of every prompt the fake ComfyUI was sent (the renderer deletes history entries once read)."""
+    return set(httpx.get(f"{comfy.url}/_fake/prompts", timeout=5).json())
 
 
 def wait_for_prompts(comfy: FakeComfy, count: int, timeout_s: float) -> float:

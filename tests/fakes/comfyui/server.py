@@ -100,7 +100,9 @@ class FakeComfyUI:
             Route("/history/{prompt_id}", self.history_one), Route("/upload/image", self.upload, methods=["POST"]),
             Route("/view", self.view), WebSocketRoute("/ws", self.websocket),
         ]
-        app = Starlette(routes=[*routes, Mount("/api", routes=routes)])
+        # Not ComfyUI's: what a test in another process asks the fake ("which prompts were sent?").
+        fake_routes = [Route("/_fake/prompts", self.received_prompts)]
+        app = Starlette(routes=[*routes, *fake_routes, Mount("/api", routes=routes)])
 
         async def maybe_hang(scope: Any, receive: Any, send: Any) -> None:
             if self.scenario.hang and scope["type"] in ("http", "websocket"):
@@ -108,6 +110,9 @@ class FakeComfyUI:
             await app(scope, receive, send)
 
         return maybe_hang
+
+    async def received_prompts(self, request: Request) -> Response:
+        return JSONResponse([body.get("prompt_id") for body in self.state.prompts if isinstance(body, dict)])
 
     async def system_stats(self, request: Request) -> Response:
         return JSONResponse(SYSTEM_STATS)
