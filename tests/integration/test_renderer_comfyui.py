@@ -146,6 +146,8 @@ async def test_a_job_waits_for_its_only_backend_to_come_back(http: httpx.AsyncCl
         out = await asyncio.wait_for(render, 10)
     assert out.image == OUTPUT and out.backend == url
     assert progress.waits[-1].limit_s == 10 and progress.ticks  # then it rendered as usual
+    # The wait is in the record, and the total counts it (a 0.8 s wait is not a 50 ms render).
+    assert out.timings["backend_wait"] >= 500 and out.timings["total"] >= out.timings["backend_wait"]
 
 
 async def test_a_backend_that_stays_down_fails_after_the_wait_saying_so(http: httpx.AsyncClient) -> None:
