@@ -376,3 +376,24 @@ async def test_thirty_renders_leave_nothing_more_on_the_backend_than_one(http: h
     # One upload slot overwritten each time (holding the last input), no output file, no history entry kept.
     assert uploads == 30 and after_one[0] == after_hundred[0] == 1 and after_one[2] == after_hundred[2] == 0
     assert after_hundred[1] == len(last)
+
+
+async def test_a_flux_kontext_job_with_its_style_and_light_loras_renders(http: httpx.AsyncClient) -> None:
+    """The shipped flux_kontext had no LoRA slot, and every watercolor chain failed; it has two now."""
+    from contracts import LoraUse
+
+    loras = (LoraUse(name="soft_watercolor.safetensors", strength=0.8, role="style"),
+             LoraUse(name="golden_hour_light.safetensors", strength=0.5, role="concept"))
+    async with FakeComfyUI(Scenario(image_for=lambda g, i: OUTPUT)) as fake:
+        render = engine(http, [fake.url])
+        out = await render.render(job(model="flux-kontext-dev", template="flux_kontext", loras=loras), INPUT,
+                                  Recorder())
+        (sent,) = fake.state.prompts
+        with pytest.raises(RenderError) as too_many:
+            await render.render(job(model="flux-kontext-dev", template="flux_kontext", loras=(*loras, loras[0])),
+                                INPUT, Recorder())
+    switched = sorted((n["inputs"]["lora_name"], n["inputs"]["strength_model"]) for n in sent["prompt"].values()
+                      if n["class_type"] == "CR Load LoRA" and n["inputs"]["switch"] == "On")
+    assert out.image == OUTPUT and switched == [("golden_hour_light.safetensors", 0.5),
+                                                ("soft_watercolor.safetensors", 0.8)]
+    assert too_many.value.kind == "validation" and "room for 2 LoRA(s) but the job asks for 3" in too_many.value.reason

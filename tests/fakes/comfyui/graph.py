@@ -13,6 +13,7 @@ KNOWN_CLASSES = OUTPUT_CLASSES | SAMPLER_CLASSES | {
     "CheckpointLoaderSimple", "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader",
     "CLIPTextEncode", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "FluxGuidance",
     "ConditioningZeroOut", "VAEEncode", "VAEDecode", "EmptyLatentImage", "EmptySD3LatentImage",
+    "FluxKontextImageScale", "ReferenceLatent",
     "LoraLoader", "LoraLoaderModelOnly", "RandomNoise", "BasicScheduler", "CFGGuider",
     "PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
     "CR Load LoRA", "CR LoRA Stack", "CR Apply LoRA Stack", "Power Lora Loader (rgthree)",
