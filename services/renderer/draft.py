@@ -1,8 +1,10 @@
 """The draft engine: without any model, a deterministic picture that shows the chain working.
 
-The face region (centre, upper-centre) is copied from the input untouched, so face checks still
-pass; the rest is blurred, tinted and patterned from the job's seed, with the step's instruction
-and a "DRAFT — no edit model" label written on it. Same input and job, same bytes.
+The input picture is kept pixel for pixel, all of it: a face can be anywhere in a real photo, and
+anything drawn over it (a caption over the chin) makes the face check fail every step. The draft is
+shown in a band added below the picture: a pattern and colour from the job's seed, the "DRAFT — no
+edit model" label and the step's instruction. A draft made from a draft replaces the band (its height
+travels in the PNG's text chunk), so a chain of steps does not stack bands. Same input and job, same bytes.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ import random
 import textwrap
 import time
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from contracts.render import RenderStep
 from services.renderer.engine import Preview, Progress, RenderOutput, Tick
 from services.renderer.errors import RenderError
 
-__all__ = ["DRAFT_LABEL", "DraftEngine", "draft_picture", "face_box"]
+__all__ = ["DRAFT_LABEL", "DraftEngine", "draft_picture"]
 
 DRAFT_LABEL = "DRAFT — no edit model"
-_VERSION = 1  # bump when the picture changes, so draft workflow hashes change with it
+_VERSION = 2  # bump when the picture changes, so draft workflow hashes change with it
+_BAND_KEY = "likeness-draft-band"
 
 
 class DraftEngine:
@@ -42,31 +45,40 @@ class DraftEngine:
         return RenderOutput(image, "image/png", _draft_hash(job, input_image), "draft", self.name, {"render": elapsed})
 
 
-def face_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the region kept as it is: where a portrait's face usually is."""
-    return round(width * 0.28), round(height * 0.10), round(width * 0.72), round(height * 0.62)
-
-
 def draft_picture(input_image: bytes, job: RenderStep) -> bytes:
-    """The draft PNG for `job` made from `input_image` (same size as the input)."""
+    """The draft PNG for `job` made from `input_image`: the input untouched, a band below it."""
     try:
         with Image.open(io.BytesIO(input_image), formats=["PNG", "JPEG", "WEBP"]) as opened:
             source = opened.convert("RGB")
+            earlier_band = _band_height(opened.info.get(_BAND_KEY), opened.height)
     except (OSError, ValueError):
         raise RenderError("validation", "the input image is not a PNG, JPEG or WebP picture") from None
+    if earlier_band:
+        source = source.crop((0, 0, source.width, source.height - earlier_band))
     rng = random.Random(_seed(job))
     width, height = source.size
-    blurred = source.filter(ImageFilter.GaussianBlur(max(2, min(width, height) // rng.choice((40, 60, 90)))))
-    tint = Image.new("RGB", source.size, tuple(rng.randrange(40, 216) for _ in range(3)))
-    picture = Image.blend(blurred, tint, 0.35).convert("RGBA")
-    picture.alpha_composite(_pattern(source.size, rng))
-    _write(picture, job.prompt)
-    result = picture.convert("RGB")
-    box = face_box(width, height)
-    result.paste(source.crop(box), box[:2])
+    size = max(10, min(width // 30, 28))
+    lines = textwrap.wrap(job.prompt, width=max(10, int(width / (size * 0.55))))[:3]
+    band = size * (2 + len(lines)) + size
+    # A dark colour of the seed's: the pattern shows on it, and so do the white and yellow words.
+    result = Image.new("RGBA", (width, height + band), (*(rng.randrange(20, 100) for _ in range(3)), 255))
+    result.alpha_composite(_pattern((width, band), rng), (0, height))
+    result.paste(source, (0, 0))
+    _write(result, height, size, lines)
     out = io.BytesIO()
-    result.save(out, format="PNG")
+    info = PngImagePlugin.PngInfo()
+    info.add_text(_BAND_KEY, str(band))
+    result.convert("RGB").save(out, format="PNG", pnginfo=info)
     return out.getvalue()
+
+
+def _band_height(value: object, height: int) -> int:
+    # Only a band this engine wrote, and never the whole picture.
+    try:
+        band = int(str(value))
+    except ValueError:
+        return 0
+    return band if 0 < band < height else 0
 
 
 def _pattern(size: tuple[int, int], rng: random.Random) -> Image.Image:
@@ -91,20 +103,12 @@ def _pattern(size: tuple[int, int], rng: random.Random) -> Image.Image:
     return layer
 
 
-def _write(picture: Image.Image, instruction: str) -> None:
-    width, height = picture.size
-    size = max(8, height // 28)
+def _write(picture: Image.Image, top: int, size: int, lines: list[str]) -> None:
     font = ImageFont.load_default(size=size)
-    band, top = round(height * 0.10), round(height * 0.64)
-    shade = Image.new("RGBA", picture.size, (0, 0, 0, 0))
-    ImageDraw.Draw(shade).rectangle([0, top, width, height], fill=(0, 0, 0, 150))
-    picture.alpha_composite(shade)
     draw = ImageDraw.Draw(picture)
-    draw.rectangle([0, 0, width, band], fill=(0, 0, 0, 255))
-    _label(draw, (size // 2, max(0, (band - size) // 2)), font, size)
-    lines = textwrap.wrap(instruction, width=max(10, int(width / (size * 0.55))))[:4]
+    _label(draw, (size // 2, top + size // 2), font, size)
     for index, line in enumerate(lines):
-        draw.text((size // 2, top + size // 2 + index * (size + 2)), line, fill=(255, 255, 255, 255), font=font)
+        draw.text((size // 2, top + size * (2 + index)), line, fill=(255, 255, 255, 255), font=font)
 
 
 def _label(draw: ImageDraw.ImageDraw, at: tuple[int, int], font: ImageFont.FreeTypeFont, size: int) -> None:

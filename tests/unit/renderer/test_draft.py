@@ -1,4 +1,4 @@
-"""The draft engine: deterministic, face region untouched, labelled."""
+"""The draft engine: deterministic, the input untouched (every pixel), labelled in a band below."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from contracts import ImageRef, RenderStep
-from services.renderer.draft import DraftEngine, draft_picture, face_box
+from services.renderer.draft import DraftEngine, draft_picture
 from services.renderer.engine import Preview, Tick
 from services.renderer.errors import RenderError
 
@@ -50,19 +50,25 @@ def test_a_new_seed_restyles_the_picture() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
-def test_face_region_pixels_are_exactly_the_input(fmt: str) -> None:
+def test_every_pixel_of_the_input_is_kept_and_the_draft_is_a_band_below(fmt: str) -> None:
+    """A real photo's face may be anywhere (a caption over the chin failed every chain): nothing is drawn on it."""
     source = portrait(fmt)
     out = draft_picture(source, job())
-    box = face_box(320, 400)
-    assert pixels(out, box) == pixels(source, box)
-    assert pixels(out) != pixels(source)
     with Image.open(io.BytesIO(out)) as image:
-        assert image.format == "PNG" and image.size == (320, 400)
+        assert image.format == "PNG" and image.width == 320 and image.height > 400
+        band = image.height - 400
+    assert pixels(out, (0, 0, 320, 400)) == pixels(source)
+    assert len(set(pixels(out, (0, 400, 320, 400 + band)))) > 3  # a pattern and words, not one flat colour
+    assert band < 400 // 3
 
 
-def test_face_box_is_centre_upper_centre() -> None:
-    left, top, right, bottom = face_box(1000, 1000)
-    assert (left, top, right, bottom) == (280, 100, 720, 620)
+def test_a_draft_of_a_draft_replaces_the_band_instead_of_adding_one() -> None:
+    first = draft_picture(portrait(), job(prompt="on a beach at sunset"))
+    second = draft_picture(first, job(step=2, prompt="sitting on a towel, smiling at the camera"))
+    third = draft_picture(second, job(step=3, prompt="in a red dress"))
+    heights = [Image.open(io.BytesIO(d)).height for d in (first, second, third)]
+    assert heights[0] > 400 and all(h < 400 * 4 // 3 for h in heights)
+    assert pixels(third, (0, 0, 320, 400)) == pixels(portrait())
 
 
 def test_unreadable_input_is_a_validation_failure() -> None:
