@@ -328,3 +328,27 @@ def test_a_chain_that_cannot_be_opened_is_said_so_and_forgotten(page: Page, mock
     expect(page.get_by_test_id("chain-log")).to_contain_text("could not be opened")
     assert "chain=" not in page.url
     assert page.evaluate("localStorage.getItem('likeness.chain')") is None
+
+
+def test_the_chat_follows_a_long_reply_unless_the_reader_scrolled_up(page: Page, mock: MockGateway,
+                                                                     photo: Path) -> None:
+    mock.state.tick_s = 0.02
+    page.goto(mock.url)
+    create_character(page, photo)
+    long_text = " ".join(f"word{n}" for n in range(150))
+    page.get_by_label("Message").fill(long_text)
+    page.keyboard.press("Enter")
+    reply = page.locator("#chat-log .bubble-character").last
+    expect(reply).to_contain_text("word149")
+    expect(reply).not_to_have_attribute("data-streaming", "1")
+    log = page.get_by_test_id("chat-log")
+    # The reply grew far below the log's height, and its end is in view.
+    assert log.evaluate("l => l.scrollHeight > 2 * l.clientHeight")
+    assert log.evaluate("l => l.scrollHeight - l.scrollTop - l.clientHeight") <= 24
+
+    page.get_by_label("Message").fill(long_text)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('#chat-log .bubble-character').length === 2")
+    log.evaluate("l => { l.scrollTop = 0; }")  # the reader goes back up while the reply streams
+    expect(page.locator("#chat-log .bubble-character").last).not_to_have_attribute("data-streaming", "1")
+    assert log.evaluate("l => l.scrollTop") == 0

@@ -38,6 +38,21 @@ function chainLink(chainId) {
 
 const offlineBadge = () => el("span", { class: "badge badge-offline" }, "offline persona mode");
 
+// The log follows new words while the reader is at its end; a reader who scrolled up to read
+// something earlier is left there (a few pixels of slack: zoom and rounding).
+const FOLLOW_SLACK_PX = 24;
+
+function atEnd(log) {
+  return log.scrollHeight - log.scrollTop - log.clientHeight <= FOLLOW_SLACK_PX;
+}
+
+function following(change) {
+  const log = $("chat-log");
+  const follow = atEnd(log);
+  change();
+  if (follow) log.scrollTop = log.scrollHeight;
+}
+
 function chatMessage(role, text, { offline = false, chainId = null } = {}) {
   const body = el("p", { class: "bubble-text" }, text);
   const item = el("li", { class: `bubble bubble-${role}`, "data-role": role },
@@ -45,8 +60,14 @@ function chatMessage(role, text, { offline = false, chainId = null } = {}) {
     body);
   if (offline) item.append(offlineBadge());
   if (chainId) item.append(chainLink(chainId));
-  $("chat-log").append(item);
-  item.scrollIntoView({ block: "nearest" });
+  const log = $("chat-log");
+  // What the user just sent is always shown, with the reply that comes under it.
+  if (role === "user") {
+    log.append(item);
+    log.scrollTop = log.scrollHeight;
+  } else {
+    following(() => log.append(item));
+  }
   return { item, body };
 }
 
@@ -54,6 +75,7 @@ export function renderChatHistory() {
   clear($("chat-log"));
   const convo = conversation(state.current.id);
   for (const message of convo.messages) chatMessage(message.role, message.text, message);
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;  // a conversation opens at its latest message
   $("offline-badge").hidden = !convo.messages.some((m) => m.offline);
 }
 
@@ -104,22 +126,20 @@ function onReplyEvent(type, data, { character, convo, reply, answer }) {
   } else if (type === "delta") {
     answer.text += data?.delta ?? "";
     reply.item.dataset.deltas = String(Number(reply.item.dataset.deltas || 0) + 1);
-    reply.body.textContent = answer.text;
+    following(() => { reply.body.textContent = answer.text; });
   } else if (type === "reply") {
     answer.text = data.text ?? answer.text;
-    reply.body.textContent = answer.text;
+    following(() => { reply.body.textContent = answer.text; });
     convo.id = data.conversation_id ?? convo.id;
     const message = { role: "character", text: answer.text, offline: !!data.offline, chainId: data.chain_id ?? null };
     convo.messages.push(message);
     saveConversation(character.id, convo);
-    if (data.offline) {
-      reply.item.append(offlineBadge());
-      $("offline-badge").hidden = false;
-    }
-    if (data.chain_id) {
-      reply.item.append(chainLink(data.chain_id));
-      followAnnounced(data.chain_id); // no-op when the `image` event already opened it
-    }
+    following(() => {
+      if (data.offline) reply.item.append(offlineBadge());
+      if (data.chain_id) reply.item.append(chainLink(data.chain_id));
+    });
+    if (data.offline) $("offline-badge").hidden = false;
+    if (data.chain_id) followAnnounced(data.chain_id); // no-op when the `image` event already opened it
     if (data.login_required) {
       // The character says so in words; the banner says how, as for a refused picture request.
       showError(new ApiError(403, "login_required", "Guests may make only a few pictures: log in to ask for more."));
