@@ -187,7 +187,7 @@ def render_audit(report: ChainAudit) -> str:
     lines.append(f"  threshold: {report.threshold}")
     for step in report.steps:
         loras = ", ".join(f"{l.name}@{l.strength:g}" for l in step.loras) or "none"
-        lines.append(f"  step {step.index} [{step.kind}] {step.prompt!r}")
+        lines.append(f"  step {step.index + 1} [{step.kind}] {step.prompt!r}")
         lines.append(f"    model {step.model}, template {step.template}, loras: {loras}")
         if step.negative_prompt:
             lines.append(f"    negative: {step.negative_prompt!r}")

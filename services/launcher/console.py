@@ -1,4 +1,7 @@
-"""One line of text per chain event, for people following a chain in a terminal."""
+"""One line of text per chain event, for people following a chain in a terminal.
+
+Steps are counted from 1, as the page counts them (the events count from 0).
+"""
 
 from __future__ import annotations
 
@@ -20,21 +23,21 @@ def describe(message: Message) -> str:
             note = f" ({m.planner_note})" if m.planner_note else ""
             return f"planned by {m.planner}{note}: {kinds}; threshold {m.threshold:g}"
         case "chain.step_requested":
-            return f"step {m.step} attempt {m.attempt}: rendering (seed {m.seed})"
+            return f"step {m.step + 1} attempt {m.attempt}: rendering (seed {m.seed})"
         case "chain.step_rendered":
-            return f"step {m.step} attempt {m.attempt}: rendered by {m.engine} on {m.backend}"
+            return f"step {m.step + 1} attempt {m.attempt}: rendered by {m.engine} on {m.backend}"
         case "chain.step_scored":
-            return f"step {m.step} attempt {m.attempt}: face score {m.score:.1f} (threshold {m.threshold:g})"
+            return f"step {m.step + 1} attempt {m.attempt}: face score {m.score:.1f} (threshold {m.threshold:g})"
         case "chain.step_accepted":
-            return f"step {m.step}: accepted attempt {m.attempt}"
+            return f"step {m.step + 1}: accepted attempt {m.attempt}"
         case "chain.step_retried":
-            return f"step {m.step}: retry as attempt {m.next_attempt} with seed {m.new_seed}: {m.reason}"
+            return f"step {m.step + 1}: retry as attempt {m.next_attempt} with seed {m.new_seed}: {m.reason}"
         case "chain.step_failed":
-            return f"step {m.step} attempt {m.attempt}: {m.stage} failed: {m.reason}"
+            return f"step {m.step + 1} attempt {m.attempt}: {m.stage} failed: {m.reason}"
         case "chain.completed":
             return f"completed: {len(m.step_images)} steps"
         case "chain.failed":
-            return f"FAILED at step {m.step}: {m.reason}"
+            return f"FAILED at step {m.step + 1}: {m.reason}"
         case "chain.cancelled":
             return f"cancelled: {m.reason or ''}"
     return m.type
@@ -42,7 +45,7 @@ def describe(message: Message) -> str:
 
 def describe_live(message: Message) -> str | None:
     """One line for a live render message: where the attempt waits, or how far it got."""
-    where = f"  step {message.step} attempt {message.attempt}"  # type: ignore[attr-defined]
+    where = f"  step {message.step + 1} attempt {message.attempt}"  # type: ignore[attr-defined]
     if message.type == "render.waiting":
         return (f"{where}: waiting for a render backend to come back "
                 f"({message.waited_s:.0f} s of at most {message.limit_s:.0f} s)")  # type: ignore[attr-defined]

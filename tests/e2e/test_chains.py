@@ -191,7 +191,7 @@ class TestDeployment:
         assert [(a["attempt"], a["seed"], a["score"]) for a in failed["attempts"]] == [
             (i + 1, seeds[i], scored[i]["score"]) for i in range(4)]
         assert "all 4 attempts" in failed["reason"]
-        assert "FAILED at step 0" in run.stdout
+        assert "FAILED at step 1" in run.stdout
         assert [s["seed"] for s in script.served()] == seeds
 
     def test_a_comfyui_execution_error_fails_the_step_and_the_chain(self, stack: Stack, script: ComfyScript,
@@ -213,7 +213,7 @@ class TestDeployment:
         seed = only(events, STEP_REQUESTED)["seed"]
         assert [(a["attempt"], a["seed"], a["score"], a["reason"]) for a in failed["attempts"]] == [
             (1, seed, None, reason)]
-        assert f"FAILED at step 0: {reason}" in run.stdout
+        assert f"FAILED at step 1: {reason}" in run.stdout
         assert script.served() == [{"outcome": "error", "seed": seed}]
 
     def test_a_down_backend_is_passed_over_for_the_live_one(self, stack: Stack, comfy: FakeComfy, down_url: str,
@@ -382,7 +382,7 @@ class TestUnreachable:
         assert "unreachable" in failed["reason"] and down_url in failed["reason"]
         assert [(a["attempt"], a["seed"], a["score"]) for a in failed["attempts"]] == [
             (i + 1, seeds[i], None) for i in range(4)]
-        assert f"FAILED at step 0: {failed['reason']}" in run.stdout
+        assert f"FAILED at step 1: {failed['reason']}" in run.stdout
 
 
 # -- remote engines: the image edit API and RunPod serverless, before ComfyUI --------------------------

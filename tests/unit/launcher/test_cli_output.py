@@ -21,9 +21,16 @@ def test_out_names_a_file_by_its_extension_or_a_folder() -> None:
 
 def test_waiting_and_queueing_are_printed() -> None:
     waiting = RenderWaiting(chain_id=CHAIN, step=0, attempt=1, waited_s=12.5, limit_s=30)
-    assert describe_live(waiting) == ("  step 0 attempt 1: waiting for a render backend to come back "
+    assert describe_live(waiting) == ("  step 1 attempt 1: waiting for a render backend to come back "
                                       "(12 s of at most 30 s)")
     queued = RenderProgress(chain_id=CHAIN, step=1, attempt=2, value=0, max=1, queue_position=2)
-    assert describe_live(queued) == "  step 1 attempt 2: in the backend's queue, 2 prompts ahead"
+    assert describe_live(queued) == "  step 2 attempt 2: in the backend's queue, 2 prompts ahead"
     ticking = RenderProgress(chain_id=CHAIN, step=1, attempt=2, value=250, max=1000)
-    assert describe_live(ticking) == "  step 1 attempt 2: 25%"
+    assert describe_live(ticking) == "  step 2 attempt 2: 25%"
+
+
+def test_steps_are_counted_from_one_as_on_the_page() -> None:
+    from contracts import ChainFailed
+    from services.launcher.console import describe
+
+    assert describe(ChainFailed(chain_id=CHAIN, step=0, reason="render unreachable")).startswith("FAILED at step 1: ")
