@@ -277,6 +277,9 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
         fields, image = _multipart(request.headers.get("content-type", ""), await request.body())
         if not image:
             return error(422, "invalid_request", "send the photo as the `image` file field")
+        if not image.startswith((b"\x89PNG", b"\xff\xd8", b"RIFF")):
+            # As the gateway judges it: by the content, whatever the file is called.
+            return error(415, "unsupported_media_type", "the file is not a JPEG, PNG or WebP image")
         if "character_id" in fields:
             character = state.characters.get(fields["character_id"])
             if character is None:

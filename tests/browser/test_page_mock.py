@@ -352,3 +352,25 @@ def test_the_chat_follows_a_long_reply_unless_the_reader_scrolled_up(page: Page,
     log.evaluate("l => { l.scrollTop = 0; }")  # the reader goes back up while the reply streams
     expect(page.locator("#chat-log .bubble-character").last).not_to_have_attribute("data-streaming", "1")
     assert log.evaluate("l => l.scrollTop") == 0
+
+
+def test_an_old_error_goes_away_when_the_next_action_is_sent(page: Page, mock: MockGateway, photo: Path,
+                                                             tmp_path: Path, page_errors) -> None:
+    page_errors.allowed.append("415")  # the browser logs the refused upload itself
+    page.goto(mock.url)
+    create_character(page, photo)
+    not_a_photo = tmp_path / "notes.png"
+    not_a_photo.write_text("these are notes, not a picture")
+    page.get_by_text("Create a character").click()
+    page.get_by_label("Name").fill("Broken")
+    page.get_by_label("Gender").select_option("woman")
+    page.get_by_label("Occupation").fill("painter")
+    page.get_by_label("Face photo").set_input_files(str(not_a_photo))
+    page.get_by_role("button", name="Create character").click()
+    banner = page.locator("#error-notice")
+    expect(banner).to_be_visible()
+
+    page.get_by_label("Message").fill("hello again")
+    page.keyboard.press("Enter")
+    expect(page.locator("#chat-log .bubble-character").last).to_contain_text("you said: hello again")
+    expect(banner).to_be_hidden()

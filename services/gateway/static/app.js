@@ -7,7 +7,7 @@ import { createCharacter, loadCharacters, loadStyles, uploadReference } from "./
 import { sendChat } from "./chat.js";
 import { chainFromLocation, followedChain, onChainEnd, openChain } from "./follow.js";
 import { loadGallery } from "./gallery.js";
-import { dismissError, guarded } from "./notices.js";
+import { clearError, dismissError, guarded } from "./notices.js";
 import { loadPersona, savePersona } from "./persona.js";
 import { askForPicture } from "./pictures.js";
 import { $ } from "./state.js";
@@ -15,6 +15,8 @@ import { loadTree, refreshAfter } from "./treeview.js";
 
 function start() {
   $("error-dismiss").addEventListener("click", dismissError);
+  // Capture phase: before the form's own handler, which may show a new error.
+  document.addEventListener("submit", clearError, true);
   $("create-form").addEventListener("submit", createCharacter);
   $("reference-form").addEventListener("submit", uploadReference);
   $("persona").addEventListener("toggle", guarded(loadPersona));

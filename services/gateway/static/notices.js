@@ -19,6 +19,12 @@ export function showError(error) {
   announce("error-notice", "error-text", error instanceof Error ? error.message : String(error));
 }
 
+// A new action makes the last one's error old news: it goes when the user sends a form again (a new
+// failure shows its own). Focus stays where the user is working.
+export function clearError() {
+  $("error-notice").hidden = true;
+}
+
 // Hiding the banner would leave the keyboard focus on nothing: it goes back to the main content.
 export function dismissError() {
   $("error-notice").hidden = true;
