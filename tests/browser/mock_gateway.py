@@ -107,7 +107,9 @@ class State:
 
     def public(self, character: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in character.items() if k != "persona"}
-        out["avatar_url"] = f"/avatar/{character['id']}" if character["has_reference"] else None
+        photo = self.photos.get(character["id"])
+        version = f"?v={hashlib.sha256(photo).hexdigest()[:12]}" if photo else ""
+        out["avatar_url"] = f"/avatar/{character['id']}{version}" if character["has_reference"] else None
         return out
 
     def store(self, data: bytes) -> str:

@@ -374,3 +374,17 @@ def test_an_old_error_goes_away_when_the_next_action_is_sent(page: Page, mock: M
     page.keyboard.press("Enter")
     expect(page.locator("#chat-log .bubble-character").last).to_contain_text("you said: hello again")
     expect(banner).to_be_hidden()
+
+
+def test_a_new_photo_shows_as_the_avatar_without_a_reload(page: Page, mock: MockGateway, photo: Path) -> None:
+    page.goto(mock.url)
+    listed = page.get_by_test_id("character-ayla")
+    expect(listed.locator(".avatar-initial")).to_be_visible()  # no photo yet: her initial
+    listed.click()
+    page.get_by_label("Photo of the character").set_input_files(str(photo))
+    page.get_by_role("button", name="Upload photo").click()
+    # Both avatars show the photo now, each from a URL naming this photo (no stale cached one).
+    for image in (page.locator("#character-avatar"), listed.locator("img.avatar")):
+        expect(image).to_be_visible()
+        expect(image).to_have_attribute("src", re.compile(r"/avatar/ayla\?v=[0-9a-f]{12}$"))
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())

@@ -63,7 +63,9 @@ class CharacterView:
             "art_style": self.art_style,
             "builtin": self.builtin,
             "has_reference": self.reference is not None,
-            "avatar_url": f"/avatar/{self.character_id}",
+            # Versioned by the photo: a browser that cached the old avatar asks for the new one.
+            "avatar_url": f"/avatar/{self.character_id}"
+                          + (f"?v={self.reference.sha256[:12]}" if self.reference is not None else ""),
             "reference": None if self.reference is None else self.reference.model_dump(),
         }
 

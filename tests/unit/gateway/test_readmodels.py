@@ -132,7 +132,7 @@ def test_characters_fold_and_say_who_sees_and_edits_them() -> None:
     assert (view.persona, view.personality, view.occupation, view.reference) == ("Flies.", "bold", "ace", ref(1))
     assert view.visible_to("u-1") and not view.visible_to("u-2")
     assert view.editable_by("u-1") and not view.editable_by("u-2")
-    assert view.public()["has_reference"] is True and view.public()["avatar_url"] == "/avatar/mia"
+    assert view.public()["has_reference"] is True and view.public()["avatar_url"].startswith("/avatar/mia?v=")
     builtin = fold_character("ayla", [(1, CharacterCreated(character_id="ayla", name="Ayla", gender="woman",
                                                            art_style="anime", builtin=True), T0)])
     assert builtin.visible_to("anyone") and not builtin.editable_by("anyone")
