@@ -388,3 +388,15 @@ def test_a_new_photo_shows_as_the_avatar_without_a_reload(page: Page, mock: Mock
         expect(image).to_be_visible()
         expect(image).to_have_attribute("src", re.compile(r"/avatar/ayla\?v=[0-9a-f]{12}$"))
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+
+
+def test_picking_another_character_puts_the_last_ones_picture_away(page: Page, mock: MockGateway,
+                                                                   photo: Path) -> None:
+    page.goto(mock.url)
+    mira = create_character(page, photo, "Mira")
+    create_character(page, photo, "Ines")
+    ask_for_picture(page, "on a beach at sunset")
+    expect(page.get_by_test_id("chain")).to_have_attribute("data-character-id", re.compile("ines"))
+    page.get_by_test_id(f"character-{mira}").click()
+    expect(page.get_by_test_id("chain")).to_be_hidden()
+    assert "#chain=" not in page.url

@@ -32,6 +32,7 @@ export class ChainView {
   open(id, { ready = null } = {}) {
     this.close();
     this.id = id;
+    this.characterId = null;
     this.threshold = null;
     this.steps = new StepList(this.$("chain-steps"));
     this.ended = false;
@@ -67,6 +68,14 @@ export class ChainView {
 
   close() {
     this.stream?.stop();
+  }
+
+  // Put away: the panel is hidden and follows nothing (another character was picked).
+  hide() {
+    this.close();
+    this.id = null;
+    this.characterId = null;
+    this.root.hidden = true;
   }
 
   // Each stream gets its own callbacks; a stopped stream calls none, so the events of a chain

@@ -17,6 +17,8 @@ export function applyEvent(view, type, d, seq) {
   const log = (text) => appendLog($("chain-log"), type, text, seq);
   switch (type) {
     case "chain.requested":
+      view.characterId = d.character_id ?? null;
+      view.root.dataset.characterId = view.characterId ?? "";
       $("chain-request").textContent = `“${d.request_text ?? ""}”` +
         (d.parent_chain_id != null ? ` — a branch from ${human(d.branch_from_step ?? 0).toLowerCase()}` : "");
       log(`Requested: “${d.request_text ?? ""}”`);

@@ -3,6 +3,7 @@
 
 import { get, request } from "./api.js";
 import { renderChatHistory } from "./chat.js";
+import { showOnlyChainsOf } from "./follow.js";
 import { el, clear } from "./dom.js";
 import { showError } from "./notices.js";
 import { $, STORE, state, storage } from "./state.js";
@@ -81,6 +82,7 @@ function selectCharacter(character, { focus = true } = {}) {
   $("persona").open = false;
   $("persona-status").textContent = "";
   renderChatHistory();
+  showOnlyChainsOf(character.id);
   if (focus) $("chat-input").focus();
 }
 

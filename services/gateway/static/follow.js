@@ -35,6 +35,15 @@ export function openChain(chainId, { ready = null, focus = false, scroll = true 
   if (focus) $("chain-heading").focus({ preventScroll: true });
 }
 
+// Picking another character puts away the picture of the one before; its own chains stay in the
+// gallery and the edit tree.
+export function showOnlyChainsOf(characterId) {
+  if (view.id && view.characterId && view.characterId !== characterId) {
+    view.hide();
+    if (location.hash.startsWith("#chain=")) history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
 export function chainFromLocation() {
   const match = /chain=([0-9a-zA-Z-]+)/.exec(location.hash);
   return match ? match[1] : storage(STORE.chain);
