@@ -294,7 +294,7 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
             character = {"id": cid, "name": name, "gender": fields.get("gender", "other"),
                          "personality": fields.get("personality", ""), "occupation": fields.get("occupation", ""),
                          "art_style": fields.get("art_style", "photoreal"), "builtin": False,
-                         "has_reference": False, "persona": ""}
+                         "has_reference": False, "persona": fields.get("persona", "")}
             state.characters[cid] = character
         state.photos[character["id"]] = image
         character["has_reference"] = True

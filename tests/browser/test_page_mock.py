@@ -400,3 +400,16 @@ def test_picking_another_character_puts_the_last_ones_picture_away(page: Page, m
     page.get_by_test_id(f"character-{mira}").click()
     expect(page.get_by_test_id("chain")).to_be_hidden()
     assert "#chain=" not in page.url
+
+
+def test_a_persona_is_written_when_the_character_is_created(page: Page, mock: MockGateway, photo: Path) -> None:
+    page.goto(mock.url)
+    page.get_by_text("Create a character").click()
+    page.get_by_label("Name").fill("Noor")
+    page.get_by_label("Gender").select_option("woman")
+    page.get_by_label("Persona", exact=True).fill("Noor is a marine biologist who answers with a tide fact.")
+    page.get_by_label("Face photo").set_input_files(str(photo))
+    page.get_by_role("button", name="Create character").click()
+    expect(page.get_by_test_id("character-name")).to_have_text("Noor")
+    page.locator("#persona summary").click()
+    expect(page.locator("#persona-text")).to_have_value("Noor is a marine biologist who answers with a tide fact.")
