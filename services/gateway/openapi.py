@@ -17,6 +17,9 @@ from pydantic import BaseModel, Field
 
 __all__ = ["ErrorBody", "FieldError", "install_openapi"]
 
+# Named here, not imported: the document describes the cookie, auth.py sets it (a test checks they agree).
+_SESSION_COOKIE = "likeness_session"
+
 
 class FieldError(BaseModel):
     field: str = Field(description="the request field that is wrong, e.g. `request` or `path`")
@@ -69,4 +72,13 @@ def _document(app: FastAPI) -> dict[str, Any]:
                     response["content"] = error
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    # How a caller says who it is: an API key (the docs page's Authorize button), or the page's session
+    # cookie; with neither, a guest session is made (hence the empty requirement).
+    document["components"]["securitySchemes"] = {
+        "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "lk_...",
+                   "description": "An API key from POST /auth/signup or POST /auth/keys."},
+        "session": {"type": "apiKey", "in": "cookie", "name": _SESSION_COOKIE,
+                    "description": "The web page's signed session cookie (a guest's, or a logged-in user's)."},
+    }
+    document["security"] = [{"apiKey": []}, {"session": []}, {}]
     return document

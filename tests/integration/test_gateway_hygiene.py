@@ -103,3 +103,14 @@ async def test_a_photo_of_several_faces_needs_the_caller_to_name_the_face(world:
     assert_error(bad, 422, "invalid_field")
     named = await alice.post("/characters/upload-image", **form(photo, name="Crowd", face="largest"))
     assert named.status_code == 201, named.text
+
+
+async def test_the_openapi_document_says_how_to_authenticate(world: GatewayWorld, alice) -> None:
+    from services.gateway.auth import SESSION_COOKIE
+
+    spec = (await alice.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "http", "scheme": "bearer", "bearerFormat": "lk_...",
+                                 "description": schemes["apiKey"]["description"]}
+    assert schemes["session"]["in"] == "cookie" and schemes["session"]["name"] == SESSION_COOKIE
+    assert spec["security"] == [{"apiKey": []}, {"session": []}, {}]
