@@ -11,6 +11,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.access_log import AccessLogMiddleware
+from services.gateway.api_docs import install_api_docs
 from services.gateway.auth import SESSION_COOKIE
 from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
@@ -62,9 +63,10 @@ class SessionCookieMiddleware(HttpMiddleware):
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The HTTP API and the web page; `app.state.gateway` is set by `build_runtime`."""
-    app = FastAPI(title="Likeness", version="1", description=_DESCRIPTION, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="Likeness", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     install_openapi(app)
+    install_api_docs(app)
     app.add_middleware(SessionCookieMiddleware, secure=settings.cookie_secure,
                        max_age_s=settings.gateway_session_max_age_s)
     app.add_middleware(TextGuardMiddleware)

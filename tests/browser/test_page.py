@@ -183,3 +183,28 @@ def test_a_picture_asked_in_chat_a_branch_from_one_of_its_steps_then_the_limit(
     notice = page.get_by_test_id("limit-notice")
     expect(notice).to_be_visible()
     expect(notice).to_contain_text(f"an anonymous session may make {IMAGE_LIMIT} pictures")
+
+
+def test_the_api_docs_work_without_the_internet(page: Page, url: str, page_errors) -> None:
+    """Swagger UI and ReDoc come from the gateway itself: every request off this machine is refused.
+
+    ReDoc's sidebar still asks for Redocly's logo, an image it hides when it does not load: that one
+    cosmetic request is allowed to fail; no script, style or data may come from outside."""
+    page_errors.allowed.append("net::ERR_FAILED")  # that logo, refused by the route below (checked there)
+    outside: list[tuple[str, str]] = []
+    base = url.rstrip("/")
+
+    def only_local(route) -> None:
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{base}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Likeness")
+    expect(page.get_by_role("button", name="Authorize")).to_be_visible()
+    page.goto(f"{base}/redoc")
+    expect(page.locator("redoc h1, [role=main] h1").first).to_contain_text("Likeness")
+    assert [(kind, where) for kind, where in outside if kind != "image"] == [], outside
