@@ -97,6 +97,8 @@ class State:
         self.chains: dict[str, Chain] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.requests_by_session: dict[str, int] = {}
+        self.registered: set[str] = set()
+        self.keys: dict[str, str] = {}
         self.stream_opens: list[tuple[str, str | None]] = []  # (chain id, Last-Event-ID) per SSE request
         # Set and cleared by a test (from its own thread): no render backend answers while it is set.
         # A flag held until the test clears it, not a count of events, so the test sees the waiting
@@ -244,6 +246,39 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
             response.set_cookie(SESSION_COOKIE, request.state.session, httponly=True, samesite="lax")
         return response
 
+    @app.get("/me")
+    async def me(request: Request) -> Response:
+        sid = request.state.session
+        used = state.requests_by_session.get(sid, 0)
+        if sid in state.registered:
+            return JSONResponse({"user_id": sid, "kind": "registered", "images_used": used, "image_limit": None,
+                                 "images_left": None})
+        return JSONResponse({"user_id": sid, "kind": "anonymous", "images_used": used,
+                             "image_limit": state.image_limit, "images_left": max(0, state.image_limit - used)})
+
+    @app.post("/auth/signup", status_code=201)
+    async def signup(request: Request) -> Response:
+        # As the gateway does: the guest's session becomes the registered user, pictures and all.
+        key = f"lk_{uuid.uuid4().hex}"
+        state.registered.add(request.state.session)
+        state.keys[key] = request.state.session
+        return JSONResponse({"user_id": request.state.session, "api_key": key, "kind": "registered"}, 201)
+
+    @app.post("/auth/login")
+    async def login(request: Request) -> Response:
+        user = state.keys.get((await request.json()).get("api_key", ""))
+        if user is None:
+            return error(401, "invalid_api_key", "that API key is not valid (or was revoked)")
+        response = JSONResponse({"user_id": user, "kind": "registered"})
+        response.set_cookie(SESSION_COOKIE, user, httponly=True, samesite="lax")
+        return response
+
+    @app.post("/auth/logout")
+    async def logout() -> Response:
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
     @app.get("/")
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
@@ -309,7 +344,7 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
 
     def allowed(request: Request) -> JSONResponse | None:
         used = state.requests_by_session.get(request.state.session, 0)
-        if used >= state.image_limit:
+        if used >= state.image_limit and request.state.session not in state.registered:
             return error(403, "image_limit", f"You have used all {state.image_limit} pictures of this session.")
         state.requests_by_session[request.state.session] = used + 1
         return None

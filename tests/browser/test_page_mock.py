@@ -413,3 +413,32 @@ def test_a_persona_is_written_when_the_character_is_created(page: Page, mock: Mo
     expect(page.get_by_test_id("character-name")).to_have_text("Noor")
     page.locator("#persona summary").click()
     expect(page.locator("#persona-text")).to_have_value("Noor is a marine biologist who answers with a tide fact.")
+
+
+def test_a_guest_sees_the_pictures_left_signs_up_and_logs_in_elsewhere_with_the_key(
+        page: Page, mock: MockGateway, photo: Path, browser) -> None:
+    mock.state.image_limit = 3
+    page.goto(mock.url)
+    status = page.get_by_test_id("account-status")
+    expect(status).to_have_text("Guest: 3 pictures left")
+    create_character(page, photo)
+    ask_for_picture(page, "on a beach")
+    expect(status).to_have_text("Guest: 2 pictures left")
+
+    page.get_by_role("button", name="Sign up").click()
+    key = page.locator("#new-key-value")
+    expect(key).to_have_text(re.compile(r"^lk_\w+$"))
+    expect(status).to_have_text("Logged in")
+    expect(page.get_by_role("button", name="Sign up")).to_be_hidden()
+
+    # Another browser (no cookie) logs in with the key and is the same user.
+    other = browser.new_context().new_page()
+    other.goto(mock.url)
+    expect(other.get_by_test_id("account-status")).to_have_text("Guest: 3 pictures left")
+    other.get_by_role("button", name="Log in with a key").click()
+    other.get_by_label("API key").fill(key.inner_text())
+    other.get_by_role("button", name="Log in", exact=True).click()
+    expect(other.get_by_test_id("account-status")).to_have_text("Logged in")
+    other.get_by_role("button", name="Log out").click()
+    expect(other.get_by_test_id("account-status")).to_have_text(re.compile("^Guest: "))
+    other.context.close()

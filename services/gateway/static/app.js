@@ -2,6 +2,7 @@
 // the gallery and the edit tree. Plain ES modules, no build step; every call goes to the gateway.
 // This module only wires the page's controls to the modules that handle them, then starts.
 
+import { loadAccount, logIn, logOut, openLogin, signUp } from "./account.js";
 import { cancelBranch, submitBranch } from "./branch.js";
 import { createCharacter, loadCharacters, loadStyles, uploadReference } from "./characters.js";
 import { sendChat } from "./chat.js";
@@ -27,7 +28,16 @@ function start() {
   $("tree-refresh").addEventListener("click", guarded(loadTree));
   $("branch-form").addEventListener("submit", submitBranch);
   $("branch-cancel").addEventListener("click", cancelBranch);
-  onChainEnd(guarded(refreshAfter));
+  $("signup").addEventListener("click", guarded(signUp));
+  $("login-open").addEventListener("click", openLogin);
+  $("login-form").addEventListener("submit", guarded(logIn));
+  $("logout").addEventListener("click", guarded(logOut));
+  // The pictures left change when a chain is asked for and when one ends (a refused one is not counted).
+  onChainEnd(guarded(async (...args) => {
+    await refreshAfter(...args);
+    await loadAccount();
+  }));
+  document.addEventListener("picture-requested", () => guarded(loadAccount)());
   window.addEventListener("hashchange", () => {
     const id = chainFromLocation();
     if (id && id !== followedChain()) openChain(id);
@@ -35,6 +45,7 @@ function start() {
 
   const resume = chainFromLocation();
   if (resume) openChain(resume, { scroll: false });
+  guarded(loadAccount)();
   guarded(loadCharacters)();
   loadStyles();
   guarded(loadGallery)();

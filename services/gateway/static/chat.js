@@ -3,7 +3,7 @@
 
 import { ApiError, postStream } from "./api.js";
 import { el, clear } from "./dom.js";
-import { openChain } from "./follow.js";
+import { followedChain, openChain } from "./follow.js";
 import { showError } from "./notices.js";
 import { $, STORE, state, storage } from "./state.js";
 import { whenListed } from "./treeview.js";
@@ -28,6 +28,7 @@ function saveConversation(characterId, convo) {
 // once the planner has recorded the request (milliseconds later, seconds under load) and answers
 // 404 for it until then: its stream is opened once the edit tree lists it.
 function followAnnounced(chainId) {
+  if (chainId !== followedChain()) document.dispatchEvent(new Event("picture-requested"));
   openChain(chainId, { ready: whenListed });
 }
 

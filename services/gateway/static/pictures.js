@@ -22,6 +22,7 @@ export async function askForPicture(event) {
     status.textContent = "";
     $("picture-input").value = "";
     openChain(chainId);
+    document.dispatchEvent(new Event("picture-requested"));  // the account's pictures left
   } catch (error) {
     status.textContent = "";
     showError(error);
