@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.chat.application import Characters, Conversations
-from services.runtime.prices import Price, PriceTable
+from services.runtime.prices import PriceTable
 from services.chat.handlers import CHARACTER_CONSUMER, CHAT_CONSUMER, character_consumer, chat_consumer
 from services.chat.llm import OpenAIReplyModel, ReplyModel
 from services.chat.personas import load_personas
@@ -36,11 +36,8 @@ def build_runtime(
     rt = Runtime(settings, database=True, relay=True, blobs=False)
     assert rt.store is not None
     book = load_personas(settings.chat_personas_file)
-    extra = {}
-    if settings.chat_llm_model and settings.chat_llm_price_input is not None:
-        extra[settings.chat_llm_model] = Price(input=settings.chat_llm_price_input,
-                                               output=settings.chat_llm_price_output or 0.0)
-    prices = PriceTable.load(extra=extra)
+    prices = PriceTable.for_model(settings.chat_llm_model, settings.chat_llm_price_input,
+                                  settings.chat_llm_price_output)
     llm = llm or reply_model(settings)
     if llm is not None:
         if prices.price(llm.model) is None:

@@ -24,7 +24,7 @@ from services.planner.planning import LlmPlanner, Planner, Registry, UserPolicy
 from services.planner.requests import RequestPlanning
 from services.planner.settings import PlannerSettings
 from services.runtime.llm import LlmSettings
-from services.runtime.prices import Price, PriceTable
+from services.runtime.prices import PriceTable
 from services.runtime.runner import Runtime
 from services.runtime.streams import ConsumerSpec
 
@@ -64,10 +64,7 @@ def llm_settings(settings: PlannerSettings) -> LlmSettings | None:
 
 def plan_prices(settings: PlannerSettings) -> PriceTable:
     """The shared price table, with the planner model's own price when the settings give one."""
-    extra = {}
-    if settings.llm_model and settings.llm_price_input is not None:
-        extra[settings.llm_model] = Price(input=settings.llm_price_input, output=settings.llm_price_output or 0.0)
-    prices = PriceTable.load(extra=extra)
+    prices = PriceTable.for_model(settings.llm_model, settings.llm_price_input, settings.llm_price_output)
     if settings.llm_base_url and settings.llm_model and prices.price(settings.llm_model) is None:
         log.warning("no price for planner model %s: its plans are recorded at cost 0 "
                     "(set LIKENESS_LLM_PRICE_INPUT/OUTPUT)", settings.llm_model)

@@ -61,7 +61,7 @@ class RendererService:
 
     def _engine(self, rt: Runtime) -> RenderEngine:
         s = self.settings
-        if not (s.comfyui_urls or s.runpod_url or s.image_api_url):
+        if not s.engines:
             log.warning("no render engine is set up (LIKENESS_COMFYUI_URLS, LIKENESS_RUNPOD_URL, "
                         "LIKENESS_IMAGE_API_URL are empty): rendering with the DRAFT engine (no edit model; "
                         "pictures are labelled 'DRAFT — no edit model')")

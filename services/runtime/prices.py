@@ -52,6 +52,13 @@ class PriceTable:
             raise PriceDataError(f"{path}: {type(exc).__name__}: {exc}") from None
         return cls({**prices, **(extra or {})})
 
+    @classmethod
+    def for_model(cls, model: str | None, price_input: float | None, price_output: float | None) -> PriceTable:
+        """The bundled table, with `model` at the price a deployment's settings give it (an unlisted model)."""
+        if not model or price_input is None:
+            return cls.load()
+        return cls.load(extra={model: Price(input=price_input, output=price_output or 0.0)})
+
     def price(self, model: str) -> Price | None:
         """The model's price, by exact id; a dated snapshot ("gpt-4o-mini-2024-07-18") or a tag ("llama3:8b")
         takes its model's. Nothing else matches by prefix: "grok-4-fast-non-reasoning" is not "grok-4"."""

@@ -5,10 +5,8 @@
 import { get, request } from "./api.js";
 import { $ } from "./state.js";
 
-let me = null;
-
 export async function loadAccount() {
-  me = await get("/me");
+  const me = await get("/me");
   const guest = me.kind === "anonymous";
   $("account-status").textContent = guest
     ? `Guest: ${me.images_left} picture${me.images_left === 1 ? "" : "s"} left`

@@ -107,7 +107,7 @@ class ComfyUIClient:
                                                                    websocket_output)
                     runs.append(tracker)
                     marks.setdefault("queued", loop.time())
-                    await self._tell_position(tracker, on_update)
+                    # No GET /queue here: the `status` frame ComfyUI sends for the put (§3.1) asks it.
                     await self._follow(sock, tracker, on_update, marks)
                     marks["done"] = loop.time()
                     if run == 1 and websocket_output and tracker.failure is None and not tracker.images:
