@@ -41,6 +41,7 @@ from contracts.character import (
 from contracts.chat import (
     CharacterReplied,
     ChatMessageRefused,
+    ChatPictureSelected,
     ChatTokenDelta,
     ConversationStarted,
     ImageRequestedInChat,
@@ -98,6 +99,7 @@ __all__ = [
     "CharacterReplied",
     "CharacterThresholdSet",
     "ChatMessageRefused",
+    "ChatPictureSelected",
     "ChatTokenDelta",
     "Command",
     "ContractError",
@@ -197,6 +199,7 @@ REGISTRY = MessageRegistry(
         UserMessageSent,
         CharacterReplied,
         ImageRequestedInChat,
+        ChatPictureSelected,
         ChatMessageRefused,
         ChatTokenDelta,
     ]

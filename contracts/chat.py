@@ -17,6 +17,7 @@ from contracts.fields import CharacterId, Reason, UserId
 __all__ = [
     "CharacterReplied",
     "ChatMessageRefused",
+    "ChatPictureSelected",
     "ChatTokenDelta",
     "ConversationStarted",
     "ImageRequestedInChat",
@@ -103,6 +104,20 @@ class ImageRequestedInChat(Event):
     message_id: UUID
     chain_id: UUID
     request_text: str = Field(min_length=1)
+    # The conversation's picture this one edits (a follow-up: "now make her wave"); None: the reference photo.
+    parent_chain_id: UUID | None = None
+
+
+class ChatPictureSelected(Event):
+    """A message moved the conversation back to an earlier picture ("go back to the previous one", "start
+    over"): the next edit in this conversation starts from it. `chain_id` None means the reference photo."""
+
+    type: Literal["chat.picture_selected"] = "chat.picture_selected"
+    version: Literal[1] = 1
+
+    conversation_id: UUID
+    message_id: UUID
+    chain_id: UUID | None = None
 
 
 class ChatMessageRefused(Event):

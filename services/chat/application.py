@@ -21,6 +21,7 @@ from services.chat.domain import conversations as conversation_rules
 from services.chat.domain.characters import CharacterState, SeedBuiltin, UserReference
 from services.chat.domain.conversations import ConversationState, ReceiveMessage
 from services.chat.personas import Persona
+from services.chat.pictures import accepted_pictures
 from services.chat.replies import Replier
 from services.runtime.eventstore import EventStore
 from services.runtime.ids import derived_id
@@ -87,6 +88,7 @@ class Conversations:
     """`conversation-*` streams: a message is taken in, then answered by the replier."""
 
     def __init__(self, store: EventStore, characters: Characters, replier: Replier, clock: Clock) -> None:
+        self._store = store
         self._writer = StreamWriter(store, ConversationState(), conversation_rules.evolve)
         self._characters = characters
         self._replier = replier
@@ -101,7 +103,9 @@ class Conversations:
         message_id = message_id_of(command, envelope)
         chain_id = derived_id(message_id, "chain")
         character = await self._characters.load_for(command.character_id, command.user_id)
-        receive = ReceiveMessage(command, message_id, character, chain_id)
+        # A follow-up picture edits the conversation's last accepted one: which chains completed is read first.
+        pictures = await accepted_pictures(self._store, await self.load(command.conversation_id))
+        receive = ReceiveMessage(command, message_id, character, chain_id, pictures)
         state = (await self._writer.write(
             stream, lambda s: conversation_rules.decide(s, receive),
             Stamp.caused_by(envelope, "message", self._clock(), correlation_id=stream), route=_chain_route)).state
@@ -109,7 +113,8 @@ class Conversations:
         if exchange is None or exchange.refused or exchange.reply is not None:
             return
         reply = await self._replier.reply(state, character, exchange, reply_id=derived_id(message_id, "reply"),
-                                          chain_id=chain_id, pictures_allowed=command.pictures_allowed)
+                                          chain_id=chain_id, pictures_allowed=command.pictures_allowed,
+                                          pictures=pictures)
         await self._writer.write(
             stream, lambda s: conversation_rules.decide(s, reply),
             Stamp.caused_by(envelope, "reply", self._clock(), correlation_id=stream), route=_chain_route)

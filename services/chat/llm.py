@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter
 
 from services.chat.errors import LlmUnavailable
+from services.chat.follow_up import PictureBasis
 from services.chat.prompts import PICTURE_TOOL
 from services.chat.tool_text import ToolTextFilter
 from services.chat.wishes import WISH_MAX_TOKENS, Wish, read_wish, wish_messages
@@ -43,6 +44,8 @@ class LlmAnswer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     picture_request: str | None = None
+    # Which picture the call's edit starts from, when the model said (`from` of `request_picture`).
+    picture_basis: PictureBasis | None = None
     # False when the server sent no usage and the counts are estimates (about four characters a token).
     usage_reported: bool = True
 
@@ -107,11 +110,13 @@ class OpenAIReplyModel:
         for call in written.calls:
             TEXT_TOOL_CALLS.labels(call.name).inc()
         text = written.text
-        picture = _picture_request((*completion.tool_calls, *written.calls)) if tools else None
+        calls = (*completion.tool_calls, *written.calls)
+        picture = _picture_request(calls) if tools else None
         if not text and picture is None:
             raise LlmUnavailable("the LLM answered with no text" + (" (only a tool call)" if written.calls else ""))
         usage = completion.usage
-        return LlmAnswer(text, usage.prompt_tokens, usage.completion_tokens, picture, usage_reported=usage.reported)
+        return LlmAnswer(text, usage.prompt_tokens, usage.completion_tokens, picture, usage_reported=usage.reported,
+                         picture_basis=_picture_basis(calls) if picture is not None else None)
 
     async def wish(self, character_name: str, text: str) -> WishAnswer:
         """Does `text` wish for a picture of the character? One short call, read leniently."""
@@ -123,6 +128,23 @@ class OpenAIReplyModel:
         wished = _picture_request(completion.tool_calls)
         wish = Wish(True, wished) if wished is not None else read_wish(completion.text)
         return WishAnswer(wish, completion.usage)
+
+
+# The tool's `from` values, as the model is offered them, and the basis each names.
+TOOL_BASES: dict[str, PictureBasis] = {"current_picture": "continue", "original_photo": "original",
+                                       "previous_picture": "previous"}
+
+
+def _picture_basis(calls: Iterable[ToolCall]) -> PictureBasis | None:
+    """The `from` of the first `request_picture` call; None when missing or not one of the offered values."""
+    for call in calls:
+        if call.name == "request_picture":
+            try:
+                start = json.loads(call.arguments or "{}").get("from")
+            except (ValueError, AttributeError):
+                return None
+            return TOOL_BASES.get(start) if isinstance(start, str) else None
+    return None
 
 
 def _picture_request(calls: Iterable[ToolCall]) -> str | None:

@@ -23,11 +23,19 @@ PICTURE_TOOL = {
     "function": {
         "name": "request_picture",
         "description": "Send the user a picture of yourself. Call it only when the user asks to see a picture, "
-                       "photo or selfie of you; describe where you are, what you wear and what you do.",
+                       "photo or selfie of you, or asks to change the last picture; describe where you are, what "
+                       "you wear and what you do, or the change.",
         "parameters": {
             "type": "object",
-            "properties": {"request": {"type": "string",
-                                       "description": "The scene, e.g. 'at the beach at sunset, in a red dress'"}},
+            "properties": {
+                "request": {"type": "string",
+                            "description": "The scene, e.g. 'at the beach at sunset, in a red dress', or the "
+                                           "change, e.g. 'waving'"},
+                # Follow-ups edit the conversation's last picture; the user may ask to start over or go back.
+                "from": {"type": "string", "enum": ["current_picture", "original_photo", "previous_picture"],
+                         "description": "What to edit: the last picture in this chat (default), the original "
+                                        "photo ('start over'), or the picture before the last one ('go back')"},
+            },
             "required": ["request"],
             "additionalProperties": False,
         },

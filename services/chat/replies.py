@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
@@ -25,9 +26,13 @@ from prometheus_client import Counter
 from services.chat.agreement import Disagreement, PictureOutcome, disagreement
 from services.runtime.prices import PriceTable
 from services.chat.domain.characters import CharacterState
-from services.chat.domain.conversations import ConversationState, Exchange, PicturePlan, RecordReply, picture_plan
+from services.chat.domain.conversations import (
+    ConversationState, Exchange, Picture, PicturePlan, Pictures, RecordReply, edit_base, picture_plan,
+    requested_scene,
+)
 from services.chat.errors import LlmUnavailable
-from services.chat.intent import DEFAULT_SCENE, picture_request
+from services.chat.follow_up import PictureBasis, picture_basis
+from services.chat.intent import DEFAULT_SCENE
 from services.chat.llm import LlmAnswer, ReplyModel
 from services.chat.offline import OFFLINE_MODEL, offline_reply, words
 from services.chat.personas import PersonaBook
@@ -68,26 +73,31 @@ class Replier:
 
     async def reply(
         self, conversation: ConversationState, character: CharacterState, exchange: Exchange, *, reply_id: UUID,
-        chain_id: UUID, pictures_allowed: bool = True,
+        chain_id: UUID, pictures_allowed: bool = True, pictures: Pictures | None = None,
     ) -> RecordReply:
         """The reply to `exchange`, streamed live as it is made; ready to be decided on and recorded."""
         assert conversation.conversation_id is not None and character.profile is not None
         deltas = _Deltas(self._live, self._clock, conversation.conversation_id, exchange.message_id, reply_id)
         spent = _Spent()
-        scene = None if exchange.chain_id else picture_request(exchange.text)
+        follow = _FollowUp(conversation, pictures or {}, picture_basis(exchange.text))
+        # A message that went back to an earlier picture asks for no new one.
+        scene = None if exchange.chain_id or exchange.picked else requested_scene(conversation, follow.pictures,
+                                                                                 exchange.text)
         asked = False
-        if self._llm is not None and scene is None and exchange.chain_id is None and self._worth_asking(exchange):
+        if (self._llm is not None and scene is None and exchange.chain_id is None and not exchange.picked
+                and self._worth_asking(exchange)):
             asked = True
             scene = await self._wished_scene(self._llm, character.profile.name, exchange.text, spent)
-        plan = picture_plan(exchange, character, scene, chain_id, allowed=pictures_allowed)
+        plan = picture_plan(exchange, character, scene, chain_id, allowed=pictures_allowed, base=follow.base())
         if self._llm is not None:
             try:
                 text, plan = await self._written(self._llm, conversation, character, exchange, plan, deltas, spent,
-                                                 chain_id=chain_id, pictures_allowed=pictures_allowed,
-                                                 offer_tool=self._picture_tool and plan is None and not asked)
+                                                 chain_id=chain_id, pictures_allowed=pictures_allowed, follow=follow,
+                                                 offer_tool=self._picture_tool and plan is None and not asked
+                                                 and not exchange.picked)
                 if text is not None:
                     return self._record(exchange, reply_id, character, chain_id, plan, text, self._llm.model,
-                                        offline=False, spent=spent, pictures_allowed=pictures_allowed)
+                                        offline=False, spent=spent, pictures_allowed=pictures_allowed, follow=follow)
             except LlmUnavailable as exc:
                 # Tokens of a failed call are not recorded; those of the calls before it were spent and are.
                 log.warning("conversation %s: LLM unavailable, answering offline: %s",
@@ -102,7 +112,7 @@ class Replier:
                 await asyncio.sleep(self._offline_delay_s)
         model = self._llm.model if self._llm is not None and spent.calls else OFFLINE_MODEL
         return self._record(exchange, reply_id, character, chain_id, plan, text, model, offline=True, spent=spent,
-                            pictures_allowed=pictures_allowed)
+                            pictures_allowed=pictures_allowed, follow=follow)
 
     def _worth_asking(self, exchange: Exchange) -> bool:
         return self._wish_check == "always" or (self._wish_check == "hinted" and worth_asking(exchange.text))
@@ -122,7 +132,7 @@ class Replier:
     async def _written(
         self, llm: ReplyModel, conversation: ConversationState, character: CharacterState, exchange: Exchange,
         plan: PicturePlan | None, deltas: _Deltas, spent: _Spent, *, chain_id: UUID, pictures_allowed: bool,
-        offer_tool: bool,
+        offer_tool: bool, follow: _FollowUp,
     ) -> tuple[str | None, PicturePlan | None]:
         """The model's reply and the picture it speaks of; text None when the model would not agree with the app."""
         assert character.profile is not None
@@ -139,18 +149,20 @@ class Replier:
         answer = await ask(plan, tool=offer_tool)
         if answer.picture_request is not None and plan is None:
             # The LLM asked for a picture the phrase rules missed: settle it, then let it say so in words.
+            if answer.picture_basis is not None:
+                follow.basis = answer.picture_basis
             plan = picture_plan(exchange, character, answer.picture_request or DEFAULT_SCENE, chain_id,
-                                allowed=pictures_allowed)
+                                allowed=pictures_allowed, base=follow.base())
             deltas.restart()
             answer = await ask(plan)
-        problem = disagreement(answer.text, _outcome(plan))
+        problem = disagreement(answer.text, _outcome(plan, exchange))
         if problem is None:
             return answer.text, plan
         log.warning("conversation %s: the reply %s; asking once more", conversation.conversation_id,
                     problem.replace("_", " "))
         deltas.restart()
         answer = await ask(plan, problem)
-        if disagreement(answer.text, _outcome(plan)) is None:
+        if disagreement(answer.text, _outcome(plan, exchange)) is None:
             DISAGREEMENTS.labels(problem, "asked_again").inc()
             return answer.text, plan
         DISAGREEMENTS.labels(problem, "persona_line").inc()
@@ -161,6 +173,7 @@ class Replier:
     def _record(
         self, exchange: Exchange, reply_id: UUID, character: CharacterState, chain_id: UUID,
         plan: PicturePlan | None, text: str, model: str, *, offline: bool, spent: _Spent, pictures_allowed: bool,
+        follow: _FollowUp,
     ) -> RecordReply:
         return RecordReply(
             message_id=exchange.message_id, reply_id=reply_id, text=text, model=model, offline=offline,
@@ -168,11 +181,25 @@ class Replier:
             cost_usd=self._prices.cost(model, spent.prompt, spent.completion) if spent.calls else 0.0,
             tokens_estimated=spent.estimated,
             picture_scene=plan.scene if plan is not None and exchange.chain_id is None else None,
-            pictures_allowed=pictures_allowed,
+            pictures_allowed=pictures_allowed, basis=follow.basis, pictures=follow.pictures,
         )
 
 
-def _outcome(plan: PicturePlan | None) -> PictureOutcome:
+@dataclass
+class _FollowUp:
+    """Which picture a picture asked for in this reply edits: the message's words say, or the LLM's tool call."""
+
+    conversation: ConversationState
+    pictures: Pictures
+    basis: PictureBasis
+
+    def base(self) -> Picture | None:
+        return edit_base(self.conversation, self.pictures, self.basis)
+
+
+def _outcome(plan: PicturePlan | None, exchange: Exchange) -> PictureOutcome:
+    if exchange.picked:
+        return "declined"  # an earlier picture is shown again: "here it is" is true, not a false promise
     if plan is None:
         return "none"
     return "started" if plan.status == "requested" else "declined"

@@ -94,7 +94,8 @@ class Database:
             "SELECT stream_version, type, data::text AS data FROM events WHERE stream_id = $1 "
             "AND type = ANY($2::text[]) AND (data->>'in_reply_to' = $3 OR data->>'message_id' = $3) "
             "ORDER BY stream_version",
-            stream_id, ["chat.image_requested", "chat.message_refused", "chat.character_replied"], message_id)
+            stream_id, ["chat.image_requested", "chat.picture_selected", "chat.message_refused",
+                        "chat.character_replied"], message_id)
         return [{"seq": r["stream_version"], "type": r["type"], "data": json.loads(r["data"])} for r in rows]
 
     async def head_position(self) -> int:

@@ -214,6 +214,11 @@ async def chat_reply_events(
                     if on_chain is not None:
                         await on_chain(chain_id, str(data.get("request_text") or ""))
                     yield sse_frame("image", compact_json(_chain_links(chain_id)))
+                elif kind == "chat.picture_selected" and str(data.get("message_id")) == message_id:
+                    # "Go back to the previous one": that picture is shown again, the next edit starts there.
+                    picked = str(data["chain_id"]) if data.get("chain_id") else None
+                    yield sse_frame("picked", compact_json({"chain_id": picked,
+                                                            "from": "picture" if picked else "reference photo"}))
                 elif kind == "chat.message_refused" and str(data.get("message_id")) == message_id:
                     yield sse_frame("error", compact_json({"error": data.get("rule", "refused"),
                                                     "detail": data.get("reason", "the message was refused")}))

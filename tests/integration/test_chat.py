@@ -18,6 +18,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts import (
     REGISTRY,
+    ChainCompleted,
+    ChainRequested,
+    ChatPictureSelected,
     CharacterCreated,
     CharacterReferenceSet,
     CharacterRefused,
@@ -46,6 +49,7 @@ from services.runtime.eventstore import EventStore
 from services.runtime.runner import Runtime
 from tests.conftest import Backends
 from tests.runtimes import running
+from tests.factories import wrap
 from tests.faces import face_of
 from tests.fakes.openai_server import MODES, FakeOpenAI, Reply
 
@@ -334,6 +338,54 @@ async def test_a_picture_asked_for_in_chat_requests_a_chain(
     assert command == RequestChain(chain_id=requested.chain_id, character_id=character_id, user_id="u1",
                                    request_text="at the beach", reference_image=reference)
     assert envelope.causation_id == str(sent.event_id) and envelope.correlation_id == f"chain-{requested.chain_id}"
+
+
+async def test_a_follow_up_in_chat_edits_the_last_accepted_picture_and_go_back_picks_the_one_before(
+    backends: Backends, nc: nats.NATS, chain_requests, store: EventStore
+) -> None:
+    js = nc.jetstream(timeout=5)
+    blobs = await BlobStore.open(js)
+    reference = await blobs.put_image(face_of(0))
+    conversation_id = uuid.uuid4()
+    stream = f"conversation-{conversation_id}"
+
+    async def say(text: str, replies: int) -> RequestChain | None:
+        await send(js, SendChatMessage(conversation_id=conversation_id, character_id=character_id, user_id="u1",
+                                       text=text), stream)
+        await until(has("chat.character_replied", replies))
+        try:
+            (msg,) = await chain_requests.fetch(1, timeout=2)
+        except nats.errors.TimeoutError:
+            return None
+        await msg.ack()
+        return Envelope.from_bytes(msg.data).open(REGISTRY)
+
+    async def completed(request: RequestChain, image: ImageRef) -> None:
+        # What the planner records for a chain that made its picture (the chat service only reads it).
+        chain = f"chain-{request.chain_id}"
+        fields = request.model_dump(exclude={"type", "version"})
+        await store.append(chain, 0, [wrap(ChainRequested(**fields), chain),
+                                      wrap(ChainCompleted(chain_id=request.chain_id, final_image=image,
+                                                          step_images=(image, image)), chain)])
+
+    first_image, second_image = await blobs.put_image(face_of(1)), await blobs.put_image(face_of(2))
+    async with chat_service(backends):
+        character_id, _ = await create_character(js, reference=reference)
+        async with follow(js, "chat", stream) as until:
+            first = await say("send me a picture of you at the beach", 1)
+            assert first is not None and first.input_image is None
+            await completed(first, first_image)
+            second = await say("now make her wave", 2)
+            assert second is not None
+            assert (second.request_text, second.parent_chain_id, second.branch_from_step, second.input_image) == (
+                "make her wave", first.chain_id, 1, first_image)
+            await completed(second, second_image)
+            assert await say("go back to the previous picture", 3) is None
+            third = await say("now put her in a red dress", 4)
+            events = await until(has("chat.character_replied", 4))
+    assert third is not None and third.parent_chain_id == first.chain_id and third.input_image == first_image
+    (picked,) = [m for m in opened(events) if isinstance(m, ChatPictureSelected)]
+    assert picked.chain_id == first.chain_id
 
 
 async def test_without_a_reference_photo_no_chain_is_requested(

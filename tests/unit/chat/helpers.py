@@ -48,9 +48,10 @@ class Talk:
         self.commands += decision.commands
         return decision.events
 
-    def receive(self, text: str, n: int, character: CharacterState | None = None, **kw) -> list:
+    def receive(self, text: str, n: int, character: CharacterState | None = None, *, pictures=None, **kw) -> list:
         command = send(text, **kw)
-        trigger = ReceiveMessage(command, message_id(n), character or luna(), uuid.uuid5(message_id(n), "chain"))
+        trigger = ReceiveMessage(command, message_id(n), character or luna(), uuid.uuid5(message_id(n), "chain"),
+                                 pictures or {})
         return self.apply(decide(self.state, trigger))
 
     def reply(self, n: int, text: str = "Hi!", character: CharacterState | None = None, **kw) -> list:

@@ -89,6 +89,18 @@ async def test_a_picture_tool_call_comes_back_as_the_scene() -> None:
     assert server.bodies[0]["tool_choice"] == "auto"
 
 
+@pytest.mark.parametrize(("start", "basis"), [("previous_picture", "previous"), ("original_photo", "original"),
+                                              ("current_picture", "continue"), ("the last one", None), (None, None)])
+async def test_a_picture_tool_call_says_which_picture_it_edits(start: str | None, basis: str | None) -> None:
+    arguments = {"request": "waving", **({"from": start} if start else {})}
+    written = json.dumps({"name": "request_picture", "arguments": arguments})
+    server = Server(sse(chunk({"content": f"Sure!\n{written}"}), chunk({}, finish="stop")))
+    answer, _ = await collect(model(server), offer_picture_tool=True)
+    assert answer.picture_request == "waving" and answer.picture_basis == basis
+    offered = server.bodies[0]["tools"][0]["function"]["parameters"]["properties"]["from"]["enum"]
+    assert offered == ["current_picture", "original_photo", "previous_picture"]
+
+
 async def test_a_server_that_refuses_tools_is_asked_again_without_and_not_offered_them_again() -> None:
     refused = httpx.Response(400, json={"error": {"message": "tools are not supported", "type": "invalid_request"}})
     server = Server(refused, sse(chunk({"content": "Hello!"})), sse(chunk({"content": "Again!"})))
