@@ -97,6 +97,9 @@ class State:
         self.chains: dict[str, Chain] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.requests_by_session: dict[str, int] = {}
+        self.hidden_pictures: set[str] = set()  # chain ids deleted from /me/pictures
+        # Conversations as the gateway keeps them: id -> session, character and messages (oldest first).
+        self.conversations: dict[str, dict[str, Any]] = {}
         self.registered: set[str] = set()
         self.keys: dict[str, str] = {}
         self.stream_opens: list[tuple[str, str | None]] = []  # (chain id, Last-Event-ID) per SSE request
@@ -375,6 +378,11 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
                 chain_id = state.start_chain(request.state.session, character["id"], text,
                                              record_after_s=state.chat_record_delay_s).id
         conversation = body.get("conversation_id") or str(uuid.uuid4())
+        kept = state.conversations.setdefault(conversation, {"session": request.state.session,
+                                                             "character_id": character["id"], "messages": []})
+        message_id = str(uuid.uuid4())
+        kept["messages"].append({"message_id": message_id, "role": "user", "text": text, "chain_id": chain_id,
+                                 "refused": False, "created_at": "2026-12-06T00:00:00+00:00"})
         reply = ("Here is a picture coming, just for you." if chain_id
                  else "Log in and I will send you more pictures." if login_required
                  else f"Hello! I am {character['name']}, and you said: {text}")
@@ -390,11 +398,37 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
                 delta = word if i == 0 else " " + word
                 yield f"event: delta\ndata: {json.dumps({'delta': delta})}\n\n".encode()
             data = {"text": reply, "offline": True, "conversation_id": conversation, "login_required": login_required}
+            kept["messages"].append({"message_id": str(uuid.uuid4()), "role": "character", "text": reply,
+                                     "offline": True, "chain_id": chain_id, "in_reply_to": message_id,
+                                     "created_at": "2026-12-06T00:00:00+00:00"})
             if chain_id:
                 data["chain_id"] = chain_id
             yield f"event: reply\ndata: {json.dumps(data)}\n\n".encode()
 
         return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @app.get("/conversations")
+    async def conversations(request: Request, character_id: str | None = None, limit: int = 50) -> Response:
+        mine = [{"conversation_id": cid, "character_id": c["character_id"], "message_count": len(c["messages"])}
+                for cid, c in reversed(state.conversations.items())
+                if c["session"] == request.state.session and character_id in (None, c["character_id"])]
+        return JSONResponse(mine[:limit])
+
+    @app.get("/conversations/{conversation_id}/messages")
+    async def conversation_messages(conversation_id: str, request: Request, limit: int = 30) -> Response:
+        kept = state.conversations.get(conversation_id)
+        if kept is None or kept["session"] != request.state.session:
+            return error(404, "conversation_not_found", f"no conversation {conversation_id} of yours")
+        return JSONResponse({"conversation_id": conversation_id, "messages": kept["messages"][-limit:],
+                             "before": None, "next": None})
+
+    @app.delete("/conversations/{conversation_id}", status_code=204)
+    async def delete_conversation(conversation_id: str, request: Request) -> Response:
+        kept = state.conversations.get(conversation_id)
+        if kept is None or kept["session"] != request.state.session:
+            return error(404, "conversation_not_found", f"no conversation {conversation_id} of yours")
+        del state.conversations[conversation_id]
+        return Response(status_code=204)
 
     @app.post("/chat/generate-image")
     async def generate(request: Request) -> Response:
@@ -489,6 +523,32 @@ def create_app(*, tick_s: float = 0.05, image_limit: int = 100, chat_record_dela
                             "score": chain.scores[len(chain.kinds) - 1],
                             "url": f"/images/{sha}", "thumb_url": f"/images/{sha}?thumb=1"})
         return out
+
+    @app.get("/me/pictures")
+    async def my_pictures(request: Request, character_id: str | None = None) -> list[dict[str, Any]]:
+        """One entry per finished picture, newest first, with its steps (as the gateway lists them)."""
+        out = []
+        for chain in reversed(list(state.chains.values())):
+            if (chain.owner != request.state.session or chain.status != "completed" or chain.id in state.hidden_pictures
+                    or (character_id and chain.character_id != character_id)):
+                continue
+            last = len(chain.kinds) - 1
+            sha = chain.images[last]
+            out.append({"chain_id": chain.id, "character_id": chain.character_id, "request_text": chain.request,
+                        "created_at": datetime.now(UTC).isoformat(), "score": chain.scores[last],
+                        "threshold": THRESHOLD, "sha256": sha, "url": f"/images/{sha}",
+                        "thumb_url": f"/images/{sha}?thumb=1", "download_url": f"/images/{sha}?download=1",
+                        "steps": [{"index": i, "kind": kind, "seed": 1000 + i, "score": chain.scores.get(i),
+                                   "sha256": chain.images.get(i)} for i, kind in enumerate(chain.kinds)]})
+        return out
+
+    @app.delete("/me/pictures/{chain_id}")
+    async def hide_picture(chain_id: str, request: Request) -> Response:
+        chain = state.chains.get(chain_id)
+        if chain is None or chain.owner != request.state.session:
+            return error(404, "chain_not_found", "no such chain of yours")
+        state.hidden_pictures.add(chain_id)
+        return Response(status_code=204)
 
     @app.get("/me/tree")
     async def my_tree(request: Request) -> list[dict[str, Any]]:

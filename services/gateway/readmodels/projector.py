@@ -21,7 +21,6 @@ import asyncpg
 from contracts import (
     REGISTRY,
     CharacterReferenceSet,
-    CharacterReplied,
     ContractError,
     ConversationStarted,
     Message,
@@ -32,6 +31,7 @@ from services.gateway.db import Database
 from services.gateway.readmodels import view_rows
 from services.gateway.readmodels.chains import ChainSummary, ImageRow, images_of, summarize
 from services.gateway.readmodels.characters import CharacterView, evolve_character
+from services.gateway.readmodels.messages import CONVERSATION_EVENTS, project_message
 from services.gateway.readmodels.view_rows import character_from_row
 from services.runtime.eventstore import EventStore, RecordedEvent
 from services.runtime.faults import Outage, is_infrastructure_failure
@@ -41,7 +41,7 @@ __all__ = ["VIEWS", "Projector"]
 log = logging.getLogger(__name__)
 
 VIEWS = ("chains_view", "images_view", "characters_view", "user_references_view", "conversations_view",
-         "replies_view")
+         "replies_view", "messages_view")
 
 
 class Projector:
@@ -141,7 +141,7 @@ async def _apply(conn: asyncpg.Connection, store: EventStore, records: list[Reco
     user_references = [(r, m) for r, m in parsed
                        if isinstance(m, CharacterReferenceSet) and m.for_user is not None
                        and r.envelope.stream.startswith(REFERENCE_STREAM_PREFIX)]
-    chat_events = [(r, m) for r, m in parsed if isinstance(m, (ConversationStarted, CharacterReplied))]
+    chat_events = [(r, m) for r, m in parsed if isinstance(m, (ConversationStarted, *CONVERSATION_EVENTS))]
     if chain_events:
         await _project_chains(conn, store, chain_events)
     if character_events:
@@ -150,6 +150,7 @@ async def _apply(conn: asyncpg.Connection, store: EventStore, records: list[Reco
         await conn.executemany(view_rows.UPSERT_USER_REFERENCE, [view_rows.user_reference_args(r, m) for r, m in user_references])
     for record, message in chat_events:
         await view_rows.project_chat(conn, record, message)
+        await project_message(conn, record, message)
 
 
 # -- chains and their images ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from services.gateway.accounts import Submission
 from services.gateway.characters import visible_character
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict, NotFound
+from services.gateway.readmodels.hidden import conversation_hidden
 from services.gateway.schemas import ChatRequest
 from services.gateway.sse import SSE_HEADERS, chat_reply_events
 
@@ -25,7 +26,9 @@ _STREAM_DOC = {
     200: {
         "description": "text/event-stream: `accepted` {conversation_id, message_id}; `delta` {delta, index} while "
                        "the reply is written (`reset` when it starts over); `image` {chain_id, events_url} when the "
-                       "message asked for a picture; then `reply` {text, offline, chain_id, model, cost_usd, ...} "
+                       "message asked for a picture (a follow-up edits the conversation's last picture); `picked` "
+                       "{chain_id} when it went back to an earlier picture (null: the reference photo); then `reply` "
+                       "{text, offline, chain_id, model, cost_usd, ...} "
                        "or `error` {error, detail}",
         "content": {"text/event-stream": {}},
     }
@@ -39,7 +42,8 @@ async def chat_stream(body: ChatRequest, user: UserDep, gateway: GatewayDep) -> 
     stream = f"conversation-{conversation_id}"
     first = await gateway.db.first_event(stream)
     if first is not None and first[0] == "chat.conversation_started":
-        if first[1].get("user_id") != user.id:
+        # A conversation its owner deleted is gone to them; the log still holds it.
+        if first[1].get("user_id") != user.id or await conversation_hidden(gateway.db, conversation_id):
             raise NotFound(f"no conversation {conversation_id} of yours; omit conversation_id to start one",
                            code="conversation_not_found")
         if first[1].get("character_id") != character.character_id:

@@ -1,16 +1,19 @@
-"""A user's own things: account, gallery, edit tree, images (owner only), and what chatting cost."""
+"""A user's own things: account, gallery, pictures, edit tree, images (owner only), and what chatting cost."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 
 from services.gateway.deps import DatabaseDep, GatewayDep, ImageUserDep, UserDep
 from services.gateway.errors import NotFound
 from services.gateway.images import thumbnail
+from services.gateway.readmodels.hidden import hide_picture
+from services.gateway.readmodels.pictures import PICTURES, image_urls, picture_entry
 from services.gateway.readmodels.tree import build_tree
 from services.gateway.readmodels.view_rows import chain_from_row
 from services.gateway.schemas import Me
@@ -41,15 +44,35 @@ async def my_images(user: UserDep, gateway: GatewayDep, limit: int = Query(defau
     await gateway.projector.sync(1.0)
     rows = await gateway.db.fetch(
         "SELECT chain_id, role, step, sha256, media_type, width, height, bytes, kind, score, created_at "
-        "FROM images_view WHERE user_id = $1 AND role IN ('final', 'step') "
+        "FROM images_view i WHERE user_id = $1 AND role IN ('final', 'step') "
+        "AND NOT EXISTS (SELECT 1 FROM hidden_pictures h WHERE h.chain_id = i.chain_id) "
         "ORDER BY created_at DESC, chain_id, role, step DESC LIMIT $2 OFFSET $3", user.id, limit, offset)
     return [{
         "sha256": r["sha256"], "chain_id": str(r["chain_id"]), "role": r["role"],
         "step": None if r["role"] == "final" else r["step"], "kind": r["kind"], "score": r["score"],
         "media_type": r["media_type"], "width": r["width"], "height": r["height"], "bytes": r["bytes"],
-        "url": f"/images/{r['sha256']}", "thumb_url": f"/images/{r['sha256']}?thumb=1",
-        "download_url": f"/images/{r['sha256']}?download=1", "created_at": r["created_at"].isoformat(),
+        **image_urls(r["sha256"]), "created_at": r["created_at"].isoformat(),
     } for r in rows]
+
+
+@router.get("/me/pictures", summary="Your pictures, one per finished chain, newest first, with their steps")
+async def my_pictures(user: UserDep, gateway: GatewayDep,
+                      character_id: str | None = Query(default=None, max_length=200,
+                                                       description="only the pictures of this character"),
+                      limit: int = Query(default=50, ge=1, le=200),
+                      offset: int = Query(default=0, ge=0)) -> list[dict[str, Any]]:
+    await gateway.projector.sync(1.0)
+    rows = await gateway.db.fetch(PICTURES, user.id, character_id, limit, offset)
+    return [picture_entry(r) for r in rows]
+
+
+@router.delete("/me/pictures/{chain_id}", status_code=204, response_class=Response,
+               summary="Hide a picture of yours from your pictures and images (the log keeps its chain)")
+async def hide_my_picture(chain_id: UUID, user: UserDep, gateway: GatewayDep) -> Response:
+    """`/chains/{id}`, its audit and its images still answer; hiding it again answers 204 again."""
+    await gateway.chains.check_owner(chain_id, user)
+    await hide_picture(gateway.db, chain_id, user.id)
+    return Response(status_code=204)
 
 
 @router.get("/me/tree", summary="Your chains as a tree: each chain under the one it was branched from")
