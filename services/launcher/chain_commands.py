@@ -18,7 +18,7 @@ from contracts import CHAIN_ENDS, REGISTRY, ChainCompleted, ChainRequested, Enve
 from contracts.audit import ChainAudit, build_audit
 from contracts.streams import chain_stream, character_stream
 from contracts.subjects import command_subject, live_subject, stream_filter
-from services.launcher.console import describe, describe_live
+from services.launcher.progress import ChainProgress, PlainProgress, progress_for
 from services.runtime.blobs import BlobError, BlobStore
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
@@ -55,27 +55,37 @@ async def _reference(store: EventStore, blobs: BlobStore, character: str) -> tup
                    f"each user's: pass a photo file instead)")
 
 
-def output_path(out: Path, chain_id: uuid.UUID, media_type: str) -> Path:
+def output_path(out: Path, chain_id: uuid.UUID, media_type: str, progress: ChainProgress | None = None) -> Path:
     """Where the picture goes: `out` itself when it names a picture file (by its extension), else a file named
     after the chain in the folder `out`."""
     extension = media_type.split("/")[1].replace("jpeg", "jpg")
     if out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
         if out.suffix.lower().lstrip(".").replace("jpeg", "jpg") != extension:
-            print(f"note: the picture is {media_type}; saved as {out.name} anyway", flush=True)
+            (progress or PlainProgress()).note(f"note: the picture is {media_type}; saved as {out.name} anyway")
         return out
     return out / f"{chain_id}.{extension}"
 
 
-async def edit(settings: RuntimeSettings, character: str, request: str, out: Path, timeout_s: float) -> int:
-    """Submit a chain, print its events as they happen, save the final image; 0 done, 1 failed."""
+async def edit(settings: RuntimeSettings, character: str, request: str, out: Path, timeout_s: float,
+               progress: ChainProgress | None = None) -> int:
+    """Submit a chain, show its events as they happen, save the final image; 0 done, 1 failed."""
+    shown = progress or progress_for()
+    try:
+        return await _edit(settings, character, request, out, timeout_s, shown)
+    finally:
+        shown.close()
+
+
+async def _edit(settings: RuntimeSettings, character: str, request: str, out: Path, timeout_s: float,
+                progress: ChainProgress) -> int:
     outcome: asyncio.Queue[Message] = asyncio.Queue()
     catch_up = asyncio.Event()
 
     async def on_disconnected() -> None:
-        print("NATS connection lost; waiting for it to come back...", flush=True)
+        progress.note("NATS connection lost; waiting for it to come back...")
 
     async def on_reconnected() -> None:
-        print("NATS is back; following the chain again", flush=True)
+        progress.note("NATS is back; following the chain again")
         catch_up.set()  # events published meanwhile were not seen live: read them from the log
 
     async def on_error(exc: Exception) -> None:
@@ -97,14 +107,12 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out: Pat
 
         async def on_event(msg: nats.aio.msg.Msg) -> None:
             message = Envelope.from_bytes(msg.data).open(REGISTRY)
-            print(describe(message), flush=True)
+            progress.event(message)
             if message.type in CHAIN_ENDS:
                 await outcome.put(message)
 
         async def on_live(msg: nats.aio.msg.Msg) -> None:
-            line = describe_live(Envelope.from_bytes(msg.data).open(REGISTRY))
-            if line:
-                print(line, flush=True)
+            progress.live(Envelope.from_bytes(msg.data).open(REGISTRY))
 
         # Subscribe before submitting: nothing of this chain can have happened yet.
         await nc.subscribe(stream_filter("chain", stream), cb=on_event)
@@ -118,8 +126,8 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out: Pat
         await _outlasting(lambda: nc.jetstream().publish(command_subject(command.type), envelope.to_bytes(),
                                                          headers={"Nats-Msg-Id": str(envelope.event_id)},
                                                          timeout=settings.nats_timeout_s), deadline)
-        print(f"chain {chain_id} submitted", flush=True)
-        follower = asyncio.ensure_future(_catch_up_after_reconnects(store, stream, catch_up, outcome))
+        progress.note(f"chain {chain_id} submitted")
+        follower = asyncio.ensure_future(_catch_up_after_reconnects(store, stream, catch_up, outcome, progress))
         try:
             final = await asyncio.wait_for(outcome.get(), max(1.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
@@ -127,10 +135,10 @@ async def edit(settings: RuntimeSettings, character: str, request: str, out: Pat
         finally:
             follower.cancel()
         if final.type == "chain.completed":
-            target = output_path(out, chain_id, final.final_image.media_type)
+            target = output_path(out, chain_id, final.final_image.media_type, progress)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(await _outlasting(lambda: blobs.get(final.final_image.sha256), deadline + 60))
-            print(f"final image: {target}")
+            progress.note(f"final image: {target}")
         return 0 if isinstance(final, ChainCompleted) else 1
     finally:
         with contextlib.suppress(Exception):
@@ -152,7 +160,7 @@ async def _outlasting(step: Callable[[], Awaitable[T]], deadline: float) -> T:
 
 
 async def _catch_up_after_reconnects(store: EventStore, stream: str, reconnected: asyncio.Event,
-                                     outcome: asyncio.Queue[Message]) -> None:
+                                     outcome: asyncio.Queue[Message], progress: ChainProgress) -> None:
     """After each reconnect, look in the log for the chain's end, which may have passed while NATS was away."""
     while True:
         await reconnected.wait()
@@ -161,7 +169,7 @@ async def _catch_up_after_reconnects(store: EventStore, stream: str, reconnected
             for recorded in await store.read_stream(stream):
                 message = recorded.envelope.open(REGISTRY)
                 if message.type in CHAIN_ENDS:
-                    print(describe(message), flush=True)
+                    progress.event(message)
                     await outcome.put(message)
 
 

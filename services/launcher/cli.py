@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from services.launcher.settings import LauncherSettings, RunInfo
+from services.launcher.settings import HOST, LauncherSettings, RunInfo
 from services.runtime.logs import configure_logging
 
 __all__ = ["main"]
@@ -85,11 +86,14 @@ def cmd_migrate(settings: LauncherSettings, _args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(_settings: LauncherSettings, args: argparse.Namespace) -> int:
-    """Write a JSON Schema file per message type (and the envelope) into --out."""
+    """Write a JSON Schema file per message type (and the envelope), and the bus's asyncapi.json, into --out."""
+    from contracts.asyncapi import asyncapi_document
     from contracts.schemas import export_schemas
 
     written = export_schemas(Path(args.out))
-    print(f"{len(written)} schemas written to {args.out}")
+    document = Path(args.out) / "asyncapi.json"
+    document.write_text(json.dumps(asyncapi_document(), indent=2) + "\n", encoding="utf-8")
+    print(f"{len(written)} schemas and {document.name} written to {args.out}")
     return 0
 
 
@@ -97,7 +101,24 @@ def cmd_edit(settings: LauncherSettings, args: argparse.Namespace) -> int:
     """Submit a picture request for a character (id or photo path) and follow the chain live."""
     from services.launcher.chain_commands import edit, run
 
+    api_key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    if api_key:
+        from services.launcher.remote import edit_via_gateway
+
+        return run(edit_via_gateway(_gateway_url(settings, args.gateway), api_key, args.character, args.request,
+                                    Path(args.out), args.timeout))
     return run(edit(_runtime_settings(settings), args.character, args.request, Path(args.out), args.timeout))
+
+
+def _gateway_url(settings: LauncherSettings, given: str | None) -> str:
+    """--gateway, else LIKENESS_GATEWAY_URL, else the running `up`'s gateway, else the port `up` would use."""
+    explicit = given or settings.gateway_url
+    if explicit:
+        return explicit.rstrip("/")
+    running = RunInfo.read(settings.state_dir)
+    if running is not None and running.up_alive():
+        return running.gateway_url
+    return f"http://{HOST}:{settings.gateway_port}"
 
 
 def cmd_audit(settings: LauncherSettings, args: argparse.Namespace) -> int:
@@ -141,6 +162,12 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", default="likeness-out",
                              help="a picture file (main.png) or a folder (default: ./likeness-out) for the final image")
             sub.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the chain")
+            sub.add_argument("--api-key", help="act as this user through the gateway's HTTP API, with the "
+                                               "character's reference photo that user gave it (default: "
+                                               "$LIKENESS_API_KEY; prefer it: a command line is visible to others)")
+            sub.add_argument("--gateway", metavar="URL",
+                             help="the gateway for --api-key (default: $LIKENESS_GATEWAY_URL, else the one "
+                                  "`likeness up` runs)")
         if name == "audit":
             sub.add_argument("chain_id", type=uuid.UUID)
     return parser

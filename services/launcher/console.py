@@ -5,13 +5,22 @@ Steps are counted from 1, as the page counts them (the events count from 0).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from contracts import Message
 
-__all__ = ["describe", "describe_live"]
+__all__ = ["describe", "describe_live", "step_label"]
 
 
-def describe(message: Message) -> str:
-    """A short human line: step, attempt, seed, score, decision."""
+def step_label(step: int, plan: Sequence[str] = ()) -> str:
+    """`step 2/3 outfit` once the plan (the steps' kinds) is known, else `step 2`; `step` counts from 0."""
+    if step < len(plan):
+        return f"step {step + 1}/{len(plan)} {plan[step]}"
+    return f"step {step + 1}"
+
+
+def describe(message: Message, plan: Sequence[str] = ()) -> str:
+    """A short human line: step, attempt, seed, score, decision; `plan` names the steps' kinds when known."""
     m = message
     match m.type:
         case "chain.requested":
@@ -23,17 +32,19 @@ def describe(message: Message) -> str:
             note = f" ({m.planner_note})" if m.planner_note else ""
             return f"planned by {m.planner}{note}: {kinds}; threshold {m.threshold:g}"
         case "chain.step_requested":
-            return f"step {m.step + 1} attempt {m.attempt}: rendering (seed {m.seed})"
+            return f"{step_label(m.step, plan)} attempt {m.attempt}: rendering (seed {m.seed})"
         case "chain.step_rendered":
-            return f"step {m.step + 1} attempt {m.attempt}: rendered by {m.engine} on {m.backend}"
+            return f"{step_label(m.step, plan)} attempt {m.attempt}: rendered by {m.engine} on {m.backend}"
         case "chain.step_scored":
-            return f"step {m.step + 1} attempt {m.attempt}: face score {m.score:.1f} (threshold {m.threshold:g})"
+            return (f"{step_label(m.step, plan)} attempt {m.attempt}: face score {m.score:.1f} "
+                    f"(threshold {m.threshold:g})")
         case "chain.step_accepted":
-            return f"step {m.step + 1}: accepted attempt {m.attempt}"
+            best = ", the best of its attempts" if m.decision == "best_attempt" else ""
+            return f"{step_label(m.step, plan)}: accepted attempt {m.attempt} (score {m.score:.1f}{best})"
         case "chain.step_retried":
-            return f"step {m.step + 1}: retry as attempt {m.next_attempt} with seed {m.new_seed}: {m.reason}"
+            return f"{step_label(m.step, plan)}: retry as attempt {m.next_attempt} with seed {m.new_seed}: {m.reason}"
         case "chain.step_failed":
-            return f"step {m.step + 1} attempt {m.attempt}: {m.stage} failed: {m.reason}"
+            return f"{step_label(m.step, plan)} attempt {m.attempt}: {m.stage} failed: {m.reason}"
         case "chain.completed":
             return f"completed: {len(m.step_images)} steps"
         case "chain.failed":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import psutil
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_SERVICES", "HOST", "LauncherSettings", "RunInfo", "ServiceInfo"]
@@ -34,8 +34,12 @@ class LauncherSettings(BaseSettings):
     max_restarts: int = Field(default=5, ge=0)
     # The launcher's own lines (stderr and logs/up.log) in the services' format (see services.runtime.logs).
     log_format: Literal["text", "json"] = "text"
+    # `likeness edit` with a key acts as that user through the gateway's HTTP API instead of the bus.
+    api_key: SecretStr | None = None
+    # The gateway `edit --api-key` talks to; unset: the one the running `up` recorded, else 127.0.0.1:gateway_port.
+    gateway_url: str | None = None
 
-    @field_validator("nats_url", "database_url", mode="before")
+    @field_validator("nats_url", "database_url", "api_key", "gateway_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         # `LIKENESS_NATS_URL= make up` should mean "embedded", not "connect to ''".
