@@ -138,8 +138,8 @@ def test_create_chat_and_watch_a_picture_survive_a_reload(page: Page, url: str, 
     assert seqs == [e.version for e in events(stack, chain_id)]
 
     gallery = page.get_by_test_id("gallery")
-    expect(gallery.locator('li[data-step="final"]')).to_have_count(1, timeout=30_000)
-    expect(gallery.locator("li[data-step]")).to_have_count(4)  # the three steps and the picture
+    expect(gallery.get_by_test_id("picture")).to_have_count(1, timeout=30_000)  # one entry per picture
+    expect(gallery.get_by_test_id("picture")).to_have_attribute("data-chain-id", chain_id)
     node = page.get_by_test_id("tree").locator(f'[data-chain-id="{chain_id}"]')
     expect(node.locator(".tree-head .badge")).to_have_text("completed", timeout=30_000)
     page.screenshot(path=str(tmp_path / "completed.png"), full_page=True)
@@ -153,21 +153,20 @@ def test_a_picture_asked_in_chat_a_branch_from_one_of_its_steps_then_the_limit(
     page.get_by_label("Message").fill("send me a picture of you at the beach")
     page.get_by_role("button", name="Send").click()
 
-    expect(page.get_by_test_id("chain-id")).to_have_text(re.compile(r"[0-9a-f-]{36}"), timeout=30_000)
-    parent = page.get_by_test_id("chain-id").inner_text()
-    expect(page.get_by_test_id("chain-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
-    expect(page.locator("#chat-log .bubble-character").last.get_by_role("button")).to_have_text(
-        "Watch the picture being made")
+    card = page.locator("#chat-log .bubble-character").last.get_by_test_id("chat-chain-card")
+    expect(card.get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    parent = card.get_attribute("data-chain-id")
 
-    step = page.get_by_test_id("gallery").locator('li[data-step="0"]')
+    step = page.get_by_test_id("tree").locator(f'[data-chain-id="{parent}"] li[data-step="0"]')
     expect(step).to_have_count(1, timeout=30_000)
-    step.get_by_role("button", name="Branch from here").click()
+    step.get_by_test_id("tree-branch").click()
     dialog = page.get_by_test_id("branch-dialog")
     dialog.get_by_label("What should change from there").fill("in a blue evening dress")
     dialog.get_by_role("button", name="Start branch").click()
 
-    expect(page.get_by_test_id("chain-id")).not_to_have_text(parent, timeout=30_000)
+    expect(page.get_by_test_id("chain-id")).to_have_text(re.compile(r"[0-9a-f-]{36}"), timeout=30_000)
     child = page.get_by_test_id("chain-id").inner_text()
+    assert child != parent
     expect(page.locator("#chain-request")).to_contain_text("a branch from step 1", timeout=30_000)
     expect(page.get_by_test_id("chain-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
     requested = next(e for e in events(stack, child) if e.type == "chain.requested").data
@@ -208,3 +207,134 @@ def test_the_api_docs_work_without_the_internet(page: Page, url: str, page_error
     page.goto(f"{base}/redoc")
     expect(page.locator("redoc h1, [role=main] h1").first).to_contain_text("Likeness")
     assert [(kind, where) for kind, where in outside if kind != "image"] == [], outside
+
+
+def say(page: Page, text: str) -> None:
+    """Send a chat message and wait for the whole reply."""
+    before = page.locator("#chat-log .bubble-character").count()
+    page.get_by_label("Message").fill(text)
+    page.get_by_role("button", name="Send").click()
+    reply = page.locator("#chat-log .bubble-character").nth(before)
+    expect(reply).to_be_visible(timeout=30_000)
+    expect(reply).not_to_have_attribute("data-streaming", "1", timeout=30_000)
+
+
+def last_card(page: Page):
+    return page.locator("#chat-log .bubble-character").last.get_by_test_id("chat-chain-card").last
+
+
+def test_pictures_in_the_chat_build_on_each_other_go_back_regenerate_and_cancel(
+        page: Page, url: str, stack: Stack, photo: Path, tmp_path: Path) -> None:
+    page.goto(url)
+    page.get_by_role("button", name="Sign up").click()  # past a guest's picture limit
+    expect(page.get_by_test_id("account-status")).to_have_text("Logged in")
+    create_character(page, photo, "Ines")
+
+    # A picture asked in the chat is a live card in the reply: steps, scores against the threshold, the picture.
+    say(page, "send me a picture of you at the beach")
+    first_card = last_card(page)
+    expect(first_card.get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    first = first_card.get_attribute("data-chain-id")
+    expect(first_card.locator(".score").first).to_have_text(re.compile(r"face \d+(\.\d)? ≥ 40"))
+    expect(first_card.get_by_test_id("card-final").locator("img")).to_be_visible()
+
+    # The lightbox: the picture large, each step with its seed and score, a download.
+    first_card.get_by_test_id("card-open").click()
+    viewer = page.get_by_test_id("viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.get_by_test_id("viewer-image")).to_be_visible(timeout=30_000)
+    expect(viewer).to_contain_text("seed")
+    expect(viewer.get_by_test_id("viewer-download")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+    # "now make her wave" edits that picture: a branch from its last step, nested under it in the edit tree.
+    say(page, "now make her wave")
+    wave_card = last_card(page)
+    expect(wave_card.get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    wave = wave_card.get_attribute("data-chain-id")
+    requested = next(e for e in events(stack, wave) if e.type == "chain.requested").data
+    assert requested["parent_chain_id"] == first and requested["input_image"] is not None
+    completed = next(e for e in events(stack, first) if e.type == "chain.completed").data
+    assert requested["input_image"]["sha256"] == completed["final_image"]["sha256"]
+    nested = page.locator(f'.tree-node[data-chain-id="{first}"] .tree-children .tree-node[data-chain-id="{wave}"]')
+    expect(nested).to_have_count(1, timeout=30_000)
+
+    # "go back to the previous picture" shows it again and makes nothing; the next edit starts from it.
+    say(page, "go back to the previous picture")
+    back = page.locator("#chat-log .bubble-character").last
+    expect(back.locator(".picked-note")).to_have_text("Back to this picture:")
+    expect(back.get_by_test_id("chat-chain-card")).to_have_attribute("data-chain-id", first)
+    say(page, "now put her in a red dress")
+    dress_card = last_card(page)
+    expect(dress_card).to_have_attribute("data-chain-id", re.compile(r"[0-9a-f-]{36}"), timeout=30_000)
+    dress = dress_card.get_attribute("data-chain-id")
+    expect(dress_card.get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    requested = next(e for e in events(stack, dress) if e.type == "chain.requested").data
+    assert requested["parent_chain_id"] == first
+
+    # "start over" edits the reference photo again.
+    say(page, "start over, send me a pic of you in a cafe")
+    cafe = last_card(page).get_attribute("data-chain-id")
+    expect(last_card(page).get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    assert next(e for e in events(stack, cafe) if e.type == "chain.requested").data["parent_chain_id"] is None
+    page.screenshot(path=str(tmp_path / "chat-pictures.png"), full_page=True)
+
+    # Regenerate: another take of the same request (new seeds) in a card of its own, under the first.
+    cafe_card = last_card(page)
+    cafe_card.get_by_test_id("card-regenerate").click()
+    again_card = page.locator(f'[data-testid="chat-chain-card"][data-chain-id="{cafe}"] + [data-testid="chat-chain-card"]')
+    expect(again_card).to_have_count(1, timeout=30_000)
+    again = again_card.get_attribute("data-chain-id")
+    expect(again_card.get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    first_seeds = [e.data["seed"] for e in events(stack, cafe) if e.type == "chain.step_requested"]
+    again_seeds = [e.data["seed"] for e in events(stack, again) if e.type == "chain.step_requested"]
+    assert first_seeds != again_seeds
+
+    # Cancel: a long picture stopped from its card.
+    say(page, f"start over and send me a picture of you {THREE_STEPS}")
+    long_card = last_card(page)
+    expect(long_card.locator('[data-testid="step-0"]')).to_have_count(1, timeout=30_000)
+    long_card.get_by_test_id("card-cancel").click()
+    expect(long_card.get_by_test_id("card-status")).to_have_text("cancelled", timeout=CHAIN_TIMEOUT_MS)
+    expect(long_card.get_by_test_id("card-regenerate")).to_be_visible()
+
+
+def test_the_conversation_is_kept_by_the_server_for_another_browser_until_deleted(
+        page: Page, url: str, photo: Path, browser) -> None:
+    page.goto(url)
+    page.get_by_role("button", name="Sign up").click()
+    key = page.locator("#new-key-value")
+    expect(key).to_have_text(re.compile(r"^lk_[\w-]+$"))
+    create_character(page, photo, "Sol")
+    say(page, "Hello Sol, what are you painting today?")
+    say(page, "send me a picture of you at the beach")
+    expect(last_card(page).get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    chain_id = last_card(page).get_attribute("data-chain-id")
+
+    # Another browser, no storage of this one's: logged in with the key, it shows the same conversation.
+    other = browser.new_context().new_page()
+    try:
+        other.goto(url)
+        other.get_by_role("button", name="Log in with a key").click()
+        other.get_by_label("API key").fill(key.inner_text())
+        other.get_by_role("button", name="Log in", exact=True).click()
+        expect(other.get_by_test_id("account-status")).to_have_text("Logged in")
+        other.get_by_test_id("character-list").get_by_role("button", name=re.compile("Sol")).first.click()
+        log = other.get_by_test_id("chat-log")
+        expect(log.locator(".bubble-user")).to_have_count(2, timeout=30_000)
+        expect(log.locator(".bubble-user").first).to_contain_text("what are you painting today?")
+        card = log.get_by_test_id("chat-chain-card")
+        expect(card).to_have_attribute("data-chain-id", chain_id)
+        expect(card.get_by_test_id("card-status")).to_have_text("completed", timeout=30_000)
+
+        # Deleting it there hides it everywhere; a reload starts afresh.
+        other.once("dialog", lambda dialog: dialog.accept())
+        other.get_by_test_id("chat-delete").click()
+        expect(log.locator(".bubble")).to_have_count(0)
+    finally:
+        other.context.close()
+    page.reload()
+    page.get_by_test_id("character-list").get_by_role("button", name=re.compile("Sol")).first.click()
+    expect(page.get_by_test_id("chat-log").locator(".bubble")).to_have_count(0)
+    expect(page.get_by_test_id("chat-delete")).to_be_hidden()

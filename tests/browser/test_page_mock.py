@@ -152,8 +152,9 @@ def test_a_picture_is_followed_live_to_its_final_image(page: Page, mock: MockGat
     assert log_seqs(page) == list(range(1, len(mock.state.chains[chain_id].events) + 1))
     expect(page.get_by_test_id("chain-log")).to_contain_text("Completed")
 
-    expect(page.get_by_test_id("gallery").locator("li")).to_have_count(4)  # three steps and the final picture
-    expect(page.get_by_test_id("gallery").locator('li[data-step="final"]')).to_contain_text("Finished picture")
+    # One gallery entry per picture (its steps are in the viewer), labelled with its request.
+    expect(page.get_by_test_id("gallery").get_by_test_id("picture")).to_have_count(1)
+    expect(page.get_by_test_id("gallery").get_by_test_id("picture")).to_have_attribute("data-chain-id", chain_id)
     expect(page.get_by_test_id("tree").locator(".tree-node")).to_have_count(1)
     page.screenshot(path=str(tmp_path / "mock-final.png"), full_page=True)
 
@@ -239,20 +240,25 @@ def test_asking_in_chat_starts_a_picture(page: Page, mock: MockGateway, photo: P
     page.get_by_label("Message").fill("send me a picture of you at the beach")
     page.get_by_role("button", name="Send").click()
 
-    expect(page.get_by_test_id("chain")).to_be_visible()
-    wait_completed(page)
-    expect(page.locator("#chat-log .bubble-character").last.get_by_role("button")).to_have_text(
-        "Watch the picture being made")
+    # The picture is part of the conversation: its live card sits in the reply and ends in the picture.
+    card = page.locator("#chat-log .bubble-character").last.get_by_test_id("chat-chain-card")
+    expect(card).to_have_count(1)
+    expect(card.get_by_test_id("card-status")).to_have_text("completed", timeout=CHAIN_TIMEOUT_MS)
+    expect(card.get_by_test_id("card-final").locator("img")).to_be_visible()
+    expect(card.locator('[data-testid="step-0"]')).to_have_attribute("data-state", "accepted")
+    expect(card.get_by_test_id("card-download")).to_have_attribute("href", re.compile(r"/images/[0-9a-f]+\?download=1"))
+    expect(page.get_by_test_id("chain")).to_be_hidden()  # the chain panel is for requests made with the form
 
 
-def test_branching_from_a_gallery_step_starts_a_child_chain(page: Page, mock: MockGateway, photo: Path) -> None:
+def test_branching_from_a_step_in_the_edit_tree_starts_a_child_chain(page: Page, mock: MockGateway, photo: Path) -> None:
     page.goto(mock.url)
     create_character(page, photo)
     parent = ask_for_picture(page, "on a beach")
     wait_completed(page)
-    expect(page.get_by_test_id("gallery").locator("li")).to_have_count(4)
+    expect(page.get_by_test_id("gallery").get_by_test_id("picture")).to_have_count(1)
 
-    page.get_by_test_id("gallery").locator('li[data-step="0"]').get_by_role("button", name="Branch from here").click()
+    step = page.get_by_test_id("tree").locator(f'[data-chain-id="{parent}"] li[data-step="0"]')
+    step.get_by_test_id("tree-branch").click()
     dialog = page.get_by_test_id("branch-dialog")
     expect(dialog).to_be_visible()
     expect(dialog.get_by_label("From step")).to_have_value("0")

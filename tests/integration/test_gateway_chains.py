@@ -322,6 +322,25 @@ async def test_a_rerender_pins_the_seed_and_compares_step_by_step(world, maker) 
         assert step["this"]["sha256"] != step["other"]["sha256"] and step["score_delta"] == 0.0
 
 
+async def test_regenerate_is_the_same_request_and_input_with_new_seeds(world, maker) -> None:
+    seen: list[Envelope] = []
+
+    async def on(msg) -> None:
+        seen.append(Envelope.from_bytes(msg.data))
+
+    sub = await world.nc.subscribe(command_subject("chain.request"), cb=on)
+    original = script_for(world, maker, steps=2, request_text="at the beach --seed 5 -w 512", seed=777)
+    await original.finish()
+    response = await maker.client.post(f"/chains/{original.chain_id}/rerender", params={"fresh_seed": "true"})
+    assert response.status_code == 202, response.text
+    assert response.json()["note"] == "the same request with new seeds"
+    await asyncio.sleep(0.2)
+    await sub.unsubscribe()
+    again = next(e for e in seen if e.data["chain_id"] == response.json()["chain_id"]).open(REGISTRY)
+    assert again.request_text == "at the beach -w 512"
+    assert again.reference_image == maker.reference and again.character_id == maker.character_id
+
+
 async def test_a_branch_edits_the_accepted_image_of_its_step_and_hangs_under_its_parent(world, maker) -> None:
     seen: list[Envelope] = []
 

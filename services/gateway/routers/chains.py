@@ -24,7 +24,7 @@ from services.gateway.schemas import BranchRequest, ChainStarted
 from services.gateway.sse import MAX_EVENT_ID, SSE_HEADERS, chain_events, parse_last_event_id
 from services.gateway.submit import start_chain
 
-__all__ = ["router", "with_seed"]
+__all__ = ["router", "with_seed", "without_seed"]
 
 router = APIRouter(tags=["chains"])
 
@@ -44,8 +44,12 @@ _EVENTS_DOC = {
 
 def with_seed(request_text: str, seed: int) -> str:
     """The request with its seed pinned: any `--seed`/`-s` flag replaced by `--seed <seed>`."""
-    cleaned = " ".join(_SEED_FLAG.sub(" ", request_text).split())
-    return f"{cleaned} --seed {seed}"
+    return f"{without_seed(request_text)} --seed {seed}"
+
+
+def without_seed(request_text: str) -> str:
+    """The request without any `--seed`/`-s` flag, so the planner draws its seeds."""
+    return " ".join(_SEED_FLAG.sub(" ", request_text).split())
 
 
 def chain_body(record: ChainRecord) -> dict[str, Any]:
@@ -118,10 +122,21 @@ async def get_audit(chain_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[
 
 
 @router.post("/chains/{chain_id}/rerender", response_model=ChainStarted, status_code=202,
-             summary="Make the chain again: same request, same character and input, seeds pinned")
-async def rerender(chain_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
+             summary="Make the chain again: same request, same character and input, seeds pinned (or new ones)")
+async def rerender(chain_id: UUID, user: UserDep, gateway: GatewayDep,
+                   fresh_seed: bool = Query(default=False, description="draw new seeds: another take of the same "
+                                                                       "request (the page's Regenerate)"),
+                   ) -> dict[str, Any]:
     record = await gateway.chains.load(chain_id, user)
     request, plan = record.request, record.plan
+    if fresh_seed and request is not None:
+        # Another take: the request without its seed, so the planner draws new ones; input and branch kept.
+        again = RequestChain(chain_id=uuid.uuid4(), character_id=request.character_id, user_id=user.id,
+                             request_text=without_seed(request.request_text), reference_image=request.reference_image,
+                             parent_chain_id=request.parent_chain_id, branch_from_step=request.branch_from_step,
+                             input_image=request.input_image)
+        return await start_chain(gateway, user, again, origin="rerender", source_chain_id=chain_id,
+                                 note="the same request with new seeds")
     if request is None or plan is None:
         raise Conflict(f"chain {chain_id} has no plan to re-render (it is {record.summary.status})",
                        code="not_planned")

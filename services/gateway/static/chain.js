@@ -21,7 +21,8 @@ export class ChainView {
     this.onEnd = onEnd;
     this.onStart = onStart;
     this.onLost = onLost;
-    this.$ = (id) => root.querySelector(`#${id}`);
+    // The page's chain panel names its parts by id; a chain card in the chat by data-part (ids are unique).
+    this.$ = (id) => root.querySelector(`#${id}, [data-part="${id}"]`);
     this.stream = null;
     this.id = null;
   }

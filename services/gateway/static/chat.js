@@ -1,40 +1,44 @@
-// The chat with the selected character: the conversation kept in this browser, and the reply
-// streamed in as it is written. A message that asks for a picture starts a chain, followed here.
+// The chat with the selected character: the conversation, and the reply streamed in as it is
+// written. A message that asks for a picture starts a chain, whose live card is part of the reply.
 
-import { ApiError, postStream } from "./api.js";
+import { ApiError, get, postStream, request } from "./api.js";
+import { chainCard } from "./chat_card.js";
 import { el, clear } from "./dom.js";
-import { followedChain, openChain } from "./follow.js";
 import { showError } from "./notices.js";
-import { $, STORE, state, storage } from "./state.js";
+import { $, state } from "./state.js";
 import { whenListed } from "./treeview.js";
 
-const KEPT_MESSAGES = 50;
+// Messages read per page; older ones come with "Show earlier messages".
+const PAGE = 30;
 
-// The conversation shown for each character is kept in this browser, with its conversation id.
-function conversation(id) {
-  try {
-    return JSON.parse(storage(STORE.conversation(id)) || "null") || { id: null, messages: [] };
-  } catch {
-    return { id: null, messages: [] };
+// The conversation shown: the server keeps every conversation (GET /conversations), so another
+// device or a cleared browser shows the same one. `id` is null until the first message starts one.
+const shown = { characterId: null, id: null, older: null, token: 0 };
+
+// A picture is part of the conversation: its chain's live card sits in the reply that speaks of it.
+// The chat names the chain as soon as it asks for it, but the gateway knows the chain only once the
+// planner has recorded the request (milliseconds later, seconds under load) and answers 404 for it
+// until then: a new card's stream is opened once the edit tree lists the chain.
+function showCard(item, chainId, { announced = false } = {}) {
+  if (!chainId || item.querySelector(`.chain-card[data-chain-id="${CSS.escape(chainId)}"]`)) return;
+  if (announced) document.dispatchEvent(new Event("picture-requested"));
+  const card = chainCard(chainId, {
+    ready: announced ? whenListed : null,
+    onRegenerated: (newId) => following(() => card.after(chainCard(newId, { ready: whenListed }))),
+  });
+  following(() => item.append(card));
+}
+
+// "Go back to the previous picture": that picture's card again, or a line saying the next picture
+// starts from the reference photo.
+function showPicked(item, picked) {
+  if (picked.chain_id) {
+    following(() => item.append(el("p", { class: "muted small picked-note" }, "Back to this picture:")));
+    showCard(item, picked.chain_id);
+  } else {
+    following(() => item.append(el("p", { class: "muted small picked-note" },
+      "Back to the original photo: the next picture starts from it.")));
   }
-}
-
-function saveConversation(characterId, convo) {
-  convo.messages = convo.messages.slice(-KEPT_MESSAGES);
-  storage(STORE.conversation(characterId), JSON.stringify(convo));
-}
-
-// The chat names a picture's chain as soon as it asks for it, but the gateway knows the chain only
-// once the planner has recorded the request (milliseconds later, seconds under load) and answers
-// 404 for it until then: its stream is opened once the edit tree lists it.
-function followAnnounced(chainId) {
-  if (chainId !== followedChain()) document.dispatchEvent(new Event("picture-requested"));
-  openChain(chainId, { ready: whenListed });
-}
-
-function chainLink(chainId) {
-  return el("button", { type: "button", class: "link-button", onclick: () => followAnnounced(chainId) },
-    "Watch the picture being made");
 }
 
 const offlineBadge = () => el("span", { class: "badge badge-offline" }, "offline persona mode");
@@ -54,30 +58,93 @@ function following(change) {
   if (follow) log.scrollTop = log.scrollHeight;
 }
 
-function chatMessage(role, text, { offline = false, chainId = null } = {}) {
+// A message's bubble; `attach()` adds its picture card once the bubble is in the log.
+function bubble(role, text, { offline = false, chainId = null, picked = undefined } = {}) {
   const body = el("p", { class: "bubble-text" }, text);
   const item = el("li", { class: `bubble bubble-${role}`, "data-role": role },
     el("span", { class: "visually-hidden" }, role === "user" ? "You said: " : `${state.current?.name ?? "Character"} said: `),
     body);
   if (offline) item.append(offlineBadge());
-  if (chainId) item.append(chainLink(chainId));
+  const attach = () => {
+    if (picked !== undefined) showPicked(item, { chain_id: picked });
+    if (chainId) showCard(item, chainId);
+  };
+  return { item, body, attach };
+}
+
+function chatMessage(role, text) {
+  const message = bubble(role, text);
   const log = $("chat-log");
   // What the user just sent is always shown, with the reply that comes under it.
   if (role === "user") {
-    log.append(item);
+    log.append(message.item);
     log.scrollTop = log.scrollHeight;
   } else {
-    following(() => log.append(item));
+    following(() => log.append(message.item));
   }
-  return { item, body };
+  return message;
 }
 
-export function renderChatHistory() {
+// The character's latest conversation, its newest page of messages; called when a character is picked.
+export async function renderChatHistory() {
+  const character = state.current;
+  const token = ++shown.token;
+  Object.assign(shown, { characterId: character.id, id: null, older: null });
   clear($("chat-log"));
-  const convo = conversation(state.current.id);
-  for (const message of convo.messages) chatMessage(message.role, message.text, message);
+  $("offline-badge").hidden = true;
+  $("chat-older").hidden = true;
+  $("chat-delete").hidden = true;
+  const [latest] = await get(`/conversations?character_id=${encodeURIComponent(character.id)}&limit=1`);
+  if (token !== shown.token || !latest) return;  // another character was picked meanwhile
+  shown.id = latest.conversation_id;
+  $("chat-delete").hidden = false;
+  await showPage(`/conversations/${encodeURIComponent(latest.conversation_id)}/messages?limit=${PAGE}`, token);
   $("chat-log").scrollTop = $("chat-log").scrollHeight;  // a conversation opens at its latest message
-  $("offline-badge").hidden = !convo.messages.some((m) => m.offline);
+}
+
+// Older messages go above the ones shown, the reader's place kept.
+export async function showOlderMessages() {
+  if (!shown.older) return;
+  const log = $("chat-log");
+  const fromBottom = log.scrollHeight - log.scrollTop;
+  await showPage(shown.older, shown.token, { above: true });
+  log.scrollTop = log.scrollHeight - fromBottom;
+}
+
+async function showPage(url, token, { above = false } = {}) {
+  const page = await get(url);
+  if (token !== shown.token) return;
+  const items = [];
+  let picked;  // what a user's "go back" picked is shown in the reply to it
+  for (const message of page.messages) {
+    if (message.role === "user") {
+      if (message.refused) continue;
+      picked = message.picked ? message.picked_chain_id ?? null : undefined;
+      items.push(bubble("user", message.text));
+    } else {
+      items.push(bubble("character", message.text, { offline: message.offline, chainId: message.chain_id, picked }));
+      picked = undefined;
+    }
+  }
+  const log = $("chat-log");
+  if (above) log.prepend(...items.map((b) => b.item));
+  else log.append(...items.map((b) => b.item));
+  for (const b of items) b.attach();
+  shown.older = page.next ?? null;
+  $("chat-older").hidden = !shown.older;
+  if (page.messages.some((m) => m.offline)) $("offline-badge").hidden = false;
+}
+
+// Forget this conversation (hidden from its owner; the log keeps it) and start afresh.
+export async function deleteConversation() {
+  if (!shown.id || !window.confirm("Delete this conversation? It is gone from this list; the pictures stay in your gallery.")) return;
+  await request("DELETE", `/conversations/${encodeURIComponent(shown.id)}`);
+  shown.id = null;
+  shown.older = null;
+  clear($("chat-log"));
+  $("chat-older").hidden = true;
+  $("chat-delete").hidden = true;
+  $("offline-badge").hidden = true;
 }
 
 export async function sendChat(event) {
@@ -86,11 +153,8 @@ export async function sendChat(event) {
   const text = input.value.trim();
   if (!text || !state.current) return;
   const character = state.current;
-  const convo = conversation(character.id);
   input.value = "";
   chatMessage("user", text);
-  convo.messages.push({ role: "user", text });
-  saveConversation(character.id, convo);
 
   const reply = chatMessage("character", "");
   // Busy on the live region itself: screen readers then read the reply once, when it is whole,
@@ -101,8 +165,8 @@ export async function sendChat(event) {
   const answer = { text: "" };
   try {
     const body = { character_id: character.id, text };
-    if (convo.id) body.conversation_id = convo.id;
-    await postStream("/chat/stream", body, (type, data) => onReplyEvent(type, data, { character, convo, reply, answer }));
+    if (shown.id && shown.characterId === character.id) body.conversation_id = shown.id;
+    await postStream("/chat/stream", body, (type, data) => onReplyEvent(type, data, { character, reply, answer }));
   } catch (error) {
     if (!answer.text) reply.item.remove();
     showError(error);
@@ -113,17 +177,19 @@ export async function sendChat(event) {
   }
 }
 
-function onReplyEvent(type, data, { character, convo, reply, answer }) {
+function onReplyEvent(type, data, { character, reply, answer }) {
   if (type === "accepted") {
-    if (data?.conversation_id) {
-      convo.id = data.conversation_id;
-      saveConversation(character.id, convo);
+    if (data?.conversation_id && shown.characterId === character.id) {
+      shown.id = data.conversation_id;
+      $("chat-delete").hidden = false;
     }
   } else if (type === "reset") {
     answer.text = "";
     reply.body.textContent = "";
   } else if (type === "image") {
-    if (data?.chain_id) followAnnounced(data.chain_id);
+    if (data?.chain_id) showCard(reply.item, data.chain_id, { announced: true });
+  } else if (type === "picked") {
+    showPicked(reply.item, data ?? {});
   } else if (type === "delta") {
     answer.text += data?.delta ?? "";
     reply.item.dataset.deltas = String(Number(reply.item.dataset.deltas || 0) + 1);
@@ -131,16 +197,10 @@ function onReplyEvent(type, data, { character, convo, reply, answer }) {
   } else if (type === "reply") {
     answer.text = data.text ?? answer.text;
     following(() => { reply.body.textContent = answer.text; });
-    convo.id = data.conversation_id ?? convo.id;
-    const message = { role: "character", text: answer.text, offline: !!data.offline, chainId: data.chain_id ?? null };
-    convo.messages.push(message);
-    saveConversation(character.id, convo);
-    following(() => {
-      if (data.offline) reply.item.append(offlineBadge());
-      if (data.chain_id) reply.item.append(chainLink(data.chain_id));
-    });
+    if (data.offline) following(() => reply.item.insertBefore(offlineBadge(), reply.body.nextSibling));
     if (data.offline) $("offline-badge").hidden = false;
-    if (data.chain_id) followAnnounced(data.chain_id); // no-op when the `image` event already opened it
+    // No-op when the `image` event already showed the card.
+    if (data.chain_id) showCard(reply.item, data.chain_id, { announced: true });
     if (data.login_required) {
       // The character says so in words; the banner says how, as for a refused picture request.
       showError(new ApiError(403, "login_required", "Guests may make only a few pictures: log in to ask for more."));
