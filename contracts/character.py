@@ -124,6 +124,9 @@ class CharacterPersonaUpdated(Event):
     persona: str
     personality: str | None = None
     occupation: str | None = None
+    # Set for a built-in character: this user's own persona of it, recorded in their `reference-*` stream
+    # (a built-in's persona is shared and follows its file; each user may adjust it for themselves).
+    for_user: UserId | None = None
 
 
 class CharacterThresholdSet(Event):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
-from contracts import REGISTRY, CharacterReferenceSet, ContractError, Envelope, ImageRef
+from contracts import REGISTRY, CharacterPersonaUpdated, CharacterReferenceSet, ContractError, Envelope, ImageRef
 from contracts.streams import character_stream, user_reference_stream
 from services.gateway.auth import User
 from services.gateway.errors import (
     Conflict,
-    Forbidden,
     GatewayError,
     NotFound,
     Unprocessable,
@@ -26,7 +25,6 @@ _REFUSALS: dict[str, type[GatewayError]] = {
     "character.exists": Conflict,
     "character.unknown": NotFound,
     "character.not_owner": NotFound,
-    "character.builtin_read_only": Forbidden,
 }
 
 
@@ -48,16 +46,20 @@ async def load_character(store: EventStore, character_id: str, user_id: str | No
             continue
     view = fold_character(character_id, events)
     if view.builtin and user_id is not None:
-        view = view.for_user(await _user_reference(store, character_id, user_id))
+        view = view.for_user(*await _users_own(store, character_id, user_id))
     return view
 
 
-async def _user_reference(store: EventStore, character_id: str, user_id: str) -> ImageRef | None:
-    reference = None
+async def _users_own(store: EventStore, character_id: str,
+                     user_id: str) -> tuple[ImageRef | None, CharacterPersonaUpdated | None]:
+    """A user's own reference photo and persona of a built-in character, from their reference stream."""
+    reference, persona = None, None
     for _seq, message in await store.replay(user_reference_stream(character_id, user_id), REGISTRY):
         if isinstance(message, CharacterReferenceSet):
             reference = message.image
-    return reference
+        elif isinstance(message, CharacterPersonaUpdated):
+            persona = message
+    return reference, persona
 
 
 async def visible_character(store: EventStore, character_id: str, user: User) -> CharacterView:

@@ -338,3 +338,31 @@ def test_the_conversation_is_kept_by_the_server_for_another_browser_until_delete
     page.get_by_test_id("character-list").get_by_role("button", name=re.compile("Sol")).first.click()
     expect(page.get_by_test_id("chat-log").locator(".bubble")).to_have_count(0)
     expect(page.get_by_test_id("chat-delete")).to_be_hidden()
+
+
+def test_a_built_in_persona_is_adjusted_for_oneself_alone(page: Page, url: str, browser) -> None:
+    page.goto(url)
+    page.get_by_test_id("character-luna").click()
+    page.locator("#persona summary").click()
+    text = page.locator("#persona-text")
+    expect(text).not_to_have_value("", timeout=30_000)
+    shared = text.input_value()
+    expect(text).to_be_editable()
+    expect(page.locator("#persona-status")).to_contain_text("your own version")
+    text.fill("You are Luna. With me you are bold and tell a joke about lighthouses in every answer.")
+    page.get_by_role("button", name="Save persona").click()
+    expect(page.locator("#persona-status")).to_have_text("Saved, for your chats with this character.")
+    page.reload()
+    page.get_by_test_id("character-luna").click()
+    page.locator("#persona summary").click()
+    expect(page.locator("#persona-text")).to_have_value(re.compile("lighthouses"), timeout=30_000)
+
+    # Someone else's Luna keeps the shared persona.
+    other = browser.new_context().new_page()
+    try:
+        other.goto(url)
+        other.get_by_test_id("character-luna").click()
+        other.locator("#persona summary").click()
+        expect(other.locator("#persona-text")).to_have_value(shared, timeout=30_000)
+    finally:
+        other.context.close()

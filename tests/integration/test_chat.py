@@ -274,6 +274,32 @@ async def test_an_llm_reply_streams_from_the_fake_openai_server(backends: Backen
     assert request["tools"][0]["function"]["name"] == "request_picture"
 
 
+async def test_a_users_own_persona_of_a_builtin_is_what_the_llm_is_told_in_their_chats_only(
+    backends: Backends, nc: nats.NATS, store: EventStore
+) -> None:
+    js = nc.jetstream(timeout=5)
+    alice, bob = f"alice-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"
+    mine = user_reference_stream("luna", alice)
+    with FakeOpenAI(["Hi!", "Hello!"], api_key="sk-test") as llm:
+        async with chat_service(backends, chat_llm_base_url=llm.url, chat_llm_model="grok-3-mini",
+                                chat_llm_api_key="sk-test"):
+            async with follow(js, "character", mine) as until:
+                await send(js, UpdatePersona(character_id="luna", persona="You are Luna, a daring lighthouse keeper.",
+                                             requested_by=alice), "character-luna", actor=alice)
+                (answer,) = await until(has("character.persona_updated"))
+            assert answer.stream == mine and answer.open(REGISTRY).for_user == alice
+            for user in (alice, bob):
+                conversation_id = uuid.uuid4()
+                stream = conversation_stream(conversation_id)
+                async with follow(js, "chat", stream) as until:
+                    await send(js, SendChatMessage(conversation_id=conversation_id, character_id="luna", user_id=user,
+                                                   text="Hi Luna, what are you up to?"), stream, actor=user)
+                    await until(has("chat.character_replied"))
+        to_alice, to_bob = (request["messages"][0]["content"] for request in llm.requests)
+    assert "daring lighthouse keeper" in to_alice and "shy photographer" not in to_alice
+    assert "shy photographer" in to_bob and "lighthouse" not in to_bob
+
+
 async def test_a_server_that_reports_no_usage_gets_estimated_tokens_marked_as_such(
     backends: Backends, nc: nats.NATS
 ) -> None:

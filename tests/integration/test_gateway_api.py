@@ -206,9 +206,14 @@ async def test_personas_are_read_by_anyone_who_sees_and_edited_by_the_owner(worl
                                     "personality": "", "occupation": "ace", "builtin": False, "editable": True}
     assert (await alice.get(f"/characters/{mia['id']}/persona")).json()["persona"] == "Mia flies."
     builtin = await bob.get("/characters/ayla-test/persona")
-    assert builtin.status_code == 200 and builtin.json()["editable"] is False
-    assert_error(await bob.put("/characters/ayla-test/persona", json={"persona": "x"}), 403,
-                 "character_builtin_read_only")
+    assert builtin.status_code == 200 and builtin.json()["editable"] is True
+    # A built-in's persona is adjusted for the one who adjusts it; everyone else keeps the shared one.
+    mine = await bob.put("/characters/ayla-test/persona", json={"persona": "Ayla teases Bob.", "occupation": "pilot"})
+    assert mine.status_code == 200, mine.text
+    assert (mine.json()["persona"], mine.json()["occupation"], mine.json()["builtin"]) == (
+        "Ayla teases Bob.", "pilot", True)
+    assert (await bob.get("/characters/ayla-test/persona")).json()["persona"] == "Ayla teases Bob."
+    assert (await alice.get("/characters/ayla-test/persona")).json()["persona"] == builtin.json()["persona"]
     assert_error(await bob.get(f"/characters/{mia['id']}/persona"), 404, "character_not_found")
     assert_error(await bob.put(f"/characters/{mia['id']}/persona", json={"persona": "x"}), 404, "character_not_found")
     assert_error(await alice.put(f"/characters/{mia['id']}/persona", json={"persona": "x" * 5000}), 422,

@@ -29,7 +29,6 @@ from contracts import (
 from contracts.streams import character_stream, reference_stream
 
 __all__ = [
-    "BUILTIN_READ_ONLY",
     "EXISTS",
     "NOT_OWNER",
     "UNKNOWN",
@@ -46,7 +45,6 @@ __all__ = [
 EXISTS = "character.exists"
 UNKNOWN = "character.unknown"
 NOT_OWNER = "character.not_owner"
-BUILTIN_READ_ONLY = "character.builtin_read_only"
 
 
 @dataclass(frozen=True)
@@ -80,28 +78,37 @@ class CharacterState:
         return self.profile.owner if self.profile is not None else None
 
     def for_user(self, mine: UserReference) -> CharacterState:
-        """The character as one user sees it: a built-in one with that user's own reference (or none)."""
-        return replace(self, reference=mine.image) if self.builtin else self
+        """The character as one user sees it: a built-in one with that user's own reference (or none) and
+        their own persona adjustments, if any."""
+        if not self.builtin:
+            return self
+        state = replace(self, reference=mine.image)
+        return _with_persona(state, mine.persona) if mine.persona is not None else state
 
 
 @dataclass(frozen=True)
 class UserReference:
-    """One user's own reference photo of a built-in character, folded from their reference stream."""
+    """One user's own take on a built-in character, folded from their reference stream: their reference
+    photo and their persona adjustments."""
 
     version: int = 0
     image: ImageRef | None = None
+    persona: CharacterPersonaUpdated | None = None
 
 
 def evolve_user_reference(state: UserReference, event: Message, version: int | None = None) -> UserReference:
     version = version if version is not None else state.version + 1
     if isinstance(event, CharacterReferenceSet):
-        return UserReference(version, event.image)
+        return replace(state, version=version, image=event.image)
+    if isinstance(event, CharacterPersonaUpdated):
+        return replace(state, version=version, persona=event)
     return replace(state, version=version)
 
 
 def stream_of(state: CharacterState, command: Trigger) -> str:
-    """Where the answer to `command` is recorded: a user's reference of a built-in in their own stream."""
-    if isinstance(command, SetCharacterReference):
+    """Where the answer to `command` is recorded: a user's reference or persona of a built-in in their own
+    stream."""
+    if isinstance(command, SetCharacterReference | UpdatePersona):
         return reference_stream(command.character_id, command.requested_by, builtin=state.builtin)
     return character_stream(command.character_id)
 
@@ -114,11 +121,16 @@ def evolve(state: CharacterState, event: Message, version: int | None = None) ->
             return replace(state, profile=event)
         case CharacterReferenceSet() if event.for_user is None:
             return replace(state, reference=event.image)
-        case CharacterPersonaUpdated() if state.profile is not None:
-            changes = {"persona": event.persona, "personality": event.personality, "occupation": event.occupation}
-            return replace(state, profile=state.profile.model_copy(
-                update={k: v for k, v in changes.items() if v is not None}))
+        case CharacterPersonaUpdated() if state.profile is not None and event.for_user is None:
+            return _with_persona(state, event)
     return state
+
+
+def _with_persona(state: CharacterState, event: CharacterPersonaUpdated) -> CharacterState:
+    if state.profile is None:
+        return state
+    changes = {"persona": event.persona, "personality": event.personality, "occupation": event.occupation}
+    return replace(state, profile=state.profile.model_copy(update={k: v for k, v in changes.items() if v is not None}))
 
 
 def decide(state: CharacterState, trigger: Trigger) -> list[Event]:
@@ -128,15 +140,17 @@ def decide(state: CharacterState, trigger: Trigger) -> list[Event]:
         case CreateCharacter():
             return _create(state, trigger)
         case SetCharacterReference():
-            refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by, builtin_allowed=True)
+            refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by)
             for_user = trigger.requested_by if state.builtin else None
             return refusal or [CharacterReferenceSet(character_id=trigger.character_id, image=trigger.image,
                                                      for_user=for_user)]
         case UpdatePersona():
-            refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by, builtin_allowed=False)
+            # A built-in's persona is adjusted per user: recorded for them, the shared one follows its file.
+            refusal = _refuse_unless_allowed(state, trigger, trigger.requested_by)
             return refusal or [CharacterPersonaUpdated(character_id=trigger.character_id, persona=trigger.persona,
                                                        personality=trigger.personality,
-                                                       occupation=trigger.occupation)]
+                                                       occupation=trigger.occupation,
+                                                       for_user=trigger.requested_by if state.builtin else None)]
     raise TypeError(f"not a character trigger: {trigger!r}")
 
 
@@ -167,16 +181,13 @@ def _create(state: CharacterState, command: CreateCharacter) -> list[Event]:
 
 
 def _refuse_unless_allowed(
-    state: CharacterState, command: SetCharacterReference | UpdatePersona, user: str, *, builtin_allowed: bool
+    state: CharacterState, command: SetCharacterReference | UpdatePersona, user: str
 ) -> list[Event] | None:
+    """Anyone may give a built-in character their own photo and persona; only its owner may change another."""
     if state.profile is None:
         return [_refused(command, user, UNKNOWN, f"there is no character {command.character_id!r}")]
     if state.builtin:
-        if builtin_allowed:
-            return None
-        return [_refused(command, user, BUILTIN_READ_ONLY,
-                         f"{state.profile.name} is a built-in character; built-in personas cannot be edited. "
-                         "Create your own character to write its persona")]
+        return None
     if state.owner != user:
         return [_refused(command, user, NOT_OWNER,
                          f"{state.profile.name} belongs to another user; only its owner can change it")]

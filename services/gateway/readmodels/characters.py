@@ -46,11 +46,16 @@ class CharacterView:
         return self.exists and (self.builtin or self.owner == user_id)
 
     def editable_by(self, user_id: str) -> bool:
-        return self.exists and not self.builtin and self.owner == user_id
+        """Its owner edits a character; anyone adjusts a built-in one's persona, for themselves alone."""
+        return self.exists and (self.builtin or self.owner == user_id)
 
-    def for_user(self, reference: ImageRef | None) -> CharacterView:
-        """The character as one user sees it: a built-in one with that user's own reference (or none)."""
-        return replace(self, reference=reference) if self.builtin else self
+    def for_user(self, reference: ImageRef | None, persona: CharacterPersonaUpdated | None = None) -> CharacterView:
+        """The character as one user sees it: a built-in one with that user's own reference (or none) and
+        their own persona, if they adjusted it."""
+        if not self.builtin:
+            return self
+        view = replace(self, reference=reference)
+        return _with_persona(view, persona) if persona is not None else view
 
     def public(self) -> dict[str, Any]:
         """The JSON a client sees (no persona: that has its own endpoint)."""
@@ -83,13 +88,17 @@ def evolve_character(view: CharacterView, event: Message, version: int, at: date
         case CharacterReferenceSet() if event.for_user is None and not view.builtin:
             # A built-in's shared reference (older logs) is nobody's: each user gives their own.
             return replace(view, reference=event.image)
-        case CharacterPersonaUpdated():
-            return replace(view, persona=event.persona,
-                           personality=view.personality if event.personality is None else event.personality,
-                           occupation=view.occupation if event.occupation is None else event.occupation)
+        case CharacterPersonaUpdated() if event.for_user is None:
+            return _with_persona(view, event)
         case CharacterThresholdSet():
             return replace(view, threshold=event.threshold)
     return view
+
+
+def _with_persona(view: CharacterView, event: CharacterPersonaUpdated) -> CharacterView:
+    return replace(view, persona=event.persona,
+                   personality=view.personality if event.personality is None else event.personality,
+                   occupation=view.occupation if event.occupation is None else event.occupation)
 
 
 def fold_character(character_id: str, events: list[tuple[int, Message, datetime]]) -> CharacterView:

@@ -24,7 +24,7 @@ from services.gateway.deps import (
     ImageUserDep,
     UserDep,
 )
-from services.gateway.errors import Forbidden, NotFound, Unprocessable
+from services.gateway.errors import NotFound, Unprocessable
 from services.gateway.images import placeholder_avatar
 from services.gateway.readmodels.characters import CharacterView
 from services.gateway.readmodels.view_rows import character_from_row
@@ -90,19 +90,18 @@ async def get_persona(character_id: str, user: UserDep, gateway: GatewayDep) -> 
 
 
 @router.put("/characters/{character_id}/persona", response_model=Persona,
-            summary="Rewrite the persona of a character of yours")
+            summary="Rewrite the persona of a character of yours, or your own take on a built-in one")
 async def put_persona(character_id: str, body: PersonaUpdate, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
     view = await visible_character(gateway.store, character_id, user)
-    if view.builtin:
-        raise Forbidden("built-in characters' personas are not edited per user; create a character of your own "
-                        "(POST /characters/upload-image)", code="character_builtin_read_only")
     command = UpdatePersona(character_id=character_id, persona=body.persona, personality=body.personality,
                             occupation=body.occupation, requested_by=user.id)
-    answer = await gateway.commander.send_and_wait(command, stream=character_stream(character_id), actor=user.id,
-                                                   timeout_s=gateway.settings.gateway_command_timeout_s)
+    # A built-in's persona is adjusted for the caller alone: chat answers on the caller's own stream.
+    answer = await gateway.commander.send_and_wait(command, stream=reference_stream(character_id, user.id,
+                                                                                    builtin=view.builtin),
+                                                   actor=user.id, timeout_s=gateway.settings.gateway_command_timeout_s)
     raise_if_refused(answer)
     await gateway.projector.sync()
-    return _persona(await load_character(gateway.store, character_id), user.id)
+    return _persona(await load_character(gateway.store, character_id, user.id), user.id)
 
 
 @router.post("/characters/upload-image", response_model=Character, status_code=201, openapi_extra=_UPLOAD_FORM,

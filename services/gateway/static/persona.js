@@ -1,4 +1,5 @@
-// The selected character's persona: read when its section is opened, saved when one's own.
+// The selected character's persona: read when its section is opened, saved when one's own. A
+// built-in character's persona is saved as one's own take on it: others keep the shared one.
 
 import { get, put } from "./api.js";
 import { $, state } from "./state.js";
@@ -10,15 +11,16 @@ export async function loadPersona() {
   const persona = await get(`/characters/${encodeURIComponent(id)}/persona`);
   if (state.current?.id !== id) return;
   $("persona-text").value = typeof persona === "string" ? persona : persona?.persona ?? "";
-  const editable = persona?.editable ?? !state.current.builtin;
+  const editable = persona?.editable ?? true;
   $("persona-text").readOnly = !editable;
   $("persona-save").hidden = !editable;
-  $("persona-status").textContent = editable ? "" : "Built-in characters' personas cannot be changed; create your own character to write one.";
+  $("persona-status").textContent = state.current.builtin && editable
+    ? "A built-in character: what you write here is your own version, for your chats only." : "";
 }
 
 export async function savePersona(event) {
   event.preventDefault();
   if (!state.current) return;
   await put(`/characters/${encodeURIComponent(state.current.id)}/persona`, { persona: $("persona-text").value });
-  $("persona-status").textContent = "Saved.";
+  $("persona-status").textContent = state.current.builtin ? "Saved, for your chats with this character." : "Saved.";
 }

@@ -12,7 +12,6 @@ from contracts import (
     UpdatePersona,
 )
 from services.chat.domain.characters import (
-    BUILTIN_READ_ONLY,
     EXISTS,
     NOT_OWNER,
     UNKNOWN,
@@ -79,7 +78,7 @@ def test_only_the_owner_changes_a_custom_character() -> None:
     assert refused.rule == NOT_OWNER
 
 
-def test_builtins_take_anyones_reference_for_that_user_alone_but_no_persona_edits() -> None:
+def test_builtins_take_anyones_reference_and_persona_for_that_user_alone() -> None:
     state = luna(reference=None)
     command = SetCharacterReference(character_id="luna", image=REFERENCE, requested_by="u9")
     (reference,) = decide(state, command)
@@ -90,9 +89,18 @@ def test_builtins_take_anyones_reference_for_that_user_alone_but_no_persona_edit
     assert state.for_user(mine).reference == REFERENCE
     # Another user's Luna has no face until they give her one.
     assert state.for_user(UserReference()).reference is None
-    (refused,) = decide(state, UpdatePersona(character_id="luna", persona="x", requested_by="u9"))
-    assert refused.rule == BUILTIN_READ_ONLY and "built-in" in refused.reason
-    assert stream_of(state, UpdatePersona(character_id="luna", persona="x", requested_by="u9")) == "character-luna"
+    adjust = UpdatePersona(character_id="luna", persona="Luna is bolder with me.", occupation="surfer",
+                           requested_by="u9")
+    (persona,) = decide(state, adjust)
+    assert persona.for_user == "u9" and stream_of(state, adjust) == user_reference_stream("luna", "u9")
+    mine = evolve_user_reference(mine, persona)
+    seen = state.for_user(mine)
+    assert (seen.profile.persona, seen.profile.occupation, seen.profile.personality) == (
+        "Luna is bolder with me.", "surfer", "shy")
+    assert seen.reference == REFERENCE
+    # The shared Luna is unchanged, and a user persona recorded on her stream would not leak into it.
+    assert state.for_user(UserReference()).profile.persona == state.profile.persona
+    assert evolve(state, persona).profile.persona == state.profile.persona
 
 
 def test_a_shared_reference_of_a_builtin_from_an_older_log_serves_nobody() -> None:
