@@ -290,6 +290,16 @@ def test_pictures_in_the_chat_build_on_each_other_go_back_regenerate_and_cancel(
     first_seeds = [e.data["seed"] for e in events(stack, cafe) if e.type == "chain.step_requested"]
     again_seeds = [e.data["seed"] for e in events(stack, again) if e.type == "chain.step_requested"]
     assert first_seeds != again_seeds
+    # Compare the two takes side by side: per step both pictures, their seeds and scores, how far apart.
+    again_card.get_by_test_id("card-compare").click()
+    compare = page.get_by_test_id("compare-dialog")
+    expect(compare).to_be_visible()
+    expect(compare.get_by_test_id("compare-row")).to_have_count(len(first_seeds))
+    expect(compare.get_by_test_id("compare-row").first).to_contain_text(f"seed {first_seeds[0]}")
+    # (this fake ComfyUI gives back its input picture, so the two takes' pictures are alike)
+    expect(compare.get_by_test_id("compare-row").first).to_contain_text(re.compile("the same picture|bits apart"))
+    page.keyboard.press("Escape")
+    expect(compare).to_be_hidden()
 
     # Cancel: a long picture stopped from its card.
     say(page, f"start over and send me a picture of you {THREE_STEPS}")

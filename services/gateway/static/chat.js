@@ -24,7 +24,7 @@ function showCard(item, chainId, { announced = false } = {}) {
   if (announced) document.dispatchEvent(new Event("picture-requested"));
   const card = chainCard(chainId, {
     ready: announced ? whenListed : null,
-    onRegenerated: (newId) => following(() => card.after(chainCard(newId, { ready: whenListed }))),
+    onRegenerated: (newId) => following(() => card.after(chainCard(newId, { ready: whenListed, takeOf: chainId }))),
   });
   following(() => item.append(card));
 }

@@ -4,6 +4,7 @@
 
 import { post } from "./api.js";
 import { ChainView } from "./chain.js";
+import { openComparison } from "./compare.js";
 import { el, imageUrl } from "./dom.js";
 import { showError } from "./notices.js";
 import { openViewer } from "./viewer.js";
@@ -50,7 +51,8 @@ function template(chainId) {
 }
 
 // `ready` is awaited before the stream opens (a chain the chat named before the gateway has it).
-export function chainCard(chainId, { ready = null, onRegenerated = () => {} } = {}) {
+// `takeOf`: the chain this one regenerated, which it can be compared with.
+export function chainCard(chainId, { ready = null, onRegenerated = () => {}, takeOf = null } = {}) {
   const root = template(chainId);
   const actions = el("div", { class: "row card-actions" });
   root.append(actions);
@@ -59,7 +61,7 @@ export function chainCard(chainId, { ready = null, onRegenerated = () => {} } = 
     onEnd: (id, type) => {
       if (holding) release();
       holding = false;
-      showActions(actions, view, id, type, onRegenerated);
+      showActions(actions, view, id, type, onRegenerated, takeOf);
       // The gallery, the edit tree and the pictures left follow (app.js listens).
       document.dispatchEvent(new CustomEvent("chain-ended", { detail: { id, type } }));
     },
@@ -75,11 +77,11 @@ export function chainCard(chainId, { ready = null, onRegenerated = () => {} } = 
       holding = true;
     },
   });
-  showActions(actions, view, chainId, null, onRegenerated);
+  showActions(actions, view, chainId, null, onRegenerated, takeOf);
   return root;
 }
 
-function showActions(actions, view, chainId, ended, onRegenerated) {
+function showActions(actions, view, chainId, ended, onRegenerated, takeOf) {
   const buttons = [];
   if (!ended) {
     buttons.push(el("button", { type: "button", class: "secondary", "data-testid": "card-cancel",
@@ -111,6 +113,10 @@ function showActions(actions, view, chainId, ended, onRegenerated) {
           button.disabled = false;
         }
       } }, "Regenerate"));
+  }
+  if (ended === "chain.completed" && takeOf) {
+    buttons.push(el("button", { type: "button", class: "link-button", "data-testid": "card-compare",
+      onclick: () => openComparison(chainId, takeOf).catch(showError) }, "Compare with the first take"));
   }
   buttons.push(el("button", { type: "button", class: "link-button", "data-testid": "card-open",
     onclick: () => openViewer(chainId) }, "Steps and details"));
