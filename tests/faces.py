@@ -17,6 +17,7 @@ __all__ = [
     "PEOPLE",
     "VARIANTS",
     "corrupt_image",
+    "face_at_bottom",
     "face_of",
     "group_photo",
     "group_photo_path",
@@ -64,6 +65,16 @@ def group_photo() -> Image.Image:
 def face_of(person: int, *, size: int = 256, margin: float = 0.45, shift: float = 0.0) -> bytes:
     """PNG of one person's head and shoulders: a square crop around the face, resized to `size`."""
     return _png(_crop(person, size=size, margin=margin, shift=shift))
+
+
+def face_at_bottom(person: int, *, size: int = 256) -> bytes:
+    """PNG of a portrait whose face sits at the lower edge, the chin a few pixels above it: where a caption
+    written over the picture would cover the mouth (one of the real photos of issue 13 was framed so)."""
+    x0, y0, x1, y1 = _BOXES[person]
+    side = max(x1 - x0, y1 - y0) * 2.2
+    cx, bottom = (x0 + x1) / 2, y1 + 0.03 * side
+    box = (round(cx - side / 2), round(bottom - side), round(cx + side / 2), round(bottom))
+    return _png(group_photo().crop(box).resize((size, size), Image.Resampling.LANCZOS))
 
 
 def same_face_variant(person: int, variant: str = "jpeg") -> bytes:
