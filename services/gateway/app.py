@@ -17,7 +17,8 @@ from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
 from services.gateway.http_middleware import HttpMiddleware
 from services.gateway.openapi import install_openapi
-from services.gateway.routers import auth, catalog, chains, characters, chat, jobs, me
+from services.gateway.routers import auth, batches, cards, catalog, chains, characters, chat, conversations, jobs, me
+from services.gateway.routers.asyncapi import router as asyncapi_router
 from services.gateway.settings import GatewaySettings
 from services.gateway.text_guard import TextGuardMiddleware
 from services.runtime.runner import Runtime
@@ -72,8 +73,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(TextGuardMiddleware)
     # Added last, so it runs first and times (and logs) everything, errors included.
     app.add_middleware(AccessLogMiddleware)
-    for module in (auth, characters, chat, jobs, chains, me, catalog):
+    for module in (auth, characters, cards, chat, conversations, jobs, chains, batches, me, catalog):
         app.include_router(module.router)
+    app.include_router(asyncapi_router)
 
     @app.get("/", include_in_schema=False, response_model=None)
     async def index() -> FileResponse | HTMLResponse:

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image, ImageChops
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_page import CHAIN_TIMEOUT_MS, create_character
+from tests.browser.system import create_character
+from tests.browser.test_page import CHAIN_TIMEOUT_MS
 from tests.e2e.stack import Stack, started
 from tests.faces import face_at_bottom
 

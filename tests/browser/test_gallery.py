@@ -7,63 +7,25 @@ deleting a picture, which stays deleted after a reload while its chain is still 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.fakes import start_fake_comfyui
-from tests.e2e.stack import Recorded, Stack, started
+from tests.browser.system import create_character, events, system_fixtures
+from tests.e2e.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CHAIN_TIMEOUT_MS = 120_000
 
 
-def events(stack: Stack, chain_id: str) -> list[Recorded]:
-    """The chain's stream from the events table (in a thread: Playwright's loop runs in this one)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(stack.events, chain_id).result()
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("browser-gallery")
-
-
-@pytest.fixture(scope="module")
-def comfy_url(workdir: Path) -> Iterator[str]:
-    """The fake ComfyUI: it outputs its input picture, so the face stays and every step is accepted."""
-    process, url = start_fake_comfyui(workdir)
-    try:
-        yield url
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(workdir: Path, comfy_url: str) -> Iterator[Stack]:
-    yield from started(Stack(workdir / "stack", env={"LIKENESS_COMFYUI_URLS": comfy_url,
-                                                     "LIKENESS_GATEWAY_ANONYMOUS_IMAGE_LIMIT": "10"}))
+workdir, stack = system_fixtures("browser-gallery", image_limit=10)
 
 
 def shown(number: float) -> str:
     """A score as the page writes it: whole numbers bare, others to one decimal."""
     return str(int(number)) if float(number).is_integer() else f"{number:.1f}"
-
-
-def create_character(page: Page, photo: Path, name: str) -> str:
-    """A character of one's own, made with the page's form; its id."""
-    page.get_by_text("Create a character").click()
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Gender").select_option("woman")
-    page.get_by_label("Face photo").set_input_files(str(photo))
-    page.get_by_role("button", name="Create character").click()
-    expect(page.get_by_test_id("character-name")).to_have_text(name, timeout=30_000)
-    expect(page.get_by_test_id("picture-button")).to_be_enabled()
-    return page.locator("#character-panel").get_attribute("data-character-id")
 
 
 def picture(page: Page, request: str) -> str:

@@ -11,15 +11,13 @@ previews, limits, branching dialogs) are covered quickly against the mock in tes
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.fakes import start_fake_comfyui
-from tests.e2e.stack import Recorded, Stack, started
+from tests.browser.system import create_character, events, system_fixtures
+from tests.e2e.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -31,49 +29,12 @@ THREE_STEPS = "on a beach at sunset, sitting on a towel, in a red summer dress"
 IMAGE_LIMIT = 2
 
 
-def events(stack: Stack, chain_id: str) -> list[Recorded]:
-    """The chain's stream from the events table (in a thread: Playwright's loop runs in this one)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(stack.events, chain_id).result()
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("browser-e2e")
-
-
-@pytest.fixture(scope="module")
-def comfy_url(workdir: Path) -> Iterator[str]:
-    """A slow fake ComfyUI: it outputs its input picture (the face stays), one sampler step at a time."""
-    process, url = start_fake_comfyui(workdir, "--step-delay", str(STEP_DELAY_S))
-    try:
-        yield url
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(workdir: Path, comfy_url: str) -> Iterator[Stack]:
-    yield from started(Stack(workdir / "stack", env={"LIKENESS_COMFYUI_URLS": comfy_url,
-                                                     "LIKENESS_GATEWAY_ANONYMOUS_IMAGE_LIMIT": str(IMAGE_LIMIT)}))
+workdir, stack = system_fixtures("browser-e2e", step_delay_s=STEP_DELAY_S, image_limit=IMAGE_LIMIT)
 
 
 @pytest.fixture
 def url(stack: Stack) -> str:
     return f"http://127.0.0.1:{stack.port}/"
-
-
-def create_character(page: Page, photo: Path, name: str) -> None:
-    """A character of one's own, made with a face photo through the page's form."""
-    page.get_by_text("Create a character").click()
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Gender").select_option("woman")
-    page.get_by_label("Occupation").fill("painter")
-    page.get_by_label("Face photo").set_input_files(str(photo))
-    page.get_by_role("button", name="Create character").click()
-    expect(page.get_by_test_id("character-name")).to_have_text(name, timeout=30_000)
-    expect(page.get_by_test_id("no-reference")).to_be_hidden()
-    expect(page.get_by_test_id("picture-button")).to_be_enabled()
 
 
 def test_create_chat_and_watch_a_picture_survive_a_reload(page: Page, url: str, stack: Stack, photo: Path,

@@ -1,8 +1,9 @@
-// Who is using the page: a guest (with the pictures left) or a registered user; signing up, logging
-// in with an API key and logging out. A log-in or log-out changes whose characters and pictures
-// the page shows, so the page is loaded again after it.
+// Who is using the page: a guest (with the pictures left) or a registered user (with API keys, in
+// keys.js); signing up, logging in with an API key and logging out. A log-in or log-out changes whose
+// characters and pictures the page shows, so the page is loaded again after it.
 
 import { get, request } from "./api.js";
+import { showKeys, showNewKey } from "./keys.js";
 import { $ } from "./state.js";
 
 export async function loadAccount() {
@@ -15,13 +16,13 @@ export async function loadAccount() {
   $("signup").hidden = !guest;
   $("login-open").hidden = !guest;
   $("logout").hidden = guest;
+  showKeys(!guest);
 }
 
 export async function signUp() {
   // The guest's pictures and characters stay theirs: the session becomes the registered user's.
   const answer = await request("POST", "/auth/signup");
-  $("new-key-value").textContent = answer.api_key;
-  $("new-key").hidden = false;
+  showNewKey(answer.api_key);
   $("login-form").hidden = true;
   await loadAccount();
 }

@@ -5,7 +5,7 @@ import { get, request } from "./api.js";
 import { renderChatHistory } from "./chat.js";
 import { showOnlyChainsOf } from "./follow.js";
 import { el, clear } from "./dom.js";
-import { showError } from "./notices.js";
+import { guarded, showError } from "./notices.js";
 import { $, STORE, state, storage } from "./state.js";
 
 const avatarUrl = (character) => character.avatar_url || `/avatar/${encodeURIComponent(character.id)}`;
@@ -81,12 +81,13 @@ function selectCharacter(character, { focus = true } = {}) {
   $("picture-status").textContent = needsPhoto ? "Add a photo of this character before asking for pictures." : "";
   $("persona").open = false;
   $("persona-status").textContent = "";
-  renderChatHistory();
+  guarded(renderChatHistory)();
   showOnlyChainsOf(character.id);
+  document.dispatchEvent(new CustomEvent("character-selected", { detail: character }));
   if (focus) $("chat-input").focus();
 }
 
-function replaceCharacter(updated) {
+export function replaceCharacter(updated) {
   const index = state.characters.findIndex((c) => c.id === updated.id);
   if (index >= 0) state.characters[index] = updated;
   else {

@@ -1,0 +1,137 @@
+"""`--count N` batches: the chains one request fanned out into, each variant's state and picture, and the
+grid of their pictures once every chain has ended.
+
+A batch is named by its first chain (the batch id is that chain's id, the job id POST /chat/generate-image
+answered). The planner asks for the other chains itself and, when the last one ends, records
+`BatchCompleted` with the grid on the batch's own stream. Nothing about a batch reaches a chain's event
+stream, so the page reads it here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from contracts import REGISTRY, BatchCompleted, ContractError
+from services.gateway.chain_reader import ChainRecord, image_links
+from services.gateway.context import Gateway
+from services.gateway.deps import GatewayDep, ImageUserDep, UserDep
+from services.gateway.errors import NotFound
+
+__all__ = ["batch_stream", "router"]
+
+router = APIRouter(tags=["chains"])
+
+_IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+class Variant(BaseModel):
+    variant_index: int = Field(description="0 is the first chain, whose id is the batch id")
+    chain_id: str | None = Field(description="null until the planner has asked for this chain")
+    status: str = Field(description="queued, running, completed, failed, refused or cancelled")
+    score: float | None = Field(description="the face score of the picture, once a step is kept")
+    final_image: dict[str, Any] | None = Field(description="the finished picture: sha256, url, thumb_url, ...")
+
+
+class Batch(BaseModel):
+    batch_id: str
+    status: str = Field(description="queued (not planned yet), running, or completed (every chain ended)")
+    count: int | None = Field(description="how many chains the request asked for; null until it is planned")
+    chains: list[Variant] = Field(description="one per variant, by variant_index")
+    completed: list[str] = Field(description="the chains that made a picture, once the batch is completed")
+    grid_image: dict[str, Any] | None = Field(description="the grid of the pictures made: sha256, media_type, width, "
+                                                          "height, bytes and `url` (GET /batches/{id}/grid)")
+
+
+def batch_stream(batch_id: UUID) -> str:
+    """Where the planner records a batch's end; the same name as `services.planner.batches.batch_stream`
+    (the gateway does not import the planner; tests/integration/test_gateway_batches.py holds them together)."""
+    return f"batch-{batch_id}"
+
+
+@router.get("/batches/{batch_id}", response_model=Batch, summary="A --count batch: every variant chain, its state and picture, and the grid")
+async def get_batch(batch_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
+    """`status` is queued (not planned yet, `count` unknown), running, or completed (every chain ended; `grid_image`
+    is set when at least one made a picture). A variant the planner has not asked for yet is listed with
+    `chain_id` null."""
+    first = await gateway.chains.load(batch_id, user)
+    request = first.request
+    if request is None:
+        return _body(batch_id, None, {0: first}, None)
+    if request.batch_id != batch_id or request.variant_count <= 1:
+        raise NotFound(f"chain {batch_id} is not the first chain of a --count batch: follow it with "
+                       f"GET /chains/{batch_id}", code="batch_not_found")
+    completed = await _completed(gateway, batch_id)
+    chains = {0: first}
+    for chain_id in await _variant_ids(gateway, batch_id, user.id, completed):
+        if chain_id == batch_id:
+            continue
+        record = await gateway.chains.load(chain_id, user)
+        if record.request is not None:
+            chains[record.request.variant_index] = record
+    return _body(batch_id, request.variant_count, chains, completed)
+
+
+@router.get("/batches/{batch_id}/grid", summary="The grid of a completed batch's pictures (WebP)",
+            responses={200: {"content": {"image/webp": {}}}})
+async def get_grid(batch_id: UUID, request: Request, user: ImageUserDep, gateway: GatewayDep) -> Response:
+    await gateway.chains.check_owner(batch_id, user)
+    completed = await _completed(gateway, batch_id)
+    if completed is None or completed.grid_image is None:
+        raise NotFound(f"batch {batch_id} has no grid (yet): it has one once every chain has ended and at least one "
+                       f"made a picture; GET /batches/{batch_id} says where it stands", code="grid_not_found")
+    grid = completed.grid_image
+    # A batch is recorded once and never again, so its grid never changes.
+    headers = {"Cache-Control": _IMMUTABLE, "ETag": f'"{grid.sha256}"'}
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return Response(await gateway.blobs.get(grid.sha256), media_type=grid.media_type, headers=headers)
+
+
+async def _completed(gateway: Gateway, batch_id: UUID) -> BatchCompleted | None:
+    for recorded in await gateway.store.read_stream(batch_stream(batch_id)):
+        try:
+            message = recorded.envelope.open(REGISTRY)
+        except ContractError:
+            continue
+        if isinstance(message, BatchCompleted):
+            return message
+    return None
+
+
+async def _variant_ids(gateway: Gateway, batch_id: UUID, user_id: str, completed: BatchCompleted | None) -> list[UUID]:
+    """The batch's chains the log has requested: named by its end once recorded, else by the chains view."""
+    if completed is not None:
+        return list(completed.chain_ids)
+    await gateway.projector.sync(1.0)
+    rows = await gateway.db.fetch("SELECT chain_id FROM chains_view WHERE batch_id = $1 AND user_id = $2",
+                                  batch_id, user_id)
+    return [row["chain_id"] for row in rows]
+
+
+def _body(batch_id: UUID, count: int | None, chains: dict[int, ChainRecord],
+          completed: BatchCompleted | None) -> dict[str, Any]:
+    variants = [_variant(index, chains.get(index)) for index in range(count or 1)]
+    grid = None
+    if completed is not None and completed.grid_image is not None:
+        grid = {**completed.grid_image.model_dump(), "url": f"/batches/{batch_id}/grid"}
+    return {
+        "batch_id": str(batch_id),
+        "status": "queued" if count is None else "completed" if completed is not None else "running",
+        "count": count,
+        "chains": variants,
+        "completed": [str(i) for i in completed.completed] if completed is not None else [],
+        "grid_image": grid,
+    }
+
+
+def _variant(index: int, record: ChainRecord | None) -> dict[str, Any]:
+    if record is None:
+        return {"variant_index": index, "chain_id": None, "status": "queued", "score": None, "final_image": None}
+    summary = record.summary
+    return {"variant_index": index, "chain_id": str(record.chain_id),
+            "status": summary.status if record.request is not None else "queued",
+            "score": summary.score, "final_image": image_links(record.audit.final_image)}
