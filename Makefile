@@ -13,7 +13,7 @@ LATEST_VENV ?= .venv-latest
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install lock lock-upgrade lock-uv up down status test test-latest test-openai bench clean clean-state
+.PHONY: install lock lock-upgrade lock-uv up down status test test-latest test-openai screenshot bench clean clean-state
 
 install: $(STAMP)
 
@@ -73,6 +73,10 @@ test-openai: $(STAMP)
 	@set -e; for v in $(OPENAI_VERSIONS); do echo "== openai $$v"; \
 		$(UV) run --quiet --frozen --all-extras --with "openai==$$v" python -m pytest -q -p no:cacheprovider \
 		tests/unit/chat tests/unit/planner tests/integration/test_llm_planner.py | tail -n 1; done
+
+# The README's picture of the page (docs/page.png): the system up in a scratch directory, a picture asked in the chat.
+screenshot: install
+	$(PY) docs/screenshot.py
 
 bench: install
 	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) "$$f"; done
