@@ -51,7 +51,7 @@ from contracts.chat import (
 from contracts.envelope import Envelope, TraceContext
 from contracts.usage import ModelUsage
 from contracts.errors import ContractError, MalformedMessage, UnknownMessageType, UnsupportedVersion
-from contracts.face import FaceBox, FaceCheckFailed, FaceScored, ScoreFace
+from contracts.face import FaceBox, FaceCheckFailed, FaceScored, ReferenceCheckReply, ReferenceCheckRequest, ScoreFace
 from contracts.fields import (
     Attempt,
     Cfg,
@@ -123,6 +123,8 @@ __all__ = [
     "MessageRegistry",
     "PlannedStep",
     "Reason",
+    "ReferenceCheckReply",
+    "ReferenceCheckRequest",
     "RenderCompleted",
     "RenderFailed",
     "RenderPreview",

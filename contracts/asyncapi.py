@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 from faststream.nats import JStream, NatsBroker
 from faststream.specification import AsyncAPI
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, create_model
 
 from contracts import REGISTRY
 from contracts.base import Message
 from contracts.catalog import CATALOG_SUBJECT, Catalog
 from contracts.envelope import Envelope
-from contracts.face import FaceBox
+from contracts.face import ReferenceCheckReply, ReferenceCheckRequest
 from contracts.registry import MessageRegistry
 from contracts.subjects import (
     COMMANDS_STREAM,
@@ -41,8 +41,6 @@ from contracts.subjects import (
 __all__ = [
     "REFERENCE_CHECK_SUBJECT",
     "UNROUTED",
-    "ReferenceCheckReply",
-    "ReferenceCheckRequest",
     "Route",
     "asyncapi_document",
     "route_of",
@@ -54,24 +52,6 @@ _SERVER_URL = "nats://127.0.0.1:4222"
 # Where a route was not written down: a test fails on it, the document still serves.
 UNROUTED = "unknown: add the family to contracts/asyncapi.py"
 
-
-class ReferenceCheckRequest(BaseModel):
-    """`likeness.rpc.face.check_reference`: may the stored image be a character's reference photo?"""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class ReferenceCheckReply(BaseModel):
-    """The answer to a reference check: `ok` with the face found, or why not."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ok: bool
-    faces_found: int = Field(default=0, ge=0)
-    reason: str | None = None
-    box: FaceBox | None = None
 
 
 @dataclass(frozen=True)

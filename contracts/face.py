@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.base import Command, Event, ImageRef, StepAttempt
 from contracts.fields import CharacterId, Reason, Score
 
-__all__ = ["FaceBox", "FaceCheckFailed", "FaceScored", "ScoreFace"]
+__all__ = ["FaceBox", "FaceCheckFailed", "FaceScored", "ReferenceCheckReply", "ReferenceCheckRequest", "ScoreFace"]
 
 
 class FaceBox(BaseModel):
@@ -62,3 +62,26 @@ class FaceCheckFailed(StepAttempt, Event):
     version: Literal[1] = 1
 
     reason: Reason
+
+
+class ReferenceCheckRequest(BaseModel):
+    """`likeness.rpc.face.check_reference`: may the stored image be a character's reference photo?"""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ReferenceCheckReply(BaseModel):
+    """The answer to a reference check: `ok` with the face found, or why not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    faces_found: int = Field(default=0, ge=0)
+    reason: str | None = None
+    box: FaceBox | None = None
+
+    def to_bytes(self) -> bytes:
+        # A reference check compares with nothing, so a box's `similarity` would only ever be null.
+        return self.model_dump_json(exclude={"box": {"similarity"}}).encode()

@@ -11,6 +11,7 @@ from uuid import UUID
 
 __all__ = [
     "REFERENCE_STREAM_PREFIX",
+    "batch_stream",
     "chain_stream",
     "character_stream",
     "conversation_stream",
@@ -23,6 +24,11 @@ REFERENCE_STREAM_PREFIX = "reference-"
 
 def chain_stream(chain_id: UUID | str) -> str:
     return f"chain-{chain_id}"
+
+
+def batch_stream(batch_id: UUID | str) -> str:
+    """Where the planner records the end of a `--count N` batch (`BatchCompleted`); its id is the first chain's."""
+    return f"batch-{batch_id}"
 
 
 def character_stream(character_id: str) -> str:

@@ -20,9 +20,9 @@ import logging
 import nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from contracts.face import FaceBox
+from contracts.face import ReferenceCheckReply, ReferenceCheckRequest
 from contracts.subjects import rpc_subject
 from services.facecheck.checker import FaceChecker
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore
@@ -34,24 +34,6 @@ log = logging.getLogger(__name__)
 SUBJECT = rpc_subject("face.check_reference")
 QUEUE = "facecheck"
 
-
-class ReferenceCheckRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class ReferenceCheckReply(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ok: bool
-    faces_found: int = Field(default=0, ge=0)
-    reason: str | None = None
-    box: FaceBox | None = None
-
-    def to_bytes(self) -> bytes:
-        # A reference check compares with nothing, so a box's `similarity` would only ever be null.
-        return self.model_dump_json(exclude={"box": {"similarity"}}).encode()
 
 
 async def check_reference(body: bytes, blobs: BlobStore, checker: FaceChecker) -> ReferenceCheckReply:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from uuid import UUID
 
 from contracts import BatchCompleted, Envelope
-from contracts.streams import chain_stream
+from contracts.streams import batch_stream, chain_stream
 from services.planner.chain_writer import ChainService
 from services.planner.grid import compose_grid
 from services.planner.saga.decide import variant_chain_id
@@ -17,13 +16,10 @@ from services.runtime.blobs import BlobStore
 from services.runtime.eventstore import EventStore, WrongExpectedVersion
 from services.runtime.ids import derived_id
 
-__all__ = ["BatchRecorder", "batch_stream"]
+__all__ = ["BatchRecorder"]
 
 log = logging.getLogger(__name__)
 
-
-def batch_stream(batch_id: UUID) -> str:
-    return f"batch-{batch_id}"
 
 
 class BatchRecorder:

@@ -17,8 +17,6 @@ import pytest
 
 from contracts import ChainRequested, ImageRef
 from contracts.streams import chain_stream
-from services.gateway.routers.batches import batch_stream
-from services.planner import batches as planner_batches
 from services.planner.batches import BatchRecorder
 from services.planner.chain_writer import ChainService
 from services.planner.saga.decide import variant_chain_id
@@ -67,11 +65,6 @@ async def batch_of(client: httpx.AsyncClient, batch_id) -> dict:
     response = await client.get(f"/batches/{batch_id}")
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def test_the_gateway_reads_the_stream_the_planner_writes_a_batch_on() -> None:
-    some = uuid.uuid4()
-    assert batch_stream(some) == planner_batches.batch_stream(some)
 
 
 async def test_a_batch_is_followed_from_its_request_to_its_grid(world: GatewayWorld, alice, bob) -> None:

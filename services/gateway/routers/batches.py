@@ -16,12 +16,13 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from contracts import REGISTRY, BatchCompleted, ContractError
+from contracts.streams import batch_stream
 from services.gateway.chain_reader import ChainRecord, image_links
 from services.gateway.context import Gateway
 from services.gateway.deps import GatewayDep, ImageUserDep, UserDep
 from services.gateway.errors import NotFound
 
-__all__ = ["batch_stream", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["chains"])
 
@@ -45,11 +46,6 @@ class Batch(BaseModel):
     grid_image: dict[str, Any] | None = Field(description="the grid of the pictures made: sha256, media_type, width, "
                                                           "height, bytes and `url` (GET /batches/{id}/grid)")
 
-
-def batch_stream(batch_id: UUID) -> str:
-    """Where the planner records a batch's end; the same name as `services.planner.batches.batch_stream`
-    (the gateway does not import the planner; tests/integration/test_gateway_batches.py holds them together)."""
-    return f"batch-{batch_id}"
 
 
 @router.get("/batches/{batch_id}", response_model=Batch, summary="A --count batch: every variant chain, its state and picture, and the grid")

@@ -135,7 +135,8 @@ def test_characters_fold_and_say_who_sees_and_edits_them() -> None:
     assert view.public()["has_reference"] is True and view.public()["avatar_url"].startswith("/avatar/mia?v=")
     builtin = fold_character("ayla", [(1, CharacterCreated(character_id="ayla", name="Ayla", gender="woman",
                                                            art_style="anime", builtin=True), T0)])
-    assert builtin.visible_to("anyone") and not builtin.editable_by("anyone")
+    # Anyone adjusts a built-in's persona, for themselves alone (their own stream).
+    assert builtin.visible_to("anyone") and builtin.editable_by("anyone")
     assert not CharacterView("ghost").visible_to("u-1")
 
 
