@@ -5,7 +5,7 @@
 # service with exactly what its image carries.
 #
 #   deploy/install-service.sh SERVICE VENV [PYTHON]
-#   SERVICE: gateway | chat | planner | renderer | facecheck | embedded
+#   SERVICE: gateway | chat | planner | renderer | facecheck | delivery | embedded
 # Needs `uv` on PATH (deploy/uv-requirements.txt) and runs from the repository root.
 set -eu
 service="$1"

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["DEFAULT_SERVICES", "HOST", "LauncherSettings", "RunInfo", "ServiceInfo"]
 
 HOST = "127.0.0.1"
-DEFAULT_SERVICES = ("gateway", "chat", "planner", "renderer", "facecheck")
+DEFAULT_SERVICES = ("gateway", "chat", "planner", "renderer", "facecheck", "delivery")
 _RUN_FILE = "run.json"
 
 

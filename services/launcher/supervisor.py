@@ -167,7 +167,10 @@ def _start(
         port = settings.gateway_port if name == "gateway" else free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIKENESS_NATS_URL": nats_url,
                "LIKENESS_DATABASE_URL": database_url, "LIKENESS_STATE_DIR": str(state_dir),
-               "LIKENESS_HTTP_HOST": HOST, "LIKENESS_HTTP_PORT": str(port), "LIKENESS_SERVICE_NAME": name}
+               "LIKENESS_HTTP_HOST": HOST, "LIKENESS_HTTP_PORT": str(port), "LIKENESS_SERVICE_NAME": name,
+               # The delivery service's image links point at this gateway unless the operator says otherwise.
+               "LIKENESS_PUBLIC_BASE_URL": os.environ.get("LIKENESS_PUBLIC_BASE_URL",
+                                                          f"http://{HOST}:{settings.gateway_port}")}
         services.append(ServiceProcess(name, port, env, state_dir / "logs" / f"{name}.log"))
     stack.callback(_stop_services, services, settings.stop_timeout_s)
     for svc in services:

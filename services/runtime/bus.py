@@ -132,7 +132,8 @@ class Bus:
                 heartbeat.cancel()
             HANDLED.labels(spec.durable, verdict.action.value).inc()
             if verdict.action is Action.RETRY:
-                log.warning("%s: retrying %s in %.1fs: %s", spec.durable, raw.subject, verdict.delay_s, verdict.reason)
+                log.log(logging.DEBUG if verdict.scheduled else logging.WARNING, "%s: retrying %s in %.1fs: %s",
+                        spec.durable, raw.subject, verdict.delay_s, verdict.reason)
                 await _settle(msg.nack(delay=verdict.delay_s), spec, raw.subject)
                 return
             if verdict.action is Action.DEAD_LETTER:

@@ -7,6 +7,7 @@ is the message's fault for good: dead-lettered at once.
 
     HandlerError
     ├── TransientError   try again later (the message is redelivered after a delay)
+    ├── RetryLater       not due yet: run it again after exactly this delay (a schedule, not a failure)
     └── PoisonMessage    this message can never succeed (dead-lettered at once, with the reason)
 
 `Verdict` is pure policy: given what arrived and how it went, it says what the bus must do,
@@ -38,6 +39,7 @@ __all__ = [
     "HandlerError",
     "HandlerTable",
     "PoisonMessage",
+    "RetryLater",
     "TransientError",
     "Verdict",
     "handle_dead_letter",
@@ -60,6 +62,18 @@ class TransientError(HandlerError):
     """A dependency is down or busy; the same message may succeed later."""
 
 
+class RetryLater(HandlerError):
+    """The message is not due yet (a back-off, or another worker's lease): redeliver it after `delay_s`.
+
+    Unlike a TransientError nothing failed, so the delay is the handler's, not the growing retry delay;
+    each redelivery still counts toward max_deliver, so a handler asks for it once or twice per message.
+    """
+
+    def __init__(self, reason: str, delay_s: float) -> None:
+        super().__init__(reason)
+        self.delay_s = max(0.0, delay_s)
+
+
 class PoisonMessage(HandlerError):
     """The message is well-formed but can never be handled; the text says why."""
 
@@ -79,6 +93,8 @@ class Verdict:
     action: Action
     reason: str = ""
     delay_s: float = 0.0
+    # A RETRY the handler scheduled (RetryLater): expected, so the bus does not warn about it.
+    scheduled: bool = False
 
 
 class HandlerTable(Generic[M]):
@@ -196,6 +212,8 @@ async def _run(call: Callable[[], Awaitable[None]], deliveries: int, max_deliver
     """Run a handler: ACK, RETRY with a growing delay, or `give_up` on poison or the last delivery."""
     try:
         await call()
+    except RetryLater as exc:
+        return Verdict(Action.RETRY, str(exc), delay_s=exc.delay_s, scheduled=True)
     except PoisonMessage as exc:
         return Verdict(give_up, f"refused by handler: {exc}")
     except Exception as exc:  # noqa: BLE001 - any failure is retried, then given up on, never crashes the consumer

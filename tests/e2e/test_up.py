@@ -23,7 +23,7 @@ from services.launcher.embedded import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = {"gateway", "chat", "planner", "renderer", "facecheck"}
+SERVICES = {"gateway", "chat", "planner", "renderer", "facecheck", "delivery"}
 UP_TIMEOUT_S = 180.0
 DOWN_TIMEOUT_S = 90.0
 

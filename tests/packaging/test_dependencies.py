@@ -17,14 +17,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-SERVICES = ("gateway", "chat", "planner", "renderer", "facecheck")
-# What must never ride along: the heavy face stack outside facecheck, the LLM SDK outside chat and planner.
+SERVICES = ("gateway", "chat", "planner", "renderer", "facecheck", "delivery")
+# What must never ride along: the heavy face stack outside facecheck; the LLM SDK only where a model is called
+# (chat and planner; the gateway for OpenAI-compatible voice transcription).
 FORBIDDEN = {
-    "gateway": {"insightface", "onnxruntime", "dlib-bin", "numpy", "openai", "websockets", "pgserver"},
+    "gateway": {"insightface", "onnxruntime", "dlib-bin", "numpy", "websockets", "pgserver"},
     "chat": {"insightface", "onnxruntime", "dlib-bin", "numpy", "websockets", "pgserver"},
     "planner": {"insightface", "onnxruntime", "dlib-bin", "numpy", "websockets", "pgserver"},
     "renderer": {"insightface", "onnxruntime", "dlib-bin", "numpy", "openai", "pgserver"},
     "facecheck": {"openai", "websockets", "pgserver", "opencv-python"},
+    "delivery": {"insightface", "onnxruntime", "dlib-bin", "numpy", "openai", "websockets", "pgserver"},
 }
 # Imports every module of the named packages; prints what failed, one per line.
 IMPORT_ALL = """

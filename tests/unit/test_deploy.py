@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-SERVICES = ("gateway", "chat", "planner", "renderer", "facecheck")
+SERVICES = ("gateway", "chat", "planner", "renderer", "facecheck", "delivery")
 
 
 @pytest.mark.parametrize("service", SERVICES)

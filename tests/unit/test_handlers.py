@@ -13,6 +13,7 @@ from services.runtime.delivery import (
     DeadLetter,
     HandlerTable,
     PoisonMessage,
+    RetryLater,
     TransientError,
     handle_dead_letter,
     handle_delivery,
@@ -71,6 +72,20 @@ async def test_failures_are_retried_with_growing_delay_then_dead_lettered() -> N
     assert (first.action, first.delay_s) == (Action.RETRY, 0.5)
     assert (second.action, second.delay_s) == (Action.RETRY, 1.0)
     assert last.action is Action.DEAD_LETTER and "failed 3 times" in last.reason and "backend busy" in last.reason
+
+
+async def test_a_message_not_due_yet_comes_back_after_exactly_the_wait_it_names() -> None:
+    table = HandlerTable(REGISTRY, ignore_others=False)
+
+    @table.on(RenderStep)
+    async def handle(_message, _env) -> None:
+        raise RetryLater("due in 42 s", 42.0)
+
+    raw, subject = command()
+    # Even on the last delivery: a schedule is not a failure, so it is never given up on as one.
+    for deliveries in (1, 3):
+        verdict = await deliver(table, raw, subject, deliveries)
+        assert (verdict.action, verdict.delay_s, verdict.scheduled) == (Action.RETRY, 42.0, True)
 
 
 async def test_a_poison_message_is_dead_lettered_at_once() -> None:
