@@ -53,9 +53,11 @@ down: install
 status: install
 	$(VENV)/bin/likeness status
 
-# The browser tests (tests/browser) drive Debian's chromium: installed here when missing, never downloaded by Playwright.
+# The browser tests (tests/browser) drive Debian's chromium, and the voice tests speak with Debian's espeak-ng:
+# installed here when missing, never downloaded by Playwright.
 test: install
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || echo "could not install chromium: the browser tests will fail"
+	@command -v espeak-ng >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null; } || echo "could not install espeak-ng: the voice tests will fail"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The newest release of every dependency, ignoring the lock, in its own venv: the unit and integration tests,
