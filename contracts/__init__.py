@@ -9,6 +9,7 @@ from __future__ import annotations
 from contracts.base import Command, Ephemeral, Event, ImageRef, Message, StepAttempt
 from contracts.chain import (
     CHAIN_ENDS,
+    MAX_BATCH,
     AttemptScore,
     BatchCompleted,
     CancelChain,
@@ -27,6 +28,7 @@ from contracts.chain import (
     StepRequested,
     StepRetried,
     StepScored,
+    variant_chain_id,
 )
 from contracts.character import (
     CharacterCreated,
@@ -47,6 +49,27 @@ from contracts.chat import (
     ImageRequestedInChat,
     SendChatMessage,
     UserMessageSent,
+    VoiceInput,
+)
+from contracts.delivery import (
+    DELIVERABLE_EVENTS,
+    Deliver,
+    DeliveryAttempted,
+    DeliveryChannel,
+    DeliveryClaimed,
+    DeliveryFailed,
+    DeliveryRequested,
+    DeliverySucceeded,
+    Destination,
+    GoogleChatLinked,
+    GoogleChatUnlinked,
+    SubscribableEvent,
+    TelegramLinked,
+    TelegramUnlinked,
+    WebhookEndpointCreated,
+    WebhookEndpointDeleted,
+    WebhookEndpointSubscribed,
+    WebhookSecretRotated,
 )
 from contracts.envelope import Envelope, TraceContext
 from contracts.usage import ModelUsage
@@ -79,6 +102,7 @@ from contracts.render import (
 
 __all__ = [
     "CHAIN_ENDS",
+    "MAX_BATCH",
     "BatchCompleted",
     "REGISTRY",
     "Attempt",
@@ -154,7 +178,27 @@ __all__ = [
     "Upcaster",
     "UserId",
     "UserMessageSent",
+    "VoiceInput",
+    "DELIVERABLE_EVENTS",
+    "Deliver",
+    "DeliveryAttempted",
+    "DeliveryChannel",
+    "DeliveryClaimed",
+    "DeliveryFailed",
+    "DeliveryRequested",
+    "DeliverySucceeded",
+    "Destination",
+    "GoogleChatLinked",
+    "GoogleChatUnlinked",
+    "SubscribableEvent",
+    "TelegramLinked",
+    "TelegramUnlinked",
+    "WebhookEndpointCreated",
+    "WebhookEndpointDeleted",
+    "WebhookEndpointSubscribed",
+    "WebhookSecretRotated",
     "all_message_types",
+    "variant_chain_id",
 ]
 
 REGISTRY = MessageRegistry(
@@ -204,6 +248,21 @@ REGISTRY = MessageRegistry(
         ChatPictureSelected,
         ChatMessageRefused,
         ChatTokenDelta,
+        # delivery
+        TelegramLinked,
+        TelegramUnlinked,
+        GoogleChatLinked,
+        GoogleChatUnlinked,
+        WebhookEndpointCreated,
+        WebhookEndpointSubscribed,
+        WebhookSecretRotated,
+        WebhookEndpointDeleted,
+        DeliveryRequested,
+        DeliveryClaimed,
+        DeliveryAttempted,
+        DeliverySucceeded,
+        DeliveryFailed,
+        Deliver,
     ]
 )
 

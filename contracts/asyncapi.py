@@ -24,6 +24,7 @@ from pydantic import BaseModel, create_model
 from contracts import REGISTRY
 from contracts.base import Message
 from contracts.catalog import CATALOG_SUBJECT, Catalog
+from contracts.delivery_rpc import DELIVERY_RPC_SUBJECT, DeliveryReply, DeliveryRpc
 from contracts.envelope import Envelope
 from contracts.face import ReferenceCheckReply, ReferenceCheckRequest
 from contracts.registry import MessageRegistry
@@ -78,6 +79,11 @@ _ROUTES: dict[tuple[str, str], Route] = {
     ("render", "ephemeral"): Route("the renderer",
                                    "the gateway (SSE `progress`, `queue`, `preview`, `waiting`) and `likeness edit`"),
     ("chat", "ephemeral"): Route("chat", "the gateway (SSE `delta`)"),
+    ("delivery", "event"): Route("delivery (its log, through the outbox relay)",
+                                 "the delivery service itself, from the log (the gateway reads it over "
+                                 "`likeness.rpc.delivery.manage`)"),
+    ("delivery", "command"): Route("delivery (with each request or retry, through the outbox)",
+                                   "delivery (durable `delivery-attempts`)"),
 }
 
 # Subject tokens the document writes as AsyncAPI channel parameters, with what each one is.
@@ -114,6 +120,10 @@ def asyncapi_document(registry: MessageRegistry = REGISTRY) -> dict[str, Any]:
             broker, REFERENCE_CHECK_SUBJECT, ReferenceCheckRequest, ReferenceCheckReply,
             "Can the stored image be a character's reference photo? Asked by the gateway before it records an "
             "upload; answered by facecheck (queue group `facecheck`). Every request gets a reply."),
+        "rpc.delivery.manage": _rpc(
+            broker, DELIVERY_RPC_SUBJECT, DeliveryRpc, DeliveryReply,
+            "A user's delivery destinations, delivery log, replays and sends, asked by the gateway for the user it "
+            "authenticated; answered by delivery (queue group `delivery`) with the HTTP status and body to give."),
         "rpc.planner.catalog": _rpc(
             broker, CATALOG_SUBJECT, None, Catalog,
             "The models and styles pictures can be made with. Asked by the gateway (GET /models, /styles, a new "

@@ -37,7 +37,8 @@ __all__ = ["AttemptAudit", "ChainAudit", "StepAudit", "build_audit"]
 class AttemptAudit:
     attempt: int
     seed: int
-    input_image: ImageRef
+    # None for a text-to-image step, which edits nothing.
+    input_image: ImageRef | None
     requested_at: datetime
     image: ImageRef | None = None
     workflow_hash: str | None = None
@@ -142,6 +143,10 @@ def build_audit(chain_id: str, events: list[tuple[Message, datetime]]) -> ChainA
     return audit
 
 
+_ACCEPTED = {"threshold": "accepted", "best_attempt": "accepted (best attempt)",
+             "unscored": "accepted (not scored: text-to-image)"}
+
+
 def _attempt(audit: ChainAudit, step: int, attempt: int) -> AttemptAudit | None:
     if not 0 <= step < len(audit.steps):
         return None
@@ -172,7 +177,7 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
                 found.score, found.faces_found = event.score, event.faces_found
         case StepAccepted():
             if found := _attempt(audit, event.step, event.attempt):
-                found.decision = "accepted" if event.decision == "threshold" else "accepted (best attempt)"
+                found.decision = _ACCEPTED[event.decision]
                 found.image, found.score = event.image, event.score
         case StepRetried():
             if found := _attempt(audit, event.step, event.next_attempt - 1):

@@ -8,7 +8,7 @@ or branched from the log alone.
 from __future__ import annotations
 
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +32,7 @@ from contracts.fields import (
 
 __all__ = [
     "CHAIN_ENDS",
+    "MAX_BATCH",
     "AttemptScore",
     "BatchCompleted",
     "CancelChain",
@@ -50,7 +51,11 @@ __all__ = [
     "StepRequested",
     "StepRetried",
     "StepScored",
+    "variant_chain_id",
 ]
+
+# The most chains one batch holds: `--count` asks for at most 4, a batch of different requests at most 20.
+MAX_BATCH = 20
 
 
 class LoraUse(BaseModel):
@@ -69,7 +74,8 @@ class PlannedStep(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     index: StepIndex
-    kind: Literal["background", "pose", "outfit"]
+    # "generate": the one step of a text-to-image chain, which draws a new picture instead of editing one.
+    kind: Literal["background", "pose", "outfit", "generate"]
     prompt: str = Field(min_length=1)
     negative_prompt: str = ""
     loras: tuple[LoraUse, ...] = ()
@@ -98,18 +104,25 @@ class _ChainRequest(BaseModel):
     """Fields shared by the request command and the event that records it."""
 
     chain_id: UUID
-    character_id: CharacterId
+    # None only for a text-to-image chain (`mode="t2i"`), which has no character and no face to keep.
+    character_id: CharacterId | None = None
     user_id: UserId
     request_text: str = Field(min_length=1)
-    reference_image: ImageRef
+    reference_image: ImageRef | None = None
+    # "edit": a chain of edits of the character's reference, each held to its face (every chain before
+    # text-to-image existed); "t2i": one picture drawn from the text by a text-to-image model, not face-checked.
+    mode: Literal["edit", "t2i"] = "edit"
     # A branch re-plans from an existing chain, reusing its accepted images up to `branch_from_step`.
     parent_chain_id: UUID | None = None
     branch_from_step: StepIndex | None = None
     # `--count N` fans one request out into N chains; each knows its place among them.
     variant_index: int = Field(default=0, ge=0)
-    variant_count: int = Field(default=1, ge=1, le=16)
-    # The chains of one `--count N` request share a batch id (the first chain's id).
+    variant_count: int = Field(default=1, ge=1, le=MAX_BATCH)
+    # The chains of one batch share a batch id (the first chain's id).
     batch_id: UUID | None = None
+    # "count": the variants of one request (`--count N`), whose seeds derive from one base seed by
+    # `variant_index`; "requests": different requests sent together (POST /batch), each planned on its own.
+    batch_kind: Literal["count", "requests"] = "count"
     # The image the first step edits; None means the character's reference image.
     input_image: ImageRef | None = None
 
@@ -119,7 +132,18 @@ class _ChainRequest(BaseModel):
             raise ValueError(f"variant_index {self.variant_index} must be below variant_count {self.variant_count}")
         if self.branch_from_step is not None and self.parent_chain_id is None:
             raise ValueError("branch_from_step needs parent_chain_id")
+        if self.mode == "edit" and (self.character_id is None or self.reference_image is None):
+            raise ValueError("an edit chain needs character_id and reference_image (mode \"t2i\" draws without)")
+        if self.mode == "t2i" and (self.character_id, self.reference_image, self.input_image,
+                                   self.parent_chain_id) != (None, None, None, None):
+            raise ValueError("a text-to-image chain has no character, reference, input image or parent chain")
         return self
+
+
+def variant_chain_id(batch_id: UUID, index: int) -> UUID:
+    """The chain id of chain `index` of a batch (index 0 is the batch id itself); derived, so whoever asks for
+    a batch's chains (the planner fanning out `--count`, the gateway sending POST /batch) names them alike."""
+    return batch_id if index == 0 else uuid5(batch_id, f"variant-{index}")
 
 
 class RequestChain(_ChainRequest, Command):
@@ -195,7 +219,8 @@ class StepRequested(StepAttempt, Event):
     version: Literal[1] = 1
 
     seed: Seed
-    input_image: ImageRef
+    # None: the step draws from text alone (a text-to-image chain).
+    input_image: ImageRef | None = None
 
 
 class StepRendered(StepAttempt, Event):
@@ -231,9 +256,17 @@ class StepAccepted(StepAttempt, Event):
     version: Literal[1] = 1
 
     image: ImageRef
-    score: Score
-    # "best_attempt": no attempt reached the threshold and policy kept the best one.
-    decision: Literal["threshold", "best_attempt"] = "threshold"
+    # None only for "unscored".
+    score: Score | None = None
+    # "best_attempt": no attempt reached the threshold and policy kept the best one; "unscored": a
+    # text-to-image step, kept as rendered (there is no reference face to hold it to).
+    decision: Literal["threshold", "best_attempt", "unscored"] = "threshold"
+
+    @model_validator(mode="after")
+    def _scored_unless_unscored(self) -> StepAccepted:
+        if (self.score is None) != (self.decision == "unscored"):
+            raise ValueError("a step accepted by its face score has a score; only an \"unscored\" one has none")
+        return self
 
 
 class StepRetried(Event):

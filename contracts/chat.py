@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.base import Command, Ephemeral, Event
 from contracts.fields import CharacterId, Reason, UserId
@@ -23,7 +23,28 @@ __all__ = [
     "ImageRequestedInChat",
     "SendChatMessage",
     "UserMessageSent",
+    "VoiceInput",
 ]
+
+
+class VoiceInput(BaseModel):
+    """How a spoken message became its text: the transcriber, its time, and which recording it heard.
+
+    The message's `text` is the transcript. The recording itself is in the blob store under
+    `audio_sha256` only when `kept` (the gateway keeps voices only when told to)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # "pocketsphinx" (the embedded recognizer) or "openai" (an OpenAI-compatible transcription server).
+    backend: str = Field(min_length=1, max_length=40)
+    model: str = Field(min_length=1, max_length=200)
+    # Wall-clock seconds from handing the recording over to having its text.
+    seconds: float = Field(ge=0)
+    audio_seconds: float = Field(ge=0)
+    audio_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # As sniffed from the content, e.g. "audio/wav", "audio/webm".
+    audio_media_type: str = Field(min_length=1, max_length=60)
+    kept: bool = False
 
 
 class SendChatMessage(Command):
@@ -41,6 +62,8 @@ class SendChatMessage(Command):
     # False when the sender may not start another picture now (an anonymous session at its picture
     # limit): a picture the message asks for is then not requested, and the reply says why.
     pictures_allowed: bool = True
+    # Set when the message was spoken: `text` is then its transcript.
+    voice: VoiceInput | None = None
 
 
 class ConversationStarted(Event):
@@ -63,6 +86,8 @@ class UserMessageSent(Event):
     conversation_id: UUID
     message_id: UUID
     text: str = Field(min_length=1)
+    # Set when the message was spoken (see `SendChatMessage.voice`).
+    voice: VoiceInput | None = None
 
 
 class CharacterReplied(Event):

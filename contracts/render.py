@@ -29,13 +29,14 @@ _PREVIEW_MAX_CHARS = 256 * 1024
 
 
 class RenderStep(StepAttempt, Command):
-    """Render one attempt of one step: edit `input_image` as the plan says."""
+    """Render one attempt of one step: edit `input_image` as the plan says (or, without one, draw from text)."""
 
     type: Literal["render.step"] = "render.step"
     version: Literal[1] = 1
 
     seed: Seed
-    input_image: ImageRef
+    # None: a text-to-image step, for a `*_t2i` template that has no input image.
+    input_image: ImageRef | None = None
     prompt: str = Field(min_length=1)
     negative_prompt: str = ""
     loras: tuple[LoraUse, ...] = ()

@@ -15,6 +15,8 @@ __all__ = [
     "chain_stream",
     "character_stream",
     "conversation_stream",
+    "delivery_stream",
+    "delivery_user_stream",
     "reference_stream",
     "user_reference_stream",
 ]
@@ -38,6 +40,17 @@ def character_stream(character_id: str) -> str:
 
 def conversation_stream(conversation_id: UUID | str) -> str:
     return f"conversation-{conversation_id}"
+
+
+def delivery_user_stream(user_id: str) -> str:
+    """A user's delivery destinations (Telegram chat, Google Chat webhook, webhook endpoints); the delivery
+    service writes it. The user id is hashed, as in `user_reference_stream`."""
+    return f"delivery-user-{hashlib.sha256(user_id.encode()).hexdigest()[:32]}"
+
+
+def delivery_stream(delivery_id: UUID | str) -> str:
+    """One chain event delivered to one destination: request, claims, attempts, end (the delivery service)."""
+    return f"delivery-{delivery_id}"
 
 
 def user_reference_stream(character_id: str, user_id: str) -> str:

@@ -17,7 +17,7 @@ import asyncpg
 
 from services.gateway.auth import hash_key, new_api_key, new_user_id
 from services.gateway.db import Database
-from services.gateway.errors import Forbidden
+from services.gateway.errors import Forbidden, RateLimited, Unprocessable
 
 __all__ = ["Accounts", "ApiKey", "Submission"]
 
@@ -45,6 +45,7 @@ class ApiKey:
 class Submission:
     chain_id: UUID
     user_id: str
+    # "" for a text-to-image request, which names no character (the column holds text, never null).
     character_id: str
     request_text: str
     origin: str
@@ -57,6 +58,9 @@ class Submission:
 # A picture counts once whether the gateway sent it, chat started it, or both records exist.
 _PICTURES_USED = ("SELECT count(*) FROM (SELECT chain_id FROM chain_submissions WHERE user_id = $1 "
                   "UNION SELECT chain_id FROM chains_view WHERE user_id = $1) AS mine")
+# A nick's pictures in the window, and from when the oldest of them stops counting (the caller's Retry-After).
+_NICK_WINDOW = ("SELECT submitted_at FROM chain_submissions WHERE user_id = $1 "
+                "AND submitted_at > now() - make_interval(secs => $2) ORDER BY submitted_at")
 _INSERT_SUBMISSION = ("INSERT INTO chain_submissions (chain_id, user_id, character_id, request_text, origin, "
                       "source_chain_id) VALUES ($1, $2, $3, $4, $5, $6)")
 
@@ -64,9 +68,11 @@ _INSERT_SUBMISSION = ("INSERT INTO chain_submissions (chain_id, user_id, charact
 class Accounts:
     """Reads and writes of `users`, `api_keys` and `chain_submissions`."""
 
-    def __init__(self, db: Database, *, anonymous_image_limit: int | None) -> None:
+    def __init__(self, db: Database, *, anonymous_image_limit: int | None, nick_image_limit: int | None = None,
+                 nick_window_s: float = 24 * 3600.0) -> None:
         self._db = db
         self.anonymous_image_limit = anonymous_image_limit
+        self.nick_image_limit, self.nick_window_s = nick_image_limit, nick_window_s
         self._keys: OrderedDict[str, tuple[float, tuple[str, str] | None]] = OrderedDict()
 
     async def user_for_key(self, key: str) -> tuple[str, str] | None:
@@ -148,11 +154,14 @@ class Accounts:
             return True
         return await self.images_used(user_id) < limit
 
-    async def reserve_picture(self, user_id: str, kind: str, submission: Submission) -> None:
-        """Record a picture request, refusing it when an anonymous user has used up the limit.
+    async def reserve_pictures(self, user_id: str, kind: str, submissions: list[Submission], *,
+                               nick: bool = False) -> None:
+        """Record picture requests all at once, or none: refused when they would take an anonymous user past its
+        limit, or a nick past its pictures per window (429 with the wait until enough of them no longer count).
 
         The user's row is locked for the check, so two requests at once cannot both take the last one.
         """
+        wanted = len(submissions)
         async with self._db.transaction() as conn:
             await conn.execute("INSERT INTO users (user_id, kind) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
                                user_id, kind)
@@ -160,12 +169,35 @@ class Accounts:
             limit = self.anonymous_image_limit
             if kind == "anonymous" and limit is not None:
                 used = await conn.fetchval(_PICTURES_USED, user_id)
-                if used >= limit:
+                if used + wanted > limit:
                     raise Forbidden(
                         f"an anonymous session may make {limit} pictures and this one has made {used}: "
                         "log in to make more (POST /auth/signup for an API key, then POST /auth/login with it)",
                         code="login_required")
-            await conn.execute(_INSERT_SUBMISSION, *submission.row())
+            if nick and self.nick_image_limit is not None:
+                await self._check_nick_window(conn, user_id, wanted)
+            await conn.executemany(_INSERT_SUBMISSION, [s.row() for s in submissions])
+
+    async def _check_nick_window(self, conn: asyncpg.Connection, user_id: str, wanted: int) -> None:
+        limit, window = self.nick_image_limit, self.nick_window_s
+        assert limit is not None
+        if wanted > limit:
+            raise Unprocessable(f"{wanted} pictures at once are more than a nick may ask for in "
+                                f"{_span(window)} ({limit}); send fewer", code="nick_limit_exceeded")
+        counted = [row["submitted_at"] for row in await conn.fetch(_NICK_WINDOW, user_id, window)]
+        if len(counted) + wanted <= limit:
+            return
+        # Enough of the oldest must leave the window for `wanted` more to fit.
+        frees_at = counted[len(counted) + wanted - limit - 1]
+        wait = max(1, round(window - (await conn.fetchval("SELECT now()") - frees_at).total_seconds() + 0.5))
+        raise RateLimited(f"this nick has asked for {len(counted)} of its {limit} pictures per {_span(window)}; "
+                          f"it may ask for {wanted} more in {wait} s", code="nick_limit_reached",
+                          headers={"Retry-After": str(wait)})
+
+    async def nick_pictures_in_window(self, user_id: str) -> int:
+        """Pictures a nick asked for within the current window."""
+        return int(await self._db.fetchval(f"SELECT count(*) FROM ({_NICK_WINDOW}) AS counted", user_id,
+                                           self.nick_window_s))
 
     async def record_submission(self, submission: Submission) -> None:
         """Record a picture another service started for the user (chat); recording it twice changes nothing.
@@ -180,6 +212,10 @@ class Accounts:
             return None
         return Submission(row["chain_id"], row["user_id"], row["character_id"], row["request_text"], row["origin"],
                           row["source_chain_id"])
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 async def _insert_key(conn: asyncpg.Connection, user_id: str) -> tuple[ApiKey, str]:

@@ -19,6 +19,9 @@ from services.gateway.http_middleware import HttpMiddleware
 from services.gateway.openapi import install_openapi
 from services.gateway.routers import auth, batches, cards, catalog, chains, characters, chat, conversations, jobs, me
 from services.gateway.routers.asyncapi import router as asyncapi_router
+from services.gateway.routers.bots import router as bots_router
+from services.gateway.routers.delivery import router as delivery_router
+from services.gateway.routers.voice import router as voice_router
 from services.gateway.settings import GatewaySettings
 from services.gateway.text_guard import TextGuardMiddleware
 from services.runtime.runner import Runtime
@@ -36,6 +39,10 @@ or block on `GET /wait/{id}`.
 **Auth**: programs send `Authorization: Bearer <api key>` (`POST /auth/signup` makes one); browsers get
 an anonymous session cookie, limited in pictures until they log in (`POST /auth/login`). Everything you
 did not make is a 404 to you. Errors are JSON: `{"error": code, "detail": what was wrong and how to fix it}`.
+
+**Bots** speak for many people: `POST /request {message, nick}`, `GET /job/{id}`, `POST /batch`. With an
+API key, the `X-Likeness-Nick: <nick>` header on any endpoint acts for that person (their own pictures,
+limits, gallery and reference photos); the key itself sees the jobs of all its nicks.
 """
 
 
@@ -76,6 +83,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for module in (auth, characters, cards, chat, conversations, jobs, chains, batches, me, catalog):
         app.include_router(module.router)
     app.include_router(asyncapi_router)
+    app.include_router(bots_router)
+    app.include_router(delivery_router)
+    app.include_router(voice_router)
 
     @app.get("/", include_in_schema=False, response_model=None)
     async def index() -> FileResponse | HTMLResponse:

@@ -5,6 +5,10 @@ rate limits (a token bucket per user, per process).
 * Session: cookie `likeness_session` = `<user_id>.<issued>.<signature>`, signed by itsdangerous'
   TimestampSigner (HMAC-SHA256, key derived from the settings' secret). A browser without one gets a fresh anonymous user id (`anon-...`);
   nothing is written for it until it asks for a picture.
+* Nick: a program with an API key that speaks for many people (an IRC or Matrix bot) names the person
+  with a nick; it then acts as the user `<key's user id>/<nick>` (`nick_user_id`): that user's pictures,
+  limits, gallery and references are the nick's own. The key's own user sees its nicks' chains; a nick
+  sees only its own, and no nick ever sees another key's.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from typing import Any, Literal
 from itsdangerous import BadSignature, Signer, TimestampSigner, want_bytes
 
 __all__ = [
+    "NICK_MAX",
+    "NICK_PATTERN",
+    "NICK_SEPARATOR",
     "SESSION_COOKIE",
     "RateLimiter",
     "SessionSigner",
@@ -31,24 +38,63 @@ __all__ = [
     "new_anonymous_id",
     "new_api_key",
     "new_user_id",
+    "nick_problem",
+    "nick_user_id",
 ]
 
 SESSION_COOKIE = "likeness_session"
 _USER_ID = re.compile(r"^(anon|u)-[0-9a-f]{32}$")
+# No user id of a key or a session holds it, so `<user>/<nick>` can never name another key's user.
+NICK_SEPARATOR = "/"
+NICK_MAX = 64
+# IRC nicks ([]\`^{}|), Matrix ids (@name:server): anything printable but the separator and white space.
+NICK_PATTERN = r"^[^\s/\x00-\x1f\x7f]{1,64}$"
+_NICK = re.compile(NICK_PATTERN)
 
 
 @dataclass(frozen=True)
 class User:
-    """The caller: `kind` says whether pictures are limited; `fresh` when its session was just made."""
+    """The caller: `kind` says whether pictures are limited; `fresh` when its session was just made;
+    `nick` when a program acts for one of its people (then `id` is `<account>/<nick>`)."""
 
     id: str
     kind: Literal["anonymous", "registered"]
     via: Literal["api_key", "session"]
     fresh: bool = False
+    nick: str | None = None
 
     @property
     def anonymous(self) -> bool:
         return self.kind == "anonymous"
+
+    @property
+    def account(self) -> str:
+        """The user the key (or session) belongs to: `id` itself, or the part before a nick."""
+        return self.id.partition(NICK_SEPARATOR)[0] if self.nick is not None else self.id
+
+    def sees(self, owner: str | None) -> bool:
+        """Whether something `owner` made is this caller's to see: their own, or, for a key acting as itself,
+        one of its nicks'. A nick sees only its own; nobody sees another key's."""
+        if owner is None:
+            return False
+        return owner == self.id or (self.nick is None and owner.startswith(self.id + NICK_SEPARATOR))
+
+    def as_nick(self, nick: str) -> User:
+        """The same caller acting for `nick` (checked with `nick_problem` first)."""
+        return User(nick_user_id(self.account, nick), self.kind, self.via, nick=nick)
+
+
+def nick_user_id(account: str, nick: str) -> str:
+    """The user a nick of `account` acts as: recorded as the owner of its chains, submissions and references."""
+    return f"{account}{NICK_SEPARATOR}{nick}"
+
+
+def nick_problem(nick: str) -> str | None:
+    """What is wrong with a nick, or None when it is usable."""
+    if _NICK.match(nick):
+        return None
+    return (f"a nick has 1 to {NICK_MAX} characters, none of them white space, control characters or "
+            f"{NICK_SEPARATOR!r}")
 
 
 def new_anonymous_id() -> str:

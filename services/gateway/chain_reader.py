@@ -1,7 +1,9 @@
 """A chain as the API shows it, read straight from its stream (no projection lag), and who owns it.
 
 A chain's owner is the `user_id` of its `ChainRequested`; before the planner has recorded that,
-the gateway's own `chain_submissions` row says whose request it is (the job is "queued").
+the gateway's own `chain_submissions` row says whose request it is (the job is "queued"). A key's
+user sees its nicks' chains too (`User.sees`), unless `own` asks for the caller's own only (what a new
+chain is made from is recorded as made by the caller).
 """
 
 from __future__ import annotations
@@ -98,11 +100,11 @@ class ChainReader:
         return None if submission is None else submission.user_id
 
     async def check_owner(self, chain_id: UUID, user: User) -> None:
-        if await self.owner(chain_id) != user.id:
+        if not user.sees(await self.owner(chain_id)):
             raise _not_found(chain_id)
 
-    async def load(self, chain_id: UUID, user: User) -> ChainRecord:
-        """The chain if `user` owns it (its events, or its pending request)."""
+    async def load(self, chain_id: UUID, user: User, *, own: bool = False) -> ChainRecord:
+        """The chain if `user` may see it (its events, or its pending request); with `own`, only if theirs."""
         messages = []
         for recorded in await self._store.read_stream(chain_stream(chain_id)):
             try:
@@ -112,7 +114,7 @@ class ChainReader:
         record = ChainRecord(chain_id, tuple(messages))
         if record.request is None:
             record = ChainRecord(chain_id, record.messages, await self._accounts.submission(chain_id))
-        if record.owner != user.id:
+        if not (record.owner == user.id if own else user.sees(record.owner)):
             raise _not_found(chain_id)
         return record
 
@@ -122,8 +124,9 @@ def _not_found(chain_id: UUID) -> NotFound:
                     "returned)", code="chain_not_found")
 
 
-def job_body(record: ChainRecord) -> dict[str, Any]:
-    """Status, progress and result of a picture job (its id is the chain id)."""
+def job_body(record: ChainRecord, batch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Status, progress and result of a picture job (its id is the chain id); `batch` when it is the first
+    chain of a batch."""
     summary = record.summary
     request = record.request
     submission = record.submission
@@ -137,7 +140,8 @@ def job_body(record: ChainRecord) -> dict[str, Any]:
         "chain_id": str(record.chain_id),
         "status": status,
         "done": status in ("completed", "failed", "refused", "cancelled"),
-        "character_id": request.character_id if request else (submission.character_id if submission else None),
+        # A text-to-image job has none (its submission row holds "").
+        "character_id": request.character_id if request else (submission.character_id or None if submission else None),
         "request_text": request.request_text if request else (submission.request_text if submission else None),
         "progress": {
             "steps_total": total,
@@ -153,4 +157,5 @@ def job_body(record: ChainRecord) -> dict[str, Any]:
         "version": record.version,
         "events_url": f"/chains/{record.chain_id}/events",
         "chain_url": f"/chains/{record.chain_id}",
+        "batch": batch,
     }

@@ -63,9 +63,11 @@ async def _users_own(store: EventStore, character_id: str,
 
 
 async def visible_character(store: EventStore, character_id: str, user: User) -> CharacterView:
-    """The character if the user may see it (a built-in one, or their own), as that user sees it; else NotFound."""
+    """The character if the user may see it (a built-in one, or their own, or for a nick its key's), as that
+    user sees it (a built-in one with a nick's own reference); else NotFound."""
     view = await load_character(store, character_id, user.id)
-    if not view.visible_to(user.id):
+    # The characters a bot's key made serve every person it speaks for.
+    if not (view.visible_to(user.id) or (user.nick is not None and view.visible_to(user.account))):
         raise NotFound(f"no character {character_id!r} (GET /characters lists yours and the built-in ones)",
                        code="character_not_found")
     return view

@@ -47,12 +47,15 @@ class Gateway:
         self.projector = Projector(self.db, self.store, batch=settings.gateway_projector_batch,
                                    poll_s=settings.gateway_projector_poll_s,
                                    debounce_s=settings.gateway_projector_debounce_s)
-        self.accounts = Accounts(self.db, anonymous_image_limit=settings.gateway_anonymous_image_limit)
+        self.accounts = Accounts(self.db, anonymous_image_limit=settings.gateway_anonymous_image_limit,
+                                 nick_image_limit=settings.gateway_nick_image_limit,
+                                 nick_window_s=settings.gateway_nick_image_window_s)
         self.chains = ChainReader(self.store, self.db, self.accounts)
         self.commander = Commander(runtime.bus, self.hub, self.db)
         self.signer = SessionSigner(settings.gateway_session_secret.get_secret_value(),
                                     max_age_s=settings.gateway_session_max_age_s)
         self.limiter = RateLimiter(settings.gateway_rate_per_s, settings.gateway_rate_burst)
+        self.nick_limiter = RateLimiter(settings.gateway_nick_rate_per_s, settings.gateway_nick_rate_burst)
         self.catalog = CatalogClient(lambda: runtime.bus.nc, timeout_s=settings.nats_timeout_s)
         self.thumbs = ByteCache(settings.gateway_thumb_cache_bytes)
         self.hashes: OrderedDict[str, str] = OrderedDict()

@@ -17,6 +17,7 @@ __all__ = [
     "GenerateImageRequest",
     "ImageLinks",
     "Job",
+    "JobBatch",
     "JobProgress",
     "LoginRequest",
     "Me",
@@ -107,6 +108,15 @@ class JobProgress(BaseModel):
     fraction: float
 
 
+class JobBatch(BaseModel):
+    batch_id: str
+    count: int = Field(description="how many chains the batch holds")
+    status: str = Field(description="running, or completed once every chain has ended")
+    completed: list[str] = Field(description="the chains that made a picture, once the batch is completed")
+    grid_url: str | None = Field(description="the grid of the pictures (GET /batches/{id}/grid), once there is one")
+    url: str = Field(description="GET /batches/{id}: each chain's state and picture")
+
+
 class Job(BaseModel):
     job_id: str
     chain_id: str
@@ -122,6 +132,8 @@ class Job(BaseModel):
     version: int
     events_url: str
     chain_url: str
+    batch: JobBatch | None = Field(default=None, description="the batch this job heads (`--count N`, POST /batch); "
+                                                             "/wait ends when every chain of it has")
 
 
 class ChainStarted(BaseModel):

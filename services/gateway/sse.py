@@ -177,17 +177,21 @@ async def chat_reply_events(
     timeout_s: float,
     now: Callable[[], float],
     on_chain: Callable[[str, str], Awaitable[None]] | None = None,
+    opening: bytes = b"",
 ) -> AsyncIterator[bytes]:
     """The SSE body of POST /chat/stream: `delta`s, then `reply` (or `error`); `image` names a chain.
 
     `on_chain(chain_id, request_text)` is awaited before the client hears of a chain the message
     started, so the gateway can answer for that chain before the planner has recorded it.
+    `opening` (frames) goes first, before `accepted`: POST /chat/voice sends its `transcript` there.
     """
     deadline = now() + timeout_s
     chain_id: str | None = None
     deltas = 0
     try:
         yield f"retry: {_RETRY_MS}\n\n".encode()
+        if opening:
+            yield opening
         yield sse_frame("accepted", compact_json({"conversation_id": conversation_id, "message_id": message_id}))
         while (left := deadline - now()) > 0:
             item = await listener.next(min(left, heartbeat_s))

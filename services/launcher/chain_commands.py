@@ -190,7 +190,9 @@ async def audit(settings: RuntimeSettings, chain_id: uuid.UUID) -> int:
 def render_audit(report: ChainAudit) -> str:
     lines = [f"chain {report.chain_id}: {report.status}"]
     if isinstance(report.request, ChainRequested):
-        lines.append(f"  request: {report.request.request_text!r} (character {report.request.character_id})")
+        request = report.request
+        drawn = "text-to-image, no character" if request.character_id is None else f"character {request.character_id}"
+        lines.append(f"  request: {request.request_text!r} ({drawn})")
     lines.append(f"  planner: {report.planner} {report.planner_note or ''}".rstrip())
     lines.append(f"  threshold: {report.threshold}")
     for step in report.steps:

@@ -38,6 +38,8 @@ def describe(message: Message, plan: Sequence[str] = ()) -> str:
         case "chain.step_scored":
             return (f"{step_label(m.step, plan)} attempt {m.attempt}: face score {m.score:.1f} "
                     f"(threshold {m.threshold:g})")
+        case "chain.step_accepted" if m.score is None:
+            return f"{step_label(m.step, plan)}: accepted attempt {m.attempt} (text-to-image: not face-checked)"
         case "chain.step_accepted":
             best = ", the best of its attempts" if m.decision == "best_attempt" else ""
             return f"{step_label(m.step, plan)}: accepted attempt {m.attempt} (score {m.score:.1f}{best})"

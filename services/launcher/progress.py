@@ -140,9 +140,9 @@ class RichProgress:
                 self._detail(step, attempt, f"attempt {attempt}: face checked")
             case StepAccepted(step=step, attempt=attempt):
                 best = ", the best of its attempts" if message.decision == "best_attempt" else ""
+                scored = "not face-checked" if message.score is None else view.against_threshold(message.score)
                 self._finish()
-                self._summary("✓ ", "green", f"{view.label(step)}: accepted, {view.against_threshold(message.score)} "
-                                             f"(attempt {attempt}{best})")
+                self._summary("✓ ", "green", f"{view.label(step)}: accepted, {scored} (attempt {attempt}{best})")
             case StepRetried(step=step):
                 # The reason already says why (the score against the threshold, or the render's failure).
                 self._summary("↻ ", "yellow", f"{view.label(step)}: retried: {message.reason}; "

@@ -48,10 +48,19 @@ class RequestPlanning:
         return made
 
     async def _plan(self, request: RequestChain) -> tuple[PlanAccepted | PlanRefused, float | None]:
-        profile, threshold = await character_profile(self._store, request.character_id,
-                                                     default_style=self._default_style)
-        decision = await self._planner.plan(request.request_text, profile, self._user_policy,
-                                            seed_source=self._rng, variant_index=request.variant_index)
+        # The variants of one `--count` request derive their seeds from one base; each request of a
+        # POST /batch draws its own, like a request sent alone.
+        variant = request.variant_index if request.batch_kind == "count" else 0
+        if request.mode == "t2i":
+            decision = self._planner.plan_text(request.request_text, self._user_policy, seed_source=self._rng,
+                                               variant_index=variant)
+            threshold = None
+        else:
+            assert request.character_id is not None  # an edit chain always names one (the contract says so)
+            profile, threshold = await character_profile(self._store, request.character_id,
+                                                         default_style=self._default_style)
+            decision = await self._planner.plan(request.request_text, profile, self._user_policy,
+                                                seed_source=self._rng, variant_index=variant)
         usage = usage_of(decision.llm_spend, self._llm_model, self._prices)
         if isinstance(decision, Refusal):
             return PlanRefused(decision.reason, decision.rule, llm_usage=usage), threshold

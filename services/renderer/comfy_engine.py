@@ -79,7 +79,7 @@ class ComfyUIEngine:
         self._instance = instance
         self._busy_slots: dict[str, set[int]] = {}
 
-    async def render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
         """Render `job`; a backend that cannot be reached is marked down and the next one is tried.
 
         If none can take it, wait for one (time spent waiting does not count against the render deadline);
@@ -183,11 +183,14 @@ class ComfyUIEngine:
         finally:
             busy.discard(slot)
 
-    def _submission(self, job: RenderStep, edit: bool, input_image: bytes) -> tuple[Submission, str]:
+    def _submission(self, job: RenderStep, edit: bool, input_image: bytes | None) -> tuple[Submission, str]:
         template = self.templates.get(job.template)
         if not edit:
             bound = template.bind(job, input_ref=None)
             return Submission(bound.graph, bound.output_node), bound.workflow_hash
+        if input_image is None:
+            raise RenderError("validation", f"template {job.template!r} edits a picture, and the job brings none "
+                                            "(a text-to-image job needs a '*_t2i' template)")
         ext, media_type = _sniff(input_image)
         ref = f"{UPLOAD_FOLDER}/{hashlib.sha256(input_image).hexdigest()}.{ext}"
         bound = template.bind(job, input_ref=ref)

@@ -5,6 +5,7 @@ anything drawn over it (a caption over the chin) makes the face check fail every
 shown in a band added below the picture: a pattern and colour from the job's seed, the "DRAFT — no
 edit model" label and the step's instruction. A draft made from a draft replaces the band (its height
 travels in the PNG's text chunk), so a chain of steps does not stack bands. Same input and job, same bytes.
+A text-to-image job (no input) gets a plain canvas of the job's size in a colour of its seed, then the band.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class DraftEngine:
 
     name = "draft"
 
-    async def render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
         started = time.perf_counter()
         image = await asyncio.to_thread(draft_picture, input_image, job)
         for value in range(1, job.steps + 1):
@@ -45,17 +46,16 @@ class DraftEngine:
         return RenderOutput(image, "image/png", _draft_hash(job, input_image), "draft", self.name, {"render": elapsed})
 
 
-def draft_picture(input_image: bytes, job: RenderStep) -> bytes:
-    """The draft PNG for `job` made from `input_image`: the input untouched, a band below it."""
-    try:
-        with Image.open(io.BytesIO(input_image), formats=["PNG", "JPEG", "WEBP"]) as opened:
-            source = opened.convert("RGB")
-            earlier_band = _band_height(opened.info.get(_BAND_KEY), opened.height)
-    except (OSError, ValueError):
-        raise RenderError("validation", "the input image is not a PNG, JPEG or WebP picture") from None
+def draft_picture(input_image: bytes | None, job: RenderStep) -> bytes:
+    """The draft PNG for `job` made from `input_image` (the input untouched, a band below it), or from nothing."""
+    rng = random.Random(_seed(job))
+    if input_image is None:
+        source = Image.new("RGB", (job.width, job.height), tuple(rng.randrange(60, 200) for _ in range(3)))
+        earlier_band = 0
+    else:
+        source, earlier_band = _opened(input_image)
     if earlier_band:
         source = source.crop((0, 0, source.width, source.height - earlier_band))
-    rng = random.Random(_seed(job))
     width, height = source.size
     size = max(10, min(width // 30, 28))
     lines = textwrap.wrap(job.prompt, width=max(10, int(width / (size * 0.55))))[:3]
@@ -70,6 +70,15 @@ def draft_picture(input_image: bytes, job: RenderStep) -> bytes:
     info.add_text(_BAND_KEY, str(band))
     result.convert("RGB").save(out, format="PNG", pnginfo=info)
     return out.getvalue()
+
+
+def _opened(input_image: bytes) -> tuple[Image.Image, int]:
+    """The input picture and the height of the band an earlier draft added to it (0: none)."""
+    try:
+        with Image.open(io.BytesIO(input_image), formats=["PNG", "JPEG", "WEBP"]) as opened:
+            return opened.convert("RGB"), _band_height(opened.info.get(_BAND_KEY), opened.height)
+    except (OSError, ValueError):
+        raise RenderError("validation", "the input image is not a PNG, JPEG or WebP picture") from None
 
 
 def _band_height(value: object, height: int) -> int:
@@ -128,8 +137,10 @@ def _seed(job: RenderStep) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
 
 
-def _draft_hash(job: RenderStep, input_image: bytes) -> str:
+def _draft_hash(job: RenderStep, input_image: bytes | None) -> str:
     """What the draft depends on, hashed like a workflow, so identical drafts share a hash."""
-    recipe = {"engine": "draft", "version": _VERSION, "input": hashlib.sha256(input_image).hexdigest(),
+    # A text-to-image draft depends on the size it is drawn at instead of an input.
+    drawn = f"{job.width}x{job.height}" if input_image is None else hashlib.sha256(input_image).hexdigest()
+    recipe = {"engine": "draft", "version": _VERSION, "input": drawn,
               "seed": job.seed, "template": job.template, "step": job.step, "prompt": job.prompt}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

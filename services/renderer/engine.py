@@ -1,4 +1,7 @@
-"""What every render engine offers: `render(job, input_image, progress) -> RenderOutput`, raising `RenderError`."""
+"""What every render engine offers: `render(job, input_image, progress) -> RenderOutput`, raising `RenderError`.
+
+`input_image` is None for a text-to-image job (a `*_t2i` template, nothing to edit).
+"""
 
 from __future__ import annotations
 
@@ -68,4 +71,4 @@ class RenderEngine(Protocol):
 
     name: str
 
-    async def render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput: ...
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput: ...

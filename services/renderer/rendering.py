@@ -41,7 +41,8 @@ class Renderer:
 
     async def render(self, job: RenderStep, incoming: Envelope) -> None:
         try:
-            source = await self.blobs.get(job.input_image.sha256)
+            # A text-to-image job has no input: it draws from its prompt alone.
+            source = None if job.input_image is None else await self.blobs.get(job.input_image.sha256)
         except (BlobNotFound, BlobCorrupt) as exc:
             await self._fail(job, incoming, RenderError("validation", f"cannot use the input image: {exc}"))
             return

@@ -50,8 +50,11 @@ class RoutedEngine:
             raise ValueError(f"LIKENESS_RENDER_ROUTES names engines that are not configured: {sorted(unknown)}; "
                              f"configured: {sorted(self.engines)}")
 
-    async def render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
         names = engines_for(job, self.routes, list(self.engines))
+        if input_image is None:
+            # A text-to-image job goes only to engines that can draw without a picture to edit.
+            names = [name for name in names if not getattr(self.engines[name], "edits_only", False)]
         if not names:
             raise RenderError("validation", f"no configured engine serves style {job.style!r} / model {job.model!r} "
                                             "(see LIKENESS_RENDER_ROUTES)")

@@ -62,14 +62,14 @@ class RunPodEngine:
         self.poll_interval_s = poll_interval_s
         self.request_timeout_s = request_timeout_s
 
-    async def render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
         """Run `job` on the endpoint; raises RenderError (BackendUnreachable if the endpoint took nothing)."""
         try:
             return await self._render(job, input_image, progress)
         except RenderError as exc:
             raise exc.at(self.endpoint_url) from None
 
-    async def _render(self, job: RenderStep, input_image: bytes, progress: Progress) -> RenderOutput:
+    async def _render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
         loop = asyncio.get_running_loop()
         began = loop.time()
         budget = min(job.deadline_s or self.deadline_s, self.deadline_s)
@@ -92,11 +92,13 @@ class RunPodEngine:
         timings |= {k: v for k, v in (("queue", state.delay_ms), ("execute", state.execution_ms)) if v is not None}
         return RenderOutput(image, media_type, workflow_hash, self.endpoint_url, self.name, timings, cost_usd=None)
 
-    def _request(self, job: RenderStep, input_image: bytes, budget: float) -> tuple[bytes, str, str | None]:
+    def _request(self, job: RenderStep, input_image: bytes | None, budget: float) -> tuple[bytes, str, str | None]:
         """The /run body, the bound workflow's hash, and the file name stem of the output node's images."""
         template = self.templates.get(job.template)
         ref, images = None, []
         if template.edit:
+            if input_image is None:
+                raise RenderError("validation", f"template {job.template!r} edits a picture, and the job brings none")
             kind = image_kind(input_image)
             if kind is None:
                 raise RenderError("validation", "the input image is not a PNG, JPEG or WebP picture")

@@ -58,8 +58,9 @@ async def send_and_wait(nc: nats.NATS, blobs: BlobStore, **overrides) -> tuple[E
     """Publish a RenderStep for a fresh chain; return the command, the result and the live messages seen."""
     chain = uuid.uuid4()
     ref = await blobs.put_image(png((20, 120, 220)))
-    step = RenderStep(chain_id=chain, step=0, attempt=1, seed=11, input_image=ref, prompt="in a forest", width=512,
-                      height=512, steps=4, cfg=1.0, model="qwen-image-edit", template="qwen_edit", **overrides)
+    fields = dict(chain_id=chain, step=0, attempt=1, seed=11, input_image=ref, prompt="in a forest", width=512,
+                  height=512, steps=4, cfg=1.0, model="qwen-image-edit", template="qwen_edit")
+    step = RenderStep(**{**fields, **overrides})
     command = wrap(step, f"chain-{chain}")
     results = await nc.subscribe(f"likeness.evt.render.*.chain-{chain}")
     live: list[Envelope] = []
@@ -152,3 +153,29 @@ async def test_without_comfyui_the_draft_engine_renders(service: Callable, nc: n
     event = result.open(REGISTRY)
     assert isinstance(event, RenderCompleted) and (event.engine, event.backend) == ("draft", "draft")
     assert len(await blobs.get(event.image.sha256)) == event.image.bytes
+
+
+async def test_a_text_to_image_step_renders_without_an_input_at_the_jobs_size(
+    service: Callable, nc: nats.NATS, blobs: BlobStore
+) -> None:
+    async with FakeComfyUI() as fake:
+        await service((fake.url,))
+        _, result, _ = await send_and_wait(nc, blobs, input_image=None, template="sdxl_t2i", width=320, height=192,
+                                           model="sd_xl_base_1.0.safetensors")
+        (prompt,) = fake.state.prompts
+    event = result.open(REGISTRY)
+    assert isinstance(event, RenderCompleted), event
+    assert fake.state.uploads == []
+    latent = next(n for n in prompt["prompt"].values() if n["class_type"] == "EmptyLatentImage")
+    assert (latent["inputs"]["width"], latent["inputs"]["height"]) == (320, 192)
+    assert (event.image.width, event.image.height) == (320, 192)
+
+
+async def test_without_comfyui_a_text_to_image_step_is_a_draft_canvas(
+    service: Callable, nc: nats.NATS, blobs: BlobStore
+) -> None:
+    await service(())
+    _, result, _ = await send_and_wait(nc, blobs, input_image=None, template="sdxl_t2i", width=320, height=192)
+    event = result.open(REGISTRY)
+    assert isinstance(event, RenderCompleted) and event.engine == "draft"
+    assert event.image.width == 320 and event.image.height > 192  # the canvas, and the draft's band below it

@@ -19,6 +19,7 @@ from contracts.asyncapi import (
     route_of,
 )
 from contracts.catalog import CATALOG_SUBJECT, Catalog
+from contracts.delivery_rpc import DELIVERY_RPC_SUBJECT
 from contracts.face import ReferenceCheckReply, ReferenceCheckRequest
 from contracts.subjects import (
     COMMANDS_STREAM,
@@ -151,7 +152,7 @@ def test_dead_letters_are_a_channel_per_service(document: dict[str, Any]) -> Non
 
 def test_every_channel_is_a_subject_the_contracts_build(document: dict[str, Any]) -> None:
     built = [subject_of(model) for model in all_message_types()]
-    built += [rpc_subject("face.check_reference"), CATALOG_SUBJECT, dead_letter_subject("planner")]
+    built += [rpc_subject("face.check_reference"), CATALOG_SUBJECT, DELIVERY_RPC_SUBJECT, dead_letter_subject("planner")]
     # Replies travel on the requester's inbox, which no contract names.
     channels = {name for name, channel in document["channels"].items() if not channel["address"].startswith("_INBOX.")}
     assert channels == {channel_for(document, subject)[0] for subject in built}

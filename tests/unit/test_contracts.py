@@ -78,6 +78,23 @@ from contracts import (
     UserMessageSent,
     all_message_types,
 )
+from contracts.delivery import (
+    Deliver,
+    DeliveryAttempted,
+    DeliveryClaimed,
+    DeliveryFailed,
+    DeliveryRequested,
+    DeliverySucceeded,
+    Destination,
+    GoogleChatLinked,
+    GoogleChatUnlinked,
+    TelegramLinked,
+    TelegramUnlinked,
+    WebhookEndpointCreated,
+    WebhookEndpointDeleted,
+    WebhookEndpointSubscribed,
+    WebhookSecretRotated,
+)
 from contracts.schemas import export_schemas
 from contracts.subjects import command_subject, event_subject, live_subject, rpc_subject
 
@@ -86,7 +103,31 @@ CONVERSATION = UUID("00000000-0000-4000-8000-000000000002")
 MESSAGE = UUID("00000000-0000-4000-8000-000000000003")
 EVENT_ID = UUID("00000000-0000-4000-8000-0000000000ee")
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-FAMILY_MODULES = ("chain", "render", "face", "character", "chat")
+FAMILY_MODULES = ("chain", "render", "face", "character", "chat", "delivery")
+
+
+DELIVERY = UUID("00000000-0000-4000-8000-0000000000d1")
+ENDPOINT = UUID("00000000-0000-4000-8000-0000000000d2")
+DELIVERY_SAMPLES: list[Message] = [
+    TelegramLinked(user_id="u-1", chat_id="-1001234567890"),
+    TelegramUnlinked(user_id="u-1"),
+    GoogleChatLinked(user_id="u-1", url="https://chat.googleapis.com/v1/spaces/AAA/messages?key=k&token=t"),
+    GoogleChatUnlinked(user_id="u-1"),
+    WebhookEndpointCreated(user_id="u-1", endpoint_id=ENDPOINT, url="https://example.com/hooks",
+                           events=("completed", "step_accepted")),
+    WebhookEndpointSubscribed(user_id="u-1", endpoint_id=ENDPOINT, events=("failed",)),
+    WebhookSecretRotated(user_id="u-1", endpoint_id=ENDPOINT, secret_generation=2),
+    WebhookEndpointDeleted(user_id="u-1", endpoint_id=ENDPOINT),
+    DeliveryRequested(delivery_id=DELIVERY, user_id="u-1", destination=Destination(channel="webhook",
+                      endpoint_id=ENDPOINT), event_id=EVENT_ID, event_type="chain.completed", chain_id=CHAIN,
+                      message_id=f"msg_{DELIVERY.hex}", requested_at=NOW),
+    DeliveryClaimed(delivery_id=DELIVERY, attempt=1, worker="host:12:ab12cd", lease_until=NOW),
+    DeliveryAttempted(delivery_id=DELIVERY, attempt=1, worker="host:12:ab12cd", outcome="retry", status_code=503,
+                      error="HTTP 503", duration_ms=12.5, retry_at=NOW),
+    DeliverySucceeded(delivery_id=DELIVERY, attempts=2),
+    DeliveryFailed(delivery_id=DELIVERY, attempts=1, reason="HTTP 400", cause="rejected"),
+    Deliver(delivery_id=DELIVERY, attempt=2, not_before=NOW),
+]
 
 
 def image(n: int = 1) -> ImageRef:
@@ -270,6 +311,7 @@ SAMPLES: list[Message] = [
     ChatMessageRefused(conversation_id=CONVERSATION, message_id=MESSAGE, user_id="u-2", reason="not yours",
                        rule="chat.not_your_conversation"),
     ChatTokenDelta(conversation_id=CONVERSATION, message_id=UUID(int=4), delta="Here ", in_reply_to=MESSAGE, index=0),
+    *DELIVERY_SAMPLES,
 ]
 SAMPLE_IDS = [sample.type for sample in SAMPLES]
 

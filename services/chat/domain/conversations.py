@@ -269,7 +269,7 @@ def _receive(state: ConversationState, receive: ReceiveMessage) -> Decision:
         events.append(ConversationStarted(conversation_id=command.conversation_id,
                                           character_id=command.character_id, user_id=command.user_id))
     events.append(UserMessageSent(conversation_id=command.conversation_id, message_id=receive.message_id,
-                                  text=command.text))
+                                  text=command.text, voice=command.voice))
     basis = picture_basis(command.text)
     current = current_picture(state, receive.pictures)
     if current is not None and basis_only(command.text):

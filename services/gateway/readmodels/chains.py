@@ -97,7 +97,8 @@ def summarize(chain_id: UUID, audit: ChainAudit) -> ChainSummary:
                   for s in audit.steps)
     return ChainSummary(
         chain_id=chain_id, status="queued" if audit.status == "new" else audit.status,
-        user_id=request.user_id if request else "", character_id=request.character_id if request else "",
+        # "" also for a text-to-image chain, which names no character (the column is text, never null).
+        user_id=request.user_id if request else "", character_id=(request.character_id or "") if request else "",
         request_text=request.request_text if request else "",
         parent_chain_id=request.parent_chain_id if request else None,
         branch_from_step=request.branch_from_step if request else None,

@@ -37,7 +37,7 @@ def picture_entry(row: asyncpg.Record) -> dict[str, Any]:
               **(image_urls(s.sha256) if s.sha256 else {"url": None, "thumb_url": None, "download_url": None})}
              for s in chain.steps]
     return {
-        "chain_id": str(chain.chain_id), "character_id": chain.character_id, "request_text": chain.request_text,
+        "chain_id": str(chain.chain_id), "character_id": chain.character_id or None, "request_text": chain.request_text,
         "created_at": row["made_at"].isoformat(), "score": chain.score, "threshold": chain.threshold,
         "parent_chain_id": None if chain.parent_chain_id is None else str(chain.parent_chain_id),
         "branch_from_step": chain.branch_from_step,

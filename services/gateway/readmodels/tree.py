@@ -15,7 +15,7 @@ def chain_node(chain: ChainSummary) -> dict[str, Any]:
     return {
         "chain_id": str(chain.chain_id),
         "request_text": chain.request_text,
-        "character_id": chain.character_id,
+        "character_id": chain.character_id or None,
         "status": chain.status,
         "parent_chain_id": None if chain.parent_chain_id is None else str(chain.parent_chain_id),
         "branch_from_step": chain.branch_from_step,

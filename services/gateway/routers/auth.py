@@ -91,6 +91,9 @@ async def revoke_key(key_id: str, user: UserDep, accounts: AccountsDep) -> dict[
 
 
 async def _registered(user: User, accounts: Accounts) -> None:
+    if user.nick is not None:
+        raise Forbidden("a nick's requests are its key's: manage API keys without X-Likeness-Nick",
+                        code="nick_not_allowed")
     # A session's id prefix only hints the kind (a signed-up browser keeps its anon- id): ask the table.
     if await accounts.kind_of(user.id) == "registered":
         return

@@ -1,10 +1,10 @@
-"""`--count N` batches: the chains one request fanned out into, each variant's state and picture, and the
-grid of their pictures once every chain has ended.
+"""Batches: the chains one `--count N` request fanned out into (or the requests of a POST /batch), each
+variant's state and picture, and the grid of their pictures once every chain has ended.
 
 A batch is named by its first chain (the batch id is that chain's id, the job id POST /chat/generate-image
-answered). The planner asks for the other chains itself and, when the last one ends, records
-`BatchCompleted` with the grid on the batch's own stream. Nothing about a batch reaches a chain's event
-stream, so the page reads it here.
+answered). The planner asks for the other chains of `--count` itself and, when the last one ends, records
+`BatchCompleted` with the grid on the batch's own stream (services.gateway.batch_reader reads both).
+Nothing about a batch reaches a chain's event stream, so the page reads it here.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from contracts import REGISTRY, BatchCompleted, ContractError
-from contracts.streams import batch_stream
+from contracts import BatchCompleted
+from services.gateway.batch_reader import batch_chains, batch_end
 from services.gateway.chain_reader import ChainRecord, image_links
-from services.gateway.context import Gateway
 from services.gateway.deps import GatewayDep, ImageUserDep, UserDep
 from services.gateway.errors import NotFound
 
@@ -48,7 +47,7 @@ class Batch(BaseModel):
 
 
 
-@router.get("/batches/{batch_id}", response_model=Batch, summary="A --count batch: every variant chain, its state and picture, and the grid")
+@router.get("/batches/{batch_id}", response_model=Batch, summary="A batch (--count or POST /batch): every chain, its state and picture, and the grid")
 async def get_batch(batch_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
     """`status` is queued (not planned yet, `count` unknown), running, or completed (every chain ended; `grid_image`
     is set when at least one made a picture). A variant the planner has not asked for yet is listed with
@@ -58,16 +57,12 @@ async def get_batch(batch_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[
     if request is None:
         return _body(batch_id, None, {0: first}, None)
     if request.batch_id != batch_id or request.variant_count <= 1:
-        raise NotFound(f"chain {batch_id} is not the first chain of a --count batch: follow it with "
+        raise NotFound(f"chain {batch_id} is not the first chain of a batch: follow it with "
                        f"GET /chains/{batch_id}", code="batch_not_found")
-    completed = await _completed(gateway, batch_id)
-    chains = {0: first}
-    for chain_id in await _variant_ids(gateway, batch_id, user.id, completed):
-        if chain_id == batch_id:
-            continue
-        record = await gateway.chains.load(chain_id, user)
-        if record.request is not None:
-            chains[record.request.variant_index] = record
+    completed = await batch_end(gateway.store, batch_id)
+    # A chain not planned yet (a POST /batch request waiting for the planner) is listed as queued.
+    chains = {index: record for index, record in (await batch_chains(gateway.chains, first, user)).items()
+              if index == 0 or (record is not None and record.request is not None)}
     return _body(batch_id, request.variant_count, chains, completed)
 
 
@@ -75,7 +70,7 @@ async def get_batch(batch_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[
             responses={200: {"content": {"image/webp": {}}}})
 async def get_grid(batch_id: UUID, request: Request, user: ImageUserDep, gateway: GatewayDep) -> Response:
     await gateway.chains.check_owner(batch_id, user)
-    completed = await _completed(gateway, batch_id)
+    completed = await batch_end(gateway.store, batch_id)
     if completed is None or completed.grid_image is None:
         raise NotFound(f"batch {batch_id} has no grid (yet): it has one once every chain has ended and at least one "
                        f"made a picture; GET /batches/{batch_id} says where it stands", code="grid_not_found")
@@ -85,27 +80,6 @@ async def get_grid(batch_id: UUID, request: Request, user: ImageUserDep, gateway
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
     return Response(await gateway.blobs.get(grid.sha256), media_type=grid.media_type, headers=headers)
-
-
-async def _completed(gateway: Gateway, batch_id: UUID) -> BatchCompleted | None:
-    for recorded in await gateway.store.read_stream(batch_stream(batch_id)):
-        try:
-            message = recorded.envelope.open(REGISTRY)
-        except ContractError:
-            continue
-        if isinstance(message, BatchCompleted):
-            return message
-    return None
-
-
-async def _variant_ids(gateway: Gateway, batch_id: UUID, user_id: str, completed: BatchCompleted | None) -> list[UUID]:
-    """The batch's chains the log has requested: named by its end once recorded, else by the chains view."""
-    if completed is not None:
-        return list(completed.chain_ids)
-    await gateway.projector.sync(1.0)
-    rows = await gateway.db.fetch("SELECT chain_id FROM chains_view WHERE batch_id = $1 AND user_id = $2",
-                                  batch_id, user_id)
-    return [row["chain_id"] for row in rows]
 
 
 def _body(batch_id: UUID, count: int | None, chains: dict[int, ChainRecord],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
 from services.gateway.deps import GatewayDep, UserDep
 
@@ -13,7 +14,17 @@ __all__ = ["router"]
 router = APIRouter(tags=["catalog"])
 
 
-@router.get("/models", summary="The models a request may name with --model")
+class ModelInfo(BaseModel):
+    name: str
+    kind: str = Field(description="edit (a character's chain of edits) or t2i (a picture from text alone)")
+    description: str
+    width: int
+    height: int
+    steps: int
+    styles: list[str] = Field(description="the art styles drawn with this model")
+
+
+@router.get("/models", response_model=list[ModelInfo], summary="The models a request may name with --model")
 async def models(_: UserDep, gateway: GatewayDep) -> list[dict[str, Any]]:
     catalog = await gateway.catalog.get()
     return [{"name": m.name, "kind": m.kind, "description": m.description, "width": m.width, "height": m.height,

@@ -127,31 +127,35 @@ async def rerender(chain_id: UUID, user: UserDep, gateway: GatewayDep,
                    fresh_seed: bool = Query(default=False, description="draw new seeds: another take of the same "
                                                                        "request (the page's Regenerate)"),
                    ) -> dict[str, Any]:
-    record = await gateway.chains.load(chain_id, user)
+    # The new chain is the caller's: a key re-renders its nicks' chains acting for the nick (X-Likeness-Nick).
+    record = await gateway.chains.load(chain_id, user, own=True)
     request, plan = record.request, record.plan
     if fresh_seed and request is not None:
         # Another take: the request without its seed, so the planner draws new ones; input and branch kept.
         again = RequestChain(chain_id=uuid.uuid4(), character_id=request.character_id, user_id=user.id,
                              request_text=without_seed(request.request_text), reference_image=request.reference_image,
-                             parent_chain_id=request.parent_chain_id, branch_from_step=request.branch_from_step,
-                             input_image=request.input_image)
+                             mode=request.mode, parent_chain_id=request.parent_chain_id,
+                             branch_from_step=request.branch_from_step, input_image=request.input_image)
         return await start_chain(gateway, user, again, origin="rerender", source_chain_id=chain_id,
                                  note="the same request with new seeds")
     if request is None or plan is None:
         raise Conflict(f"chain {chain_id} has no plan to re-render (it is {record.summary.status})",
                        code="not_planned")
     base = plan.steps[0].seed
-    if request.variant_index and request.batch_id is not None:
+    # The requests of a POST /batch each drew their own base seed: only `--count` variants share one.
+    if request.variant_index and request.batch_id is not None and request.batch_kind == "count":
         # Only the first chain of a --count batch starts at the base seed; the others derive theirs from it.
         first = await gateway.chains.load(request.batch_id, user)
         if first.plan is None:
             raise Conflict("the first chain of this batch has no plan, so its seeds are unknown", code="not_planned")
         base = first.plan.steps[0].seed
     text = with_seed(request.request_text, base)
+    # A request of a POST /batch is made again on its own, like a request sent alone.
+    variant, count = (request.variant_index, request.variant_count) if request.batch_kind == "count" else (0, 1)
     again = RequestChain(chain_id=uuid.uuid4(), character_id=request.character_id, user_id=user.id, request_text=text,
-                         reference_image=request.reference_image, parent_chain_id=request.parent_chain_id,
-                         branch_from_step=request.branch_from_step, variant_index=request.variant_index,
-                         variant_count=request.variant_count, input_image=request.input_image)
+                         reference_image=request.reference_image, mode=request.mode,
+                         parent_chain_id=request.parent_chain_id, branch_from_step=request.branch_from_step,
+                         variant_index=variant, variant_count=count, input_image=request.input_image)
     note = (f"re-planned from the same request with --seed {base}: the rule-based planner gives the same steps, "
             "seeds and templates; an LLM planner may word the prompts differently")
     return await start_chain(gateway, user, again, origin="rerender", source_chain_id=chain_id, note=note)
@@ -202,10 +206,13 @@ async def _dhash(gateway: Gateway, sha256: str) -> str:
 @router.post("/chains/{chain_id}/branch", response_model=ChainStarted, status_code=202,
              summary="A new chain that edits the accepted image of one step of this chain")
 async def branch(chain_id: UUID, body: BranchRequest, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
-    parent = await gateway.chains.load(chain_id, user)
+    parent = await gateway.chains.load(chain_id, user, own=True)
     request, plan = parent.request, parent.plan
     if request is None or plan is None:
         raise Conflict(f"chain {chain_id} has no steps yet to branch from", code="not_planned")
+    if request.mode == "t2i":
+        raise Conflict(f"chain {chain_id} drew a picture from text: it has no character whose face a branch could "
+                       "keep; ask for a new picture instead", code="no_character")
     if body.from_step >= len(plan.steps):
         raise Unprocessable(f"from_step must be 0..{len(plan.steps) - 1}: chain {chain_id} has {len(plan.steps)} "
                             "steps", code="invalid_step")

@@ -1,4 +1,8 @@
-"""Picture jobs: ask for a picture of a character (a chain), poll it, or wait for it to end."""
+"""Picture jobs: ask for a picture of a character (a chain), poll it, or wait for it to end.
+
+The job of a batch's first chain (`--count N`, POST /batch) is the batch: its body has `batch`, and
+/wait returns once every chain of it has ended and the batch is recorded (with its grid).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from contracts import CHAIN_ENDS, RequestChain
-from contracts.streams import chain_stream
-from services.gateway.chain_reader import job_body
+from contracts.streams import batch_stream, chain_stream
+from services.gateway.batch_reader import batch_end, batch_summary, heads_batch
+from services.gateway.chain_reader import ChainRecord, job_body
 from services.gateway.characters import visible_character
+from services.gateway.context import Gateway
 from services.gateway.deps import GatewayDep, UserDep
 from services.gateway.errors import Conflict
 from services.gateway.live import CLOSED
@@ -42,28 +48,56 @@ async def generate_image(body: GenerateImageRequest, user: UserDep, gateway: Gat
 
 @router.get("/chat/job/{job_id}", response_model=Job, summary="A picture job's status, progress and result")
 async def get_job(job_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
-    return job_body(await gateway.chains.load(job_id, user))
+    record = await gateway.chains.load(job_id, user)
+    return job_body(record, await _batch(gateway, record))
 
 
 @router.get("/wait/{job_id}", response_model=Job,
-            summary="Block until the job ends or `timeout` seconds pass; then the same body as /chat/job")
+            summary="Block until the job (a batch's: every chain of it) ends or `timeout` seconds pass; then the "
+                    "same body as /chat/job")
 async def wait_for_job(job_id: UUID, user: UserDep, gateway: GatewayDep,
                        timeout: float | None = Query(default=None, gt=0, description="seconds (capped by the server)"),
                        ) -> dict[str, Any]:
     settings = gateway.settings
     limit = min(timeout or settings.gateway_wait_default_s, settings.gateway_wait_max_s)
     deadline = time.monotonic() + limit
-    record = await gateway.chains.load(job_id, user)
-    if record.finished:
-        return job_body(record)
-    with gateway.hub.listen(chain_stream(job_id)) as listener:
-        # Read again now that we listen: an end between the first read and the subscription is not missed.
-        record = await gateway.chains.load(job_id, user)
-        while not record.finished and (left := deadline - time.monotonic()) > 0:
+    found: list[ChainRecord] = []
+
+    async def chain_ended() -> bool:
+        found[:] = [await gateway.chains.load(job_id, user)]
+        return found[0].finished
+
+    async def batch_ended() -> bool:
+        return await batch_end(gateway.store, job_id) is not None
+
+    if await _until(gateway, chain_stream(job_id), chain_ended, deadline, ends=CHAIN_ENDS) and heads_batch(found[0]):
+        await _until(gateway, batch_stream(job_id), batch_ended, deadline)
+    return job_body(found[0], await _batch(gateway, found[0]))
+
+
+async def _until(gateway: Gateway, stream: str, done, deadline: float, *, ends: frozenset[str] | None = None) -> bool:
+    """Wait until `done()` says so or the deadline passes, woken by `stream`'s events (those in `ends`, when
+    given) and by the log every few seconds; whether it is done."""
+    if await done():
+        return True
+    with gateway.hub.listen(stream) as listener:
+        # Ask again now that we listen: an end between the first look and the subscription is not missed.
+        if await done():
+            return True
+        while (left := deadline - time.monotonic()) > 0:
             item = await listener.next(min(left, _RECHECK_S))
             if item is CLOSED:
-                break
-            if item is None or listener.lost or (item.persisted and item.type in CHAIN_ENDS):
+                return False
+            if item is None or listener.lost or (item.persisted and (ends is None or item.type in ends)):
                 listener.lost = False
-                record = await gateway.chains.load(job_id, user)
-    return job_body(record)
+                if await done():
+                    return True
+    return False
+
+
+async def _batch(gateway: Gateway, record: ChainRecord) -> dict[str, Any] | None:
+    """The batch a job heads, where it stands (None for a job that heads none)."""
+    if not heads_batch(record):
+        return None
+    assert record.request is not None
+    return batch_summary(record.chain_id, record.request.variant_count, await batch_end(gateway.store, record.chain_id))

@@ -31,6 +31,12 @@ _FRESH_WAIT_S = 2.0
 
 @router.get("/me", response_model=Me, summary="Who you are and how many pictures you may still make")
 async def me(user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
+    if user.nick is not None:
+        # A nick's limit is its pictures per window (LIKENESS_GATEWAY_NICK_IMAGE_LIMIT), counted in that window.
+        accounts = gateway.accounts
+        used, limit = await accounts.nick_pictures_in_window(user.id), accounts.nick_image_limit
+        return {"user_id": user.id, "kind": user.kind, "images_used": used, "image_limit": limit,
+                "images_left": None if limit is None else max(0, limit - used)}
     kind = await gateway.accounts.kind_of(user.id)
     used = await gateway.accounts.images_used(user.id)
     limit = gateway.settings.gateway_anonymous_image_limit if kind == "anonymous" else None

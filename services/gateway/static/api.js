@@ -46,13 +46,17 @@ export const get = (path, options) => request("GET", path, options);
 export const post = (path, json, options) => request("POST", path, { ...options, json });
 export const put = (path, json, options) => request("PUT", path, { ...options, json });
 
-// POST a JSON body and call onEvent(type, data) for each server-sent event of the response.
-export async function postStream(path, json, onEvent, { signal } = {}) {
+// POST a JSON body (or a FormData, sent as multipart) and call onEvent(type, data) for each
+// server-sent event of the response.
+export async function postStream(path, body, onEvent, { signal } = {}) {
+  const form = body instanceof FormData;
+  const headers = { Accept: "text/event-stream" };
+  if (!form) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method: "POST",
     credentials: "same-origin",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify(json),
+    headers,
+    body: form ? body : JSON.stringify(body),
     signal,
   });
   if (!response.ok) throw await errorOf(response);

@@ -16,6 +16,7 @@ import { loadPersona, savePersona } from "./persona.js";
 import { askForPicture, clearOptions, loadCatalog, previewOptions, revealInvalid } from "./pictures.js";
 import { $ } from "./state.js";
 import { loadTree, refreshAfter } from "./treeview.js";
+import { setUpVoice } from "./voice.js";
 
 function start() {
   $("error-dismiss").addEventListener("click", dismissError);
@@ -30,6 +31,7 @@ function start() {
   $("chat-form").addEventListener("submit", sendChat);
   $("chat-older").addEventListener("click", guarded(showOlderMessages));
   $("chat-delete").addEventListener("click", guarded(deleteConversation));
+  setUpVoice();
   $("picture-form").addEventListener("submit", askForPicture);
   $("picture-form").addEventListener("invalid", revealInvalid, true);  // invalid does not bubble
   $("picture-form").addEventListener("input", previewOptions);

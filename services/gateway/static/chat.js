@@ -152,9 +152,17 @@ export async function sendChat(event) {
   const input = $("chat-input");
   const text = input.value.trim();
   if (!text || !state.current) return;
-  const character = state.current;
   input.value = "";
-  chatMessage("user", text);
+  await converse(text, (body, onEvent) => postStream("/chat/stream", { ...body, text }, onEvent));
+}
+
+// One exchange: the user's bubble, then the reply streamed under it. `post(body, onEvent)` sends the
+// message to the character (`body`: character_id and, when going on, conversation_id). A spoken
+// message (voice.js) starts with an empty bubble that its `transcript` event fills.
+export async function converse(text, post) {
+  const character = state.current;
+  const mine = chatMessage("user", text);
+  if (!text) mine.item.dataset.transcribing = "1";
 
   const reply = chatMessage("character", "");
   // Busy on the live region itself: screen readers then read the reply once, when it is whole,
@@ -164,11 +172,20 @@ export async function sendChat(event) {
   $("chat-send").disabled = true;
   const answer = { text: "" };
   try {
-    const body = { character_id: character.id, text };
+    const body = { character_id: character.id };
     if (shown.id && shown.characterId === character.id) body.conversation_id = shown.id;
-    await postStream("/chat/stream", body, (type, data) => onReplyEvent(type, data, { character, reply, answer }));
+    await post(body, (type, data) => {
+      if (type === "transcript") {
+        delete mine.item.dataset.transcribing;
+        mine.item.dataset.voice = "1";
+        following(() => { mine.body.textContent = data?.text ?? ""; });
+      } else {
+        onReplyEvent(type, data, { character, reply, answer });
+      }
+    });
   } catch (error) {
     if (!answer.text) reply.item.remove();
+    if (mine.item.dataset.transcribing) mine.item.remove();  // nothing was heard: nothing was said
     showError(error);
   } finally {
     $("chat-log").removeAttribute("aria-busy");

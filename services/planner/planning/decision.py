@@ -83,7 +83,8 @@ class Plan(_Frozen):
     count: int = Field(default=1, ge=1, le=4)
     # `--seed base_seed` reproduces this plan; step seeds derive from it.
     base_seed: Seed
-    style: str
+    # None for a text-to-image plan: it has no art style, so no backend is ruled out by one.
+    style: str | None
     backend: str
     llm_spend: LlmSpend | None = None
 

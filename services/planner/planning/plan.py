@@ -25,7 +25,7 @@ from services.planner.planning.profiles import CharacterProfile, UserPolicy
 from services.planner.planning.registry import ModelSpec, Registry, StyleSpec
 from services.planner.planning.rules import draft_by_rules
 
-__all__ = ["NOTHING_TO_EDIT", "SEED_LIMIT", "derive_seed", "plan_request", "step_seed"]
+__all__ = ["NOTHING_TO_EDIT", "SEED_LIMIT", "derive_seed", "draw_seed", "joined_terms", "plan_request", "step_seed"]
 
 SEED_LIMIT = 2**53
 # Room for this many steps per variant before two variants' seeds could be derived from one offset.
@@ -58,8 +58,8 @@ def plan_request(
     said = [draft.positive_text, *(f"{i.description} {i.prompt}" for i in draft.intents)]
     if refusal := check_words(said, limit, registry.content_words):
         return refusal
-    base_seed = modifiers.seed if modifiers.seed is not None else _draw(seed_source)
-    plan_negative = _joined([modifiers.negative_prompt, *draft.negative])
+    base_seed = modifiers.seed if modifiers.seed is not None else draw_seed(seed_source)
+    plan_negative = joined_terms([modifiers.negative_prompt, *draft.negative])
     steps = []
     for index, intent in enumerate(draft.intents):
         choice = choose_loras(intent.kind, intent.description, model=model, style=style,
@@ -70,7 +70,7 @@ def plan_request(
         prompt = with_trigger_words(intent.prompt, [*choice.trigger_words, *_words(model.positive_prompt)])
         steps.append(PlannedStep(
             index=index, kind=intent.kind, prompt=prompt,
-            negative_prompt=_joined([*intent.negative, plan_negative, model.negative_prompt]),
+            negative_prompt=joined_terms([*intent.negative, plan_negative, model.negative_prompt]),
             loras=choice.uses, width=modifiers.width or model.width, height=modifiers.height or model.height,
             seed=step_seed(base_seed, variant_index, index), model=model.checkpoint, template=model.template,
             steps=model.steps, cfg=model.cfg,
@@ -95,7 +95,7 @@ def derive_seed(base_seed: int, offset: int) -> int:
     return (mixed ^ (mixed >> 31)) % SEED_LIMIT
 
 
-def _draw(seed_source: random.Random | int) -> int:
+def draw_seed(seed_source: random.Random | int) -> int:
     return seed_source % SEED_LIMIT if isinstance(seed_source, int) else seed_source.randrange(SEED_LIMIT)
 
 
@@ -133,7 +133,7 @@ def _words(text: str) -> list[str]:
     return [word.strip() for word in text.split(",") if word.strip()]
 
 
-def _joined(parts: Iterable[str]) -> str:
+def joined_terms(parts: Iterable[str]) -> str:
     """Comma-separated terms, each once (the model's default negatives often repeat the user's)."""
     terms: dict[str, str] = {}
     for part in parts:

@@ -13,6 +13,7 @@ from services.planner.planning.content_policy import check_words, content_limit
 from services.planner.planning.profiles import CharacterProfile, UserPolicy
 from services.planner.planning.registry import Registry
 from services.planner.planning.rules import draft_by_rules
+from services.planner.planning.text_to_image import plan_text_to_image
 
 __all__ = ["NO_LLM_NOTE", "Planner"]
 
@@ -58,3 +59,13 @@ class Planner:
         # What the model calls cost travels with the decision, whichever it is.
         spend = draft.llm_spend if draft is not None else None
         return decision if spend is None else decision.model_copy(update={"llm_spend": spend})
+
+    def plan_text(self, request_text: str, user_policy: UserPolicy, *, seed_source: random.Random | int,
+                  variant_index: int = 0) -> PlanDecision:
+        """The one-step plan of a text-to-image request (no character, no LLM: the text is the prompt)."""
+        try:
+            text, modifiers = parse_modifiers(request_text)
+            return plan_text_to_image(text, modifiers, user_policy, self._registry, seed_source=seed_source,
+                                      variant_index=variant_index)
+        except PlanningError as exc:
+            return Refusal(reason=str(exc), rule=exc.rule)

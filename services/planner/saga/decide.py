@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from typing import Literal
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from contracts import (
     AttemptScore,
@@ -37,6 +37,7 @@ from contracts import (
     StepRequested,
     StepRetried,
     StepScored,
+    variant_chain_id,
 )
 from contracts.decision import Decision
 from contracts.usage import ModelUsage
@@ -139,7 +140,8 @@ def _start(state: ChainState, start: StartChain) -> Decision:
     if state.status is not Status.NEW:
         return Decision()
     request, plan = start.request, start.plan
-    # Only the request a user made fans out; the chains it asks for already know their place.
+    # Only the request a user made fans out; the chains it asks for (and the requests of a POST /batch)
+    # already know their place.
     siblings = plan.count - 1 if isinstance(plan, PlanAccepted) and request.variant_count == 1 else 0
     if siblings:
         request = request.model_copy(update={"batch_id": request.chain_id, "variant_count": plan.count})
@@ -160,12 +162,8 @@ def _start(state: ChainState, start: StartChain) -> Decision:
     return Decision([requested, planned, *events], [*commands, *variants])
 
 
-def variant_chain_id(batch_id: UUID, index: int) -> UUID:
-    """The chain id of variant `index` of a batch; derived, so a replayed fan-out asks for the same chains."""
-    return uuid5(batch_id, f"variant-{index}")
-
-
-def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef, style: str | None):
+def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef | None,
+                  style: str | None):
     requested = StepRequested(chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image)
     render = RenderStep(
         chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image, prompt=step.prompt,
@@ -180,6 +178,9 @@ def _rendered(state: ChainState, done: RenderCompleted) -> Decision:
     rendered = StepRendered(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
                             workflow_hash=done.workflow_hash, backend=done.backend, engine=done.engine,
                             timings=done.timings, cost_usd=done.cost_usd)
+    if state.request.reference_image is None:
+        # Text-to-image: no reference face to hold the picture to, so it is kept as rendered (and says so).
+        return _accept(state, done.image, None, done.attempt, "unscored", [rendered])
     score = ScoreFace(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
                       reference_image=state.request.reference_image, character_id=state.request.character_id)
     return Decision([rendered], [score])
@@ -223,7 +224,8 @@ def _scored(state: ChainState, current: AttemptRecord, scored: FaceScored) -> De
     return Decision([step_scored, _chain_failed(state, summary, attempts[-1], attempts)])
 
 
-def _accept(state: ChainState, image: ImageRef, score: float, attempt: int, why: str, events: list[Event]) -> Decision:
+def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: int, why: str,
+            events: list[Event]) -> Decision:
     assert state.plan is not None and state.chain_id is not None
     accepted = StepAccepted(chain_id=state.chain_id, step=state.step, attempt=attempt, image=image, score=score,
                             decision=why)

@@ -46,7 +46,8 @@ class AttemptRecord:
 
     number: int
     seed: int
-    input_image: ImageRef
+    # None: a text-to-image attempt, which edits nothing.
+    input_image: ImageRef | None
     image: ImageRef | None = None
     score: float | None = None
     reason: str | None = None

@@ -15,16 +15,29 @@ __all__ = ["ImagePolicy", "Scenario", "same_as_input"]
 ImagePolicy = Callable[[dict[str, Any], bytes | None], bytes]
 
 
+_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage")
+
+
 def same_as_input(graph: dict[str, Any], input_bytes: bytes | None) -> bytes:
-    """Default policy: the uploaded input re-encoded as PNG (a grey square for text-to-image)."""
+    """Default policy: the uploaded input re-encoded as PNG; for text-to-image a grey picture of the empty
+    latent's size, as a real server's output has that size (64 x 64 when the graph has no such node)."""
     if input_bytes is None:
-        image = Image.new("RGB", (64, 64), (128, 128, 128))
+        image = Image.new("RGB", _latent_size(graph), (128, 128, 128))
     else:
         with Image.open(io.BytesIO(input_bytes)) as opened:
             image = opened.convert("RGB")
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def _latent_size(graph: dict[str, Any]) -> tuple[int, int]:
+    for node in graph.values():
+        inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
+        if node.get("class_type") in _LATENTS and isinstance(inputs.get("width"), int) \
+                and isinstance(inputs.get("height"), int):
+            return inputs["width"], inputs["height"]
+    return 64, 64
 
 
 @dataclass

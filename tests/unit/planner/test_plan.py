@@ -102,7 +102,7 @@ def test_model_flag_overrides_the_style_model(mira, sfw_user, registry):
     ("text", "message"),
     [
         ("on a beach --model sdxl-base", "--model sdxl-base makes new pictures, a chain edits one; use an edit model"),
-        ("on a beach --model sd15", "--model: unknown model 'sd15'; known: flux-kontext-dev, qwen-image-edit"),
+        ("on a beach --model sd15", "--model: unknown model 'sd15'; known: flux-dev, flux-kontext-dev, qwen-image-edit"),
         ("on a beach --style oil", "--style: unknown style 'oil'; known: anime, illustration"),
     ],
 )

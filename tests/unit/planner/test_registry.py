@@ -50,7 +50,7 @@ def _broken(documents, file, change):
         ("models", lambda d: d["models"][0].update(kind="video"),
          "models.json: entry 0 ('qwen-image-edit'): kind: Input should be 'edit' or 't2i'"),
         ("models", lambda d: d["models"].append(dict(d["models"][0])),
-         "models.json: entry 3 ('qwen-image-edit'): duplicate name 'qwen-image-edit'"),
+         "models.json: entry 4 ('qwen-image-edit'): duplicate name 'qwen-image-edit'"),
         ("models", lambda d: d["models"][0].update(colour="red"),
          "models.json: entry 0 ('qwen-image-edit'): colour: Extra inputs are not permitted"),
         ("models", lambda d: d.pop("models"), "models.json: expected an object with a list under 'models'"),
