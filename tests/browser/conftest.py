@@ -27,19 +27,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="package")
-def browser() -> Iterator:
+def playwright() -> Iterator:
+    """One Playwright for every browser test: its sync API runs an event loop in this thread, and a second
+    one started while the first runs is refused ("Sync API inside the asyncio loop")."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - an install problem, said plainly
         pytest.fail("browser tests need the `playwright` Python package (pip install -e '.[dev]')")
     if not CHROMIUM.exists():
         pytest.fail(f"browser tests need chromium at {CHROMIUM} (apt-get install chromium; `make test` does it)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="package")
+def browser(playwright) -> Iterator:
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 class PageErrors(list):

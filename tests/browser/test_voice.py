@@ -44,19 +44,16 @@ def microphone(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(microphone: Path) -> Iterator:
-    """This module's chromium: its microphone is the WAV (`%noloop`: played once, then silence), and the
-    page may use it without asking."""
-    from playwright.sync_api import sync_playwright
-
+def browser(playwright, microphone: Path) -> Iterator:
+    """This module's chromium, from the tests' one Playwright: its microphone is the WAV (`%noloop`: played
+    once, then silence), and the page may use it without asking."""
     args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={microphone}%noloop"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 def spoken_messages(stack: Stack) -> list[dict]:
