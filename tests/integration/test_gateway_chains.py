@@ -65,6 +65,16 @@ def script_for(world: GatewayWorld, person: Person, **options) -> ChainScript:
                        **options)
 
 
+async def chain_requests_seen(world: GatewayWorld):
+    """Every RequestChain the gateway sends from now on (the list fills while the subscription lives)."""
+    seen: list[Envelope] = []
+
+    async def on(msg) -> None:
+        seen.append(Envelope.from_bytes(msg.data))
+
+    return seen, await world.nc.subscribe(command_subject("chain.request"), cb=on)
+
+
 class Stream:
     """An open SSE response, read event by event (comments counted apart)."""
 
@@ -293,12 +303,7 @@ async def test_chain_state_and_audit_belong_to_the_owner_only(world, maker, bob,
 
 
 async def test_a_rerender_pins_the_seed_and_compares_step_by_step(world, maker) -> None:
-    seen: list[Envelope] = []
-
-    async def on(msg) -> None:
-        seen.append(Envelope.from_bytes(msg.data))
-
-    sub = await world.nc.subscribe(command_subject("chain.request"), cb=on)
+    seen, sub = await chain_requests_seen(world)
     original = script_for(world, maker, steps=2, request_text="at the beach --seed 5 -w 512", seed=777)
     await original.finish()
     response = await maker.client.post(f"/chains/{original.chain_id}/rerender")
@@ -323,12 +328,7 @@ async def test_a_rerender_pins_the_seed_and_compares_step_by_step(world, maker) 
 
 
 async def test_regenerate_is_the_same_request_and_input_with_new_seeds(world, maker) -> None:
-    seen: list[Envelope] = []
-
-    async def on(msg) -> None:
-        seen.append(Envelope.from_bytes(msg.data))
-
-    sub = await world.nc.subscribe(command_subject("chain.request"), cb=on)
+    seen, sub = await chain_requests_seen(world)
     original = script_for(world, maker, steps=2, request_text="at the beach --seed 5 -w 512", seed=777)
     await original.finish()
     response = await maker.client.post(f"/chains/{original.chain_id}/rerender", params={"fresh_seed": "true"})
@@ -342,12 +342,7 @@ async def test_regenerate_is_the_same_request_and_input_with_new_seeds(world, ma
 
 
 async def test_a_branch_edits_the_accepted_image_of_its_step_and_hangs_under_its_parent(world, maker) -> None:
-    seen: list[Envelope] = []
-
-    async def on(msg) -> None:
-        seen.append(Envelope.from_bytes(msg.data))
-
-    sub = await world.nc.subscribe(command_subject("chain.request"), cb=on)
+    seen, sub = await chain_requests_seen(world)
     parent = script_for(world, maker, steps=3)
     await parent.finish()
     response = await maker.client.post(f"/chains/{parent.chain_id}/branch",

@@ -8,7 +8,7 @@ import { cancelBranch, submitBranch } from "./branch.js";
 import { importCard, showExport } from "./cards.js";
 import { createCharacter, loadCharacters, loadStyles, uploadReference } from "./characters.js";
 import { deleteConversation, sendChat, showOlderMessages } from "./chat.js";
-import { chainFromLocation, followedChain, onChainEnd, openChain } from "./follow.js";
+import { chainFromLocation, followedChain, openChain } from "./follow.js";
 import { loadGallery } from "./gallery.js";
 import { copyNewKey, createKey, loadKeys } from "./keys.js";
 import { clearError, dismissError, guarded } from "./notices.js";
@@ -48,14 +48,11 @@ function start() {
   $("keys").addEventListener("toggle", guarded(loadKeys));
   $("key-create").addEventListener("click", guarded(createKey));
   $("new-key-copy").addEventListener("click", copyNewKey);
-  // The pictures left change when a chain is asked for and when one ends (a refused one is not counted).
-  onChainEnd(guarded(async (...args) => {
-    await refreshAfter(...args);
-    await loadAccount();
-  }));
+  // The pictures left change when a chain is asked for and when one ends (a refused one is not counted);
+  // a chain ends in the chain panel or in a card of the chat, both announce it.
   document.addEventListener("picture-requested", () => guarded(loadAccount)());
   document.addEventListener("chain-ended", (event) => guarded(async () => {
-    await refreshAfter(event.detail.id, event.detail.type);
+    await refreshAfter(event.detail.id);
     await loadAccount();
   })());
   document.addEventListener("batch-ended", (event) => guarded(refreshAfter)(event.detail.chainIds.at(-1)));

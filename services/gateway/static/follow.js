@@ -4,14 +4,13 @@
 import { ChainView } from "./chain.js";
 import { $, STORE, storage } from "./state.js";
 
-let ended = () => {};
-
 const view = new ChainView($("chain"), {
   onStart: (id) => {
     storage(STORE.chain, id);
     if (location.hash !== `#chain=${id}`) history.replaceState(null, "", `#chain=${id}`);
   },
-  onEnd: (id) => ended(id),
+  // Announced like a chat card's end, so that this module needs neither the gallery nor the tree (app.js listens).
+  onEnd: (id, type) => document.dispatchEvent(new CustomEvent("chain-ended", { detail: { id, type } })),
   // A chain that never sent a single event is not ours to resume: forget it.
   onLost: (id, never) => {
     if (!never) return;
@@ -19,11 +18,6 @@ const view = new ChainView($("chain"), {
     if (location.hash.includes(id)) history.replaceState(null, "", location.pathname + location.search);
   },
 });
-
-// Set by the bootstrap, so that this module needs neither the gallery nor the tree.
-export function onChainEnd(callback) {
-  ended = callback;
-}
 
 export const followedChain = () => view.id;
 

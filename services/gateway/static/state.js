@@ -6,7 +6,6 @@ export const $ = (id) => document.getElementById(id);
 export const STORE = {
   character: "likeness.character",
   chain: "likeness.chain",
-  conversation: (id) => `likeness.conversation.${id}`,
 };
 
 export const state = {
