@@ -65,11 +65,16 @@ def cmd_status(settings: LauncherSettings, _args: argparse.Namespace) -> int:
     return 0 if all(row.ok for row in rows) else 1
 
 
-def cmd_migrate(settings: LauncherSettings, _args: argparse.Namespace) -> int:
-    """Apply the event-log migrations to the configured, running or embedded database."""
+def cmd_migrate(settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """Apply the event-log migrations to the configured, running or embedded database (see --wait, --provision)."""
+    if args.wait:
+        return _wait_for_schema(settings, args.timeout)
     from services.launcher.embedded import EmbeddedError, EmbeddedPostgres
     from services.launcher.supervisor import StartupError, migrate
 
+    if args.provision and settings.nats_url is None:
+        print("--provision needs LIKENESS_NATS_URL (the JetStream server to create the streams on)", file=sys.stderr)
+        return 2
     running = RunInfo.read(settings.state_dir)
     # While `up` runs, its embedded Postgres is used as is: starting our own would stop it afterwards.
     url = settings.database_url or (running.database_url if running and running.up_alive() else None)
@@ -79,8 +84,42 @@ def cmd_migrate(settings: LauncherSettings, _args: argparse.Namespace) -> int:
         else:
             with EmbeddedPostgres(settings.state_dir / "postgres", start_timeout_s=settings.startup_timeout_s) as pg:
                 migrate(pg.url)
+        if args.provision:
+            _provision(settings.nats_url, args.timeout)
     except (StartupError, EmbeddedError) as err:
         print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _provision(nats_url: str, timeout_s: float) -> None:
+    """The JetStream streams, each with LIKENESS_STREAM_REPLICAS copies (3 on a 3-node cluster)."""
+    from services.launcher.supervisor import StartupError
+    from services.runtime.bus import provision
+    from services.runtime.settings import RuntimeSettings
+
+    replicas = RuntimeSettings(nats_url=nats_url).stream_replicas
+    try:
+        asyncio.run(asyncio.wait_for(provision(nats_url, timeout_s=min(timeout_s, 30.0), replicas=replicas),
+                                     timeout_s))
+    except Exception as err:  # noqa: BLE001 — any failure here fails the release's Job, reported as such
+        raise StartupError(f"JetStream provisioning failed on {nats_url}: {err!r}") from err
+    print(f"JetStream streams provisioned on {nats_url} ({replicas} replica(s) each)")
+
+
+def _wait_for_schema(settings: LauncherSettings, timeout_s: float) -> int:
+    """A pod's init step: wait, changing nothing, until LIKENESS_DATABASE_URL is at this image's heads."""
+    from services.launcher.migrations import wait_for_schema
+
+    if settings.database_url is None:
+        print("--wait needs LIKENESS_DATABASE_URL (the database the migration Job migrates)", file=sys.stderr)
+        return 2
+    status = wait_for_schema(settings.database_url, timeout_s=timeout_s)
+    if status.unknown:
+        print(f"the database is at {sorted(status.unknown)}, newer than this image knows: going on", file=sys.stderr)
+    if not status.ready:
+        print(f"the database still lacks {sorted(status.pending)} after {timeout_s:.0f}s: has this release's "
+              "migration Job (`likeness migrate`) run?", file=sys.stderr)
         return 1
     return 0
 
@@ -170,6 +209,13 @@ def _parser() -> argparse.ArgumentParser:
                                   "`likeness up` runs)")
         if name == "audit":
             sub.add_argument("chain_id", type=uuid.UUID)
+        if name == "migrate":
+            sub.add_argument("--wait", action="store_true",
+                             help="apply nothing: wait until the database is at this code's migration heads "
+                                  "(exit 1 after --timeout); a Kubernetes pod's init step")
+            sub.add_argument("--provision", action="store_true",
+                             help="after migrating, create or update the JetStream streams on LIKENESS_NATS_URL")
+            sub.add_argument("--timeout", type=float, default=300.0, help="seconds for --wait or --provision")
     return parser
 
 
