@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.runtime.blobs import BlobNotFound
+from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobUnavailable
 from services.runtime.faults import is_infrastructure_failure
 
 __all__ = [
@@ -144,6 +144,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BlobNotFound)
     async def blob_missing(_: Request, exc: BlobNotFound) -> JSONResponse:
         return _reply(404, "image_missing", f"the image is not in the blob store: {exc}")
+
+    @app.exception_handler(BlobUnavailable)
+    async def blob_unavailable(request: Request, exc: BlobUnavailable) -> JSONResponse:
+        # The bucket is away or refuses us (S3 down, credentials rotated): the operator's to fix, the client's
+        # to retry; never a bare 500.
+        log.warning("%s %s: the blob store is unavailable: %s", request.method, request.url.path, exc)
+        return _reply(503, "blob_store_unavailable", "the image store is briefly unavailable; retry in a few seconds",
+                      headers={"Retry-After": "5"})
+
+    @app.exception_handler(BlobCorrupt)
+    async def blob_corrupt(request: Request, exc: BlobCorrupt) -> JSONResponse:
+        # Stored bytes that no longer hash to their name are never handed out.
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return _reply(502, "image_corrupt", "the stored image failed its integrity check and is not served; "
+                      "it is logged for the operator")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

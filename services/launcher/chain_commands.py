@@ -93,11 +93,12 @@ async def _edit(settings: RuntimeSettings, character: str, request: str, out: Pa
         return None
 
     # Never gives up reconnecting by itself: the chain's own timeout bounds the wait.
-    nc = await nats.connect(settings.nats_url, connect_timeout=settings.nats_timeout_s, max_reconnect_attempts=-1,
+    nc = await nats.connect(settings.nats_servers, connect_timeout=settings.nats_timeout_s, max_reconnect_attempts=-1,
                             reconnect_time_wait=1, disconnected_cb=on_disconnected,
                             reconnected_cb=on_reconnected, error_cb=on_error)
     engine = create_engine(settings)
     deadline = time.monotonic() + timeout_s
+    blobs: BlobStore | None = None
     try:
         blobs = await _outlasting(lambda: BlobStore.open(nc.jetstream(), settings=settings), deadline)
         store = EventStore(engine)
@@ -141,6 +142,8 @@ async def _edit(settings: RuntimeSettings, character: str, request: str, out: Pa
             progress.note(f"final image: {target}")
         return 0 if isinstance(final, ChainCompleted) else 1
     finally:
+        if blobs is not None:
+            await blobs.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         await engine.dispose()

@@ -1,12 +1,11 @@
-"""Content-addressed blob store on the JetStream Object Store: images never ride the bus, messages carry `ImageRef`.
+"""Content-addressed blob store: images never ride the bus, messages carry `ImageRef`.
 
-An object's name is the hex sha256 of its bytes, so storing the same bytes twice stores them once.
-
-    BlobError
-    ├── BlobTooLarge   over the size limit (the message says the size and the limit)
-    ├── BlobNotFound   no object under that sha256
-    ├── NotAnImage     bytes Pillow cannot identify, a decompression bomb, or a format other than PNG/JPEG/WebP
-    └── BlobCorrupt    stored bytes whose sha256 does not match their name
+An object's name is the hex sha256 of its bytes, so storing the same bytes twice stores them once. The bytes
+live in a backend chosen by settings (`LIKENESS_BLOB_STORE`): the JetStream Object Store (default,
+services.runtime.blobs_nats) or an S3-compatible bucket (services.runtime.blobs_s3). The checks are the
+store's, the same for both: size limit before upload and on read, image sniffing, sha256 of every read.
+Its errors (BlobError and the five below it) are defined, with their tree, in services.runtime.blob_backend
+and re-exported here.
 """
 
 from __future__ import annotations
@@ -17,48 +16,45 @@ import io
 import re
 import warnings
 
-from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, DigestMismatchError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
+from nats.js import JetStreamContext
 from PIL import Image
 
 from contracts.base import ImageRef
+from services.runtime.blob_backend import (
+    BlobBackend,
+    BlobCorrupt,
+    BlobError,
+    BlobNotFound,
+    BlobTooLarge,
+    BlobUnavailable,
+    NotAnImage,
+)
+from services.runtime.blobs_nats import NatsBackend
 from services.runtime.settings import RuntimeSettings
 
-__all__ = ["BUCKET", "BlobCorrupt", "BlobError", "BlobNotFound", "BlobStore", "BlobTooLarge", "NotAnImage"]
+__all__ = [
+    "BUCKET",
+    "BlobCorrupt",
+    "BlobError",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobTooLarge",
+    "BlobUnavailable",
+    "NotAnImage",
+]
 
 BUCKET = "likeness-blobs"
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-# Moving tens of megabytes in 128 KiB chunks takes longer than one request/reply round trip.
+# Moving tens of megabytes takes longer than one request/reply round trip.
 TRANSFER_TIMEOUT_FACTOR = 6
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class BlobError(Exception):
-    """Base of every blob store error."""
-
-
-class BlobTooLarge(BlobError):
-    """The blob is over the store's size limit."""
-
-
-class BlobNotFound(BlobError):
-    """No blob is stored under that sha256."""
-
-
-class NotAnImage(BlobError):
-    """The bytes are not a PNG, JPEG or WebP image Pillow can read safely."""
-
-
-class BlobCorrupt(BlobError):
-    """The stored bytes do not hash to their name."""
-
-
 class BlobStore:
-    """One bucket of content-addressed blobs; build it with `BlobStore.open`."""
+    """One bucket of content-addressed blobs; build it with `BlobStore.open` and `close` it at shutdown."""
 
-    def __init__(self, objects: ObjectStore, *, max_bytes: int, timeout_s: float) -> None:
-        self._objects = objects
+    def __init__(self, backend: BlobBackend, *, max_bytes: int, timeout_s: float) -> None:
+        self._backend = backend
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.transfer_timeout_s = timeout_s * TRANSFER_TIMEOUT_FACTOR
@@ -66,21 +62,31 @@ class BlobStore:
     @classmethod
     async def open(
         cls,
-        js: JetStreamContext,
+        js: JetStreamContext | None,
         *,
-        bucket: str = BUCKET,
+        bucket: str | None = None,
         max_bytes: int | None = None,
         settings: RuntimeSettings | None = None,
     ) -> BlobStore:
-        """Bind to `bucket`, creating it if missing."""
+        """The store the settings choose: NATS bucket `bucket` on `js` (created if missing), or the S3 bucket
+        (checked: BlobUnavailable says what to do when it is missing or refuses us)."""
         settings = settings or RuntimeSettings()
+        max_bytes = max_bytes or settings.blob_max_bytes
+        if settings.blob_store == "s3":
+            from services.runtime.blobs_s3 import S3Backend  # botocore's import is heavy: only where S3 is used
+
+            timeout = settings.s3_connect_timeout_s + settings.s3_read_timeout_s
+            backend: BlobBackend = await S3Backend.open(settings, bucket=bucket, timeout_s=timeout)
+            return cls(backend, max_bytes=max_bytes, timeout_s=timeout)
+        if js is None:
+            raise ValueError("the NATS blob store needs a JetStream context")
         timeout = settings.nats_timeout_s
-        try:
-            objects = await asyncio.wait_for(js.object_store(bucket), timeout)
-        except BucketNotFoundError:
-            # Adding a stream with the same config is idempotent on the server, so a race with another creator is fine.
-            objects = await asyncio.wait_for(js.create_object_store(bucket), timeout)
-        return cls(objects, max_bytes=max_bytes or settings.blob_max_bytes, timeout_s=timeout)
+        backend = await NatsBackend.open(js, bucket or BUCKET, replicas=settings.stream_replicas, timeout_s=timeout)
+        return cls(backend, max_bytes=max_bytes, timeout_s=timeout)
+
+    async def close(self) -> None:
+        """Release the backend's connections (the S3 client); the NATS backend's belong to the bus."""
+        await self._backend.close()
 
     async def put_image(self, data: bytes, *, timeout: float | None = None) -> ImageRef:
         """Store a PNG/JPEG/WebP image and return its reference."""
@@ -97,14 +103,7 @@ class BlobStore:
     async def get(self, sha256: str, *, timeout: float | None = None) -> bytes:
         """The bytes stored under `sha256`, checked against it."""
         _check_name(sha256)
-        sink = io.BytesIO()  # writeinto avoids nats-py re-concatenating the whole result per chunk
-        try:
-            await asyncio.wait_for(self._objects.get(sha256, writeinto=sink), timeout or self.transfer_timeout_s)
-        except ObjectNotFoundError:
-            raise BlobNotFound(f"no blob {sha256}") from None
-        except DigestMismatchError:
-            raise BlobCorrupt(f"blob {sha256}: chunks do not match the digest NATS stored") from None
-        data = sink.getvalue()
+        data = await asyncio.wait_for(self._backend.read(sha256, self.max_bytes), timeout or self.transfer_timeout_s)
         actual = await asyncio.to_thread(_sha256, data)
         if actual != sha256:
             raise BlobCorrupt(f"blob {sha256}: stored bytes hash to {actual}")
@@ -113,20 +112,20 @@ class BlobStore:
     async def exists(self, sha256: str) -> bool:
         """Whether a blob is stored under `sha256`."""
         _check_name(sha256)
-        try:
-            await asyncio.wait_for(self._objects.get_info(sha256), self.timeout_s)
-        except ObjectNotFoundError:
-            return False
-        return True
+        return await asyncio.wait_for(self._backend.exists(sha256), self.timeout_s)
 
     async def delete(self, sha256: str) -> bool:
         """Delete the blob; False if there was none (so a retried delete is harmless)."""
         _check_name(sha256)
-        try:
-            await asyncio.wait_for(self._objects.delete(sha256), self.timeout_s)
-        except ObjectNotFoundError:
-            return False
-        return True
+        return await asyncio.wait_for(self._backend.delete(sha256), self.timeout_s)
+
+    async def presigned_url(self, sha256: str, ttl_s: int, *, filename: str | None = None) -> str | None:
+        """A URL that serves the blob for `ttl_s` seconds without us (S3), or None where the backend has none
+        (NATS: stream the bytes instead). `filename` asks the server for an attachment of that name."""
+        _check_name(sha256)
+        if ttl_s <= 0:
+            raise ValueError(f"a presigned URL lives a positive number of seconds, not {ttl_s}")
+        return await asyncio.wait_for(self._backend.url(sha256, ttl_s, filename), self.timeout_s)
 
     def _check_size(self, data: bytes) -> None:
         # Before hashing or decoding: an oversized upload must cost nothing.
@@ -135,11 +134,10 @@ class BlobStore:
 
     async def _store(self, data: bytes, media_type: str, timeout: float | None) -> str:
         sha = await asyncio.to_thread(_sha256, data)  # hashlib releases the GIL; tens of MB would stall the loop
+        # Writers of the same name write the same bytes, so a race between two first puts is harmless.
         if await self.exists(sha):
             return sha
-        # Header values are lists, as Go's nats.Header, so the `nats` CLI and other clients read them too.
-        meta = api.ObjectMeta(name=sha, headers={"Content-Type": [media_type]})
-        await asyncio.wait_for(self._objects.put(sha, data, meta=meta), timeout or self.transfer_timeout_s)
+        await asyncio.wait_for(self._backend.put(sha, data, media_type), timeout or self.transfer_timeout_s)
         return sha
 
 

@@ -429,5 +429,6 @@ class GatewayWorld:
         await self.facecheck.stop()
         await self.relay.stop()
         await purge_commands(self.nc)
+        await self.blobs.close()
         await self.nc.drain()
         await self.engine.dispose()

@@ -1,12 +1,14 @@
-"""The blob store against a real NATS JetStream Object Store."""
+"""The blob store's contract, run against both backends: a real NATS JetStream Object Store, and a real
+S3-compatible HTTP server (moto's, started by the test)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import nats
 import pytest
@@ -22,6 +24,8 @@ from services.runtime.blobs import (
     BlobTooLarge,
     NotAnImage,
 )
+from services.runtime.settings import RuntimeSettings
+from tests.fakes.s3_server import MotoS3, moto_s3
 
 pytestmark = pytest.mark.integration
 
@@ -35,29 +39,90 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     await nc.drain()
 
 
+@pytest.fixture(scope="module")
+def s3() -> Iterator[MotoS3]:
+    with moto_s3() as server:
+        yield server
+
+
+class NatsSide:
+    """A fresh JetStream object store bucket, and what a test does behind the store's back there."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js, self.bucket = js, f"test-{uuid.uuid4().hex[:12]}"
+
+    async def open(self, max_bytes: int | None = None) -> BlobStore:
+        return await BlobStore.open(self.js, bucket=self.bucket, max_bytes=max_bytes)
+
+    async def count(self) -> int:
+        try:
+            return len(await (await self.js.object_store(self.bucket)).list(ignore_deletes=True))
+        except NotFoundError:  # nats-py's list() raises on an empty bucket
+            return 0
+
+    async def overwrite(self, name: str, data: bytes) -> None:
+        # Written straight to the object store, so NATS's own digest matches but the name does not.
+        await (await self.js.object_store(self.bucket)).put(name, data)
+
+    async def mark(self, name: str) -> str:
+        """A token of the stored upload; `upload_of` answers it until the object is uploaded again."""
+        return await self.upload_of(name)
+
+    async def upload_of(self, name: str) -> str:
+        return (await (await self.js.object_store(self.bucket)).get_info(name)).nuid
+
+    async def close(self) -> None:
+        try:
+            await self.js.delete_object_store(self.bucket)
+        except NotFoundError:
+            pass
+
+
+class S3Side:
+    """A fresh bucket on moto's S3 server, and what a test does behind the store's back there (with boto3)."""
+
+    def __init__(self, s3: MotoS3) -> None:
+        self.s3, self.bucket = s3, s3.new_bucket()
+        self.stores: list[BlobStore] = []
+
+    async def open(self, max_bytes: int | None = None) -> BlobStore:
+        settings = RuntimeSettings(**self.s3.settings(self.bucket))
+        store = await BlobStore.open(None, max_bytes=max_bytes, settings=settings)
+        self.stores.append(store)
+        return store
+
+    async def count(self) -> int:
+        return (await asyncio.to_thread(self.s3.client.list_objects_v2, Bucket=self.bucket))["KeyCount"]
+
+    async def overwrite(self, name: str, data: bytes) -> None:
+        await asyncio.to_thread(self.s3.client.put_object, Bucket=self.bucket, Key=name, Body=data)
+
+    async def mark(self, name: str) -> str:
+        token = uuid.uuid4().hex
+        await asyncio.to_thread(self.s3.client.copy_object, Bucket=self.bucket, Key=name, MetadataDirective="REPLACE",
+                                CopySource={"Bucket": self.bucket, "Key": name},
+                                Metadata={"sha256": name, "mark": token})
+        return token
+
+    async def upload_of(self, name: str) -> str:
+        head = await asyncio.to_thread(self.s3.client.head_object, Bucket=self.bucket, Key=name)
+        return head["Metadata"].get("mark", "")
+
+    async def close(self) -> None:
+        for store in self.stores:
+            await store.close()
+
+
+@pytest.fixture(params=["nats", "s3"])
+async def side(request: pytest.FixtureRequest, js: JetStreamContext) -> AsyncIterator[NatsSide | S3Side]:
+    chosen = NatsSide(js) if request.param == "nats" else S3Side(request.getfixturevalue("s3"))
+    yield chosen
+    await chosen.close()
 
 
 @pytest.fixture
-async def bucket(js: JetStreamContext) -> AsyncIterator[str]:
-    """A fresh bucket per test, so object counts are the test's own."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    yield name
-    try:
-        await js.delete_object_store(name)
-    except NotFoundError:
-        pass
-
-
-@pytest.fixture
-async def blobs(js: JetStreamContext, bucket: str) -> BlobStore:
-    return await BlobStore.open(js, bucket=bucket)
-
-
-async def object_count(js: JetStreamContext, bucket: str) -> int:
-    try:
-        return len(await (await js.object_store(bucket)).list(ignore_deletes=True))
-    except NotFoundError:  # nats-py's list() raises on an empty bucket
-        return 0
+async def blobs(side: NatsSide | S3Side) -> BlobStore:
+    return await side.open()
 
 
 def noise_image(width: int, height: int, fmt: str = "PNG") -> bytes:
@@ -94,19 +159,18 @@ async def test_jpeg_and_webp_are_identified(blobs: BlobStore, fmt: str, media_ty
     assert await blobs.get(ref.sha256) == data
 
 
-async def test_same_image_twice_is_stored_once(js: JetStreamContext, bucket: str, blobs: BlobStore) -> None:
+async def test_same_image_twice_is_stored_once(side: NatsSide | S3Side, blobs: BlobStore) -> None:
     data = noise_image(300, 200)
-    objects = await js.object_store(bucket)
     first = await blobs.put_image(data)
-    upload = (await objects.get_info(first.sha256)).nuid
+    upload = await side.mark(first.sha256)
     second = await blobs.put_image(data)
     assert first == second
-    assert await object_count(js, bucket) == 1
-    assert (await objects.get_info(first.sha256)).nuid == upload  # the second put uploaded nothing
+    assert await side.count() == 1
+    assert await side.upload_of(first.sha256) == upload  # the second put uploaded nothing
 
 
-async def test_over_the_limit_is_refused_and_nothing_stored(js: JetStreamContext, bucket: str) -> None:
-    small = await BlobStore.open(js, bucket=bucket, max_bytes=1 * MiB)
+async def test_over_the_limit_is_refused_and_nothing_stored(side: NatsSide | S3Side) -> None:
+    small = await side.open(max_bytes=1 * MiB)
     data = noise_image(850, 850)
     assert len(data) >= 2 * 10**6
 
@@ -115,11 +179,11 @@ async def test_over_the_limit_is_refused_and_nothing_stored(js: JetStreamContext
 
     assert str(len(data)) in str(caught.value) and str(1 * MiB) in str(caught.value)
     assert not await small.exists(sha(data))
-    assert await object_count(js, bucket) == 0
+    assert await side.count() == 0
 
 
-async def test_size_is_checked_before_anything_else(js: JetStreamContext, bucket: str) -> None:
-    small = await BlobStore.open(js, bucket=bucket, max_bytes=1024)
+async def test_size_is_checked_before_anything_else(side: NatsSide | S3Side) -> None:
+    small = await side.open(max_bytes=1024)
     with pytest.raises(BlobTooLarge):
         await small.put_image(b"\x00" * 2048)  # not an image either: the size check comes first
     with pytest.raises(BlobTooLarge):
@@ -137,17 +201,17 @@ async def test_truncated_png_is_refused(blobs: BlobStore) -> None:
         await blobs.put_image(data[: len(data) // 2])
 
 
-async def test_gif_is_refused(js: JetStreamContext, bucket: str, blobs: BlobStore) -> None:
+async def test_gif_is_refused(side: NatsSide | S3Side, blobs: BlobStore) -> None:
     buf = io.BytesIO()
     Image.new("RGB", (16, 16), "red").save(buf, "GIF")
     with pytest.raises(NotAnImage):
         await blobs.put_image(buf.getvalue())
-    assert await object_count(js, bucket) == 0
+    assert await side.count() == 0
 
 
-@pytest.mark.parametrize("side", [40, 100])  # 1600 pixels: Pillow warns; 10000 (over twice the limit): it raises
-async def test_decompression_bomb_is_refused(blobs: BlobStore, monkeypatch: pytest.MonkeyPatch, side: int) -> None:
-    data = noise_image(side, side)
+@pytest.mark.parametrize("edge", [40, 100])  # 1600 pixels: Pillow warns; 10000 (over twice the limit): it raises
+async def test_decompression_bomb_is_refused(blobs: BlobStore, monkeypatch: pytest.MonkeyPatch, edge: int) -> None:
+    data = noise_image(edge, edge)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(NotAnImage, match="decompression bomb"):
         await blobs.put_image(data)
@@ -165,12 +229,28 @@ async def test_malformed_name_is_a_value_error(blobs: BlobStore) -> None:
         await blobs.get("../etc/passwd")
 
 
-async def test_corrupt_object_is_detected(js: JetStreamContext, bucket: str, blobs: BlobStore) -> None:
+async def test_corrupt_object_is_detected(side: NatsSide | S3Side, blobs: BlobStore) -> None:
     name = sha(b"the real bytes")
-    # Written straight to the object store, so NATS's own digest matches but the name does not.
-    await (await js.object_store(bucket)).put(name, b"some other bytes")
+    await side.overwrite(name, b"some other bytes")
     with pytest.raises(BlobCorrupt):
         await blobs.get(name)
+
+
+async def test_a_stored_image_overwritten_behind_the_stores_back_is_never_handed_out(side: NatsSide | S3Side,
+                                                                                   blobs: BlobStore) -> None:
+    ref = await blobs.put_image(noise_image(32, 32))
+    await side.overwrite(ref.sha256, noise_image(32, 32))
+    with pytest.raises(BlobCorrupt):
+        await blobs.get(ref.sha256)
+
+
+async def test_a_blob_over_the_readers_limit_is_refused_on_read(side: NatsSide | S3Side, blobs: BlobStore) -> None:
+    data = noise_image(400, 400)
+    ref = await blobs.put_image(data)
+    reader = await side.open(max_bytes=len(data) - 1)  # a replica whose limit was lowered since
+    with pytest.raises(BlobTooLarge, match=str(len(data))):
+        await reader.get(ref.sha256)
+    assert await (await side.open(max_bytes=len(data))).get(ref.sha256) == data
 
 
 async def test_put_bytes_and_delete(blobs: BlobStore) -> None:
@@ -192,3 +272,13 @@ async def test_open_is_idempotent_on_the_default_bucket(js: JetStreamContext) ->
     second = await BlobStore.open(js)  # binds to the existing bucket instead of failing
     assert await second.get(ref.sha256) == data
     await js.delete_object_store(BUCKET)
+
+
+async def test_the_nats_store_signs_no_urls(js: JetStreamContext) -> None:
+    side = NatsSide(js)
+    try:
+        store = await side.open()
+        ref = await store.put_image(noise_image(16, 16))
+        assert await store.presigned_url(ref.sha256, 60) is None  # the gateway streams the bytes instead
+    finally:
+        await side.close()

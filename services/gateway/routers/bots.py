@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from contracts import MAX_BATCH, ImageRef, RequestChain, variant_chain_id
 from services.gateway.auth import NICK_MAX, NICK_PATTERN, User
 from services.gateway.batch_reader import batch_chains, batch_end, heads_batch
+from services.gateway.blob_urls import IMAGE_REDIRECT, presigned_redirect
 from services.gateway.bot_jobs import bot_batch, bot_job
 from services.gateway.bot_messages import MessageProblem, asks_for_count, character_named, read_message
 from services.gateway.characters import visible_character
@@ -165,7 +166,8 @@ async def get_job(job_id: UUID, user: UserDep, gateway: GatewayDep) -> dict[str,
 
 
 @router.get("/job/{job_id}/image", summary="The picture a job made (PNG, JPEG or WebP)",
-            responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}})
+            responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}},
+                       307: IMAGE_REDIRECT})
 async def get_job_image(job_id: UUID, request: Request, user: ImageUserDep, gateway: GatewayDep) -> Response:
     record = await gateway.chains.load(job_id, user)
     image = record.audit.final_image
@@ -264,4 +266,7 @@ async def _image_response(gateway: Gateway, request: Request, image: ImageRef) -
     headers = {"Cache-Control": _IMMUTABLE, "ETag": f'"{image.sha256}"'}
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
+    redirect = await presigned_redirect(gateway, image.sha256)
+    if redirect is not None:
+        return redirect
     return Response(await gateway.blobs.get(image.sha256), media_type=image.media_type, headers=headers)

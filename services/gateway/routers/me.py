@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 
+from services.gateway.blob_urls import IMAGE_REDIRECT, presigned_redirect
 from services.gateway.deps import DatabaseDep, GatewayDep, ImageUserDep, UserDep
 from services.gateway.errors import NotFound
 from services.gateway.images import thumbnail
@@ -89,7 +90,8 @@ async def my_tree(user: UserDep, gateway: GatewayDep) -> dict[str, Any]:
 
 
 @router.get("/images/{sha256}", summary="An image of yours (immutable); ?thumb=1 for a small WebP",
-            responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}})
+            responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}},
+                       307: IMAGE_REDIRECT})
 async def image(sha256: str, request: Request, user: ImageUserDep, gateway: GatewayDep,
                 thumb: bool = Query(default=False), download: bool = Query(default=False)) -> Response:
     media_type = await _owned_media_type(gateway, user.id, sha256)
@@ -106,6 +108,11 @@ async def image(sha256: str, request: Request, user: ImageUserDep, gateway: Gate
             gateway.thumbs.put(key, data)
         media_type = "image/webp"
     else:
+        filename = f"likeness-{sha256[:12]}.{_EXTENSIONS.get(media_type, 'img')}"
+        # Thumbnails are made here, so only the original can be served by the store itself.
+        redirect = await presigned_redirect(gateway, sha256, filename=filename if download else None)
+        if redirect is not None:
+            return redirect
         data = await gateway.blobs.get(sha256)
     if download:
         headers["Content-Disposition"] = (f'attachment; filename="likeness-{sha256[:12]}'
