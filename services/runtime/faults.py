@@ -47,7 +47,15 @@ _INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     nats.errors.OutboundBufferLimitError,
     nats.errors.NoRespondersError,
     nats.js.errors.ServiceUnavailableError,
+    # A JetStream publish nobody answered: the stream has no leader for a moment (a cluster node died and
+    # its streams elect another), the server is starting, or no stream is provisioned for the subject: the
+    # bus's fault in every case, never the message's. Not a NoRespondersError subclass in nats-py.
+    nats.js.errors.NoStreamResponseError,
 )
+
+# "duplicate message id is in process" (409): the same Nats-Msg-Id is being stored right now (a republish
+# racing the first publish through a leader change); trying again gets the de-duplicated ack.
+_DUPLICATE_IN_PROCESS = 10158
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -67,6 +75,8 @@ def is_infrastructure_failure(exc: BaseException) -> bool:
     """True when the database or the bus was unavailable: the same message may well succeed later."""
     for link in _chain(exc):
         if isinstance(link, _INFRASTRUCTURE):
+            return True
+        if isinstance(link, nats.js.errors.APIError) and link.err_code == _DUPLICATE_IN_PROCESS:
             return True
         if isinstance(link, sqlalchemy.exc.DBAPIError) and link.connection_invalidated:
             return True
