@@ -35,18 +35,22 @@ Measured (one clock: perf_counter, shifted to wall time so the planner's timesta
                      run drains (fewer chains than backends left).
   transition         RenderCompleted of step k published (just before the publish call) -> RenderStep
                      of step k+1 of the same chain received. It holds four JetStream hops, two
-                     planner appends (each: load, decide, commit, outbox relay) and the facecheck.
+                     planner appends (each: load, decide, commit, publish) and the facecheck.
     planner A        RenderCompleted published -> ScoreFace received
       A1             ... -> the planner's decision (occurred_at of StepRendered, the planner's clock):
                      delivery to the planner's consumer, decoding, loading the chain, deciding
       A2             decision -> the append's transaction start (recorded_at = Postgres now())
-      A3             transaction start -> the relay's publish of ScoreFace, seen by a core-NATS
-                     subscriber in this process (insert, commit, relay wake, outbox read, publish)
+      A3             transaction start -> the publish of ScoreFace, seen by a core-NATS subscriber in
+                     this process (insert, commit, then the writer's own hand-off publishes it; the
+                     relay only for what the hand-off left)
       A4             that publish -> ScoreFace received by the pull consumer (JetStream store + delivery)
     facecheck sim    ScoreFace received -> FaceScored published
     planner B        FaceScored published -> RenderStep of the next step received
       B1..B4         split as A, at StepScored's occurred_at / recorded_at and RenderStep's publish
   chain start        RequestChain published -> RenderStep of step 0 received (planning included)
+    S1..S4           split as A, at ChainRequested's occurred_at (taken when the planner's handler
+                     starts, before planning) / recorded_at and RenderStep 0's publish; shown apart
+                     for the first inflight requests (sent at once) and the later ones (one per ending)
 
 Targets: duty cycle >= 97 %, transition p99 <= 5 ms. Figures only, no assertions.
 """
@@ -66,8 +70,8 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,7 +202,7 @@ class Config:
     # (chain, type, step) -> the planner's occurred_at / Postgres' transaction start of that event
     decided: dict[tuple[str, str, int], float] = field(default_factory=dict)
     txn_start: dict[tuple[str, str, int], float] = field(default_factory=dict)
-    # (chain, command type, step) -> when a core-NATS subscriber saw the relay's publish
+    # (chain, command type, step) -> when a core-NATS subscriber saw the planner publish it
     on_wire: dict[tuple[str, str, int], float] = field(default_factory=dict)
     slots: asyncio.Semaphore | None = None
     all_ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -303,7 +307,7 @@ class Simulators:
             return None
         return Job(msg, cfg, incoming, command, key)
 
-    # a core-NATS tap on the command subjects: when the planner's relay published each command
+    # a core-NATS tap on the command subjects: when the planner published each command
     async def on_command_wire(self, msg: Msg) -> None:
         t = clock()
         cfg = self.current
@@ -311,7 +315,7 @@ class Simulators:
             return
         data = json.loads(msg.data)
         body = data["data"]
-        cfg.on_wire.setdefault((body["chain_id"], data["type"], body["step"]), t)
+        cfg.on_wire.setdefault((body["chain_id"], data["type"], body.get("step", 0)), t)
 
     # user
     async def on_ending(self, msg: Msg) -> None:
@@ -358,9 +362,9 @@ async def load_decisions(database_url: str, cfg: Config) -> None:
     conn = await asyncpg.connect(to_asyncpg_dsn(database_url), timeout=10)
     try:
         rows = await conn.fetch(
-            "SELECT stream_id, type, (data->>'step')::int AS step, metadata->>'occurred_at' AS at, recorded_at "
-            "FROM events "
-            "WHERE stream_id = ANY($1::text[]) AND type IN ('chain.step_rendered', 'chain.step_scored')",
+            "SELECT stream_id, type, coalesce((data->>'step')::int, 0) AS step, metadata->>'occurred_at' AS at, "
+            "recorded_at FROM events WHERE stream_id = ANY($1::text[]) "
+            "AND type IN ('chain.requested', 'chain.step_rendered', 'chain.step_scored')",
             [f"chain-{c}" for c in cfg.submitted],
         )
     finally:
@@ -397,8 +401,19 @@ def print_half(k: str, half: str, t: dict[str, list[float]], start: str, event: 
     print(row(f"{k}   planner {half}: {start} -> {command} recv", t[half]))
     print(row(f"{k}     {half}1: -> planner decided ({event} occurred_at)", t[f"{half}1"]))
     print(row(f"{k}     {half}2: decided -> append's transaction start", t[f"{half}2"]))
-    print(row(f"{k}     {half}3: txn start -> relay published {command}", t[f"{half}3"]))
-    print(row(f"{k}     {half}4: relay published -> {command} recv (JS hop)", t[f"{half}4"]))
+    print(row(f"{k}     {half}3: txn start -> {command} published", t[f"{half}3"]))
+    print(row(f"{k}     {half}4: published -> {command} recv (JS hop)", t[f"{half}4"]))
+
+
+def print_start(k: str, t: dict[str, list[float]]) -> None:
+    """The chain start and its four parts (see the module docstring)."""
+    print(row(f"{k} chain start: RequestChain pub -> RenderStep 0 recv", t["start"]))
+    print(row(f"{k}   of the first burst ({len(t['start_burst'])} requests sent at once)", t["start_burst"]))
+    print(row(f"{k}   of the later ones (each sent when a chain ends)", t["start_steady"]))
+    print(row(f"{k}     S1: -> planner took it (ChainRequested occurred_at)", t["S1"]))
+    print(row(f"{k}     S2: took it -> append's transaction start (planning)", t["S2"]))
+    print(row(f"{k}     S3: txn start -> RenderStep 0 published", t["S3"]))
+    print(row(f"{k}     S4: published -> RenderStep 0 recv (JS hop)", t["S4"]))
 
 
 def duty(cfg: Config) -> tuple[float, float, float, float]:
@@ -419,10 +434,20 @@ def duty(cfg: Config) -> tuple[float, float, float, float]:
 
 def transitions(cfg: Config) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in ("total", "A", "A1", "A2", "A3", "A4", "F", "B", "B1", "B2", "B3",
-                                                   "B4", "start")}
-    for chain, t_sub in cfg.submitted.items():
+                                                   "B4", "start", "S1", "S2", "S3", "S4", "start_burst", "start_steady")}
+    for i, (chain, t_sub) in enumerate(cfg.submitted.items()):
         if (chain, 0) in cfg.render_recv:
-            out["start"].append((cfg.render_recv[(chain, 0)] - t_sub) * 1000)
+            first = cfg.render_recv[(chain, 0)]
+            out["start"].append((first - t_sub) * 1000)
+            # The first `inflight` requests go out at once; the later ones each when a chain ends.
+            out["start_burst" if i < cfg.inflight else "start_steady"].append((first - t_sub) * 1000)
+            decided = cfg.decided.get((chain, "chain.requested", 0))
+            txn = cfg.txn_start.get((chain, "chain.requested", 0))
+            wire = cfg.on_wire.get((chain, "render.step", 0))
+            if None not in (decided, txn, wire):
+                for part, (a, b) in zip(("S1", "S2", "S3", "S4"),
+                                        ((t_sub, decided), (decided, txn), (txn, wire), (wire, first)), strict=True):
+                    out[part].append((b - a) * 1000)
         for k in range(STEPS_PER_CHAIN - 1):
             pub, nxt = cfg.render_pub.get((chain, k)), cfg.render_recv.get((chain, k + 1))
             srecv, fpub = cfg.score_recv.get((chain, k)), cfg.face_pub.get((chain, k))
@@ -566,19 +591,23 @@ def tiny_png(color: tuple[int, int, int]) -> bytes:
     return out.getvalue()
 
 
-# --- main ----------------------------------------------------------------------------------------
+# --- the simulated world around the planner -------------------------------------------------------
 
 
-async def main(args: argparse.Namespace, nats_url: str, database_url: str, state: Path) -> None:
-    if args.async_commit:
-        # A what-if, not how the product runs: commits stop waiting for the WAL flush (fdatasync).
-        conn = await asyncpg.connect(to_asyncpg_dsn(database_url), timeout=10)
-        try:
-            await conn.execute(f'ALTER DATABASE "{database_url.rsplit("/", 1)[1]}" SET synchronous_commit = off')
-        finally:
-            await conn.close()
-        print("WHAT-IF: synchronous_commit = off for this database (commits do not wait for the WAL flush)")
-    print(await pg_settings(database_url))
+@dataclass
+class World:
+    """This process's side of a run: the simulators, the user's JetStream, the reference image, the baseline."""
+
+    sims: Simulators
+    user_js: Any
+    reference: ImageRef
+    baseline_ms: list[float]
+
+
+@asynccontextmanager
+async def simulated_world(nats_url: str) -> AsyncIterator[World]:
+    """Streams, blobs, the baseline hop, then the simulated renderer/facecheck consumers and the taps;
+    all torn down on exit."""
     render_nc = await nats.connect(nats_url, connect_timeout=5, name="bench-renderer")
     face_nc = await nats.connect(nats_url, connect_timeout=5, name="bench-facecheck")
     user_nc = await nats.connect(nats_url, connect_timeout=5, name="bench-user")
@@ -599,10 +628,50 @@ async def main(args: argparse.Namespace, nats_url: str, database_url: str, state
         await consumer.start()
     for ending in ENDINGS:
         await user_nc.subscribe(f"likeness.evt.chain.{ending}.*", cb=sims.on_ending)
-    for command in ("face.score", "render.step"):
+    for command in ("face.score", "render.step", "chain.request"):
         await user_nc.subscribe(command_subject(command), cb=sims.on_command_wire)
     await user_nc.flush()
+    try:
+        yield World(sims, user_js, reference, baseline_ms)
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
+        for durable in ("bench-renderer", "bench-facecheck"):
+            with suppress(Exception):
+                await user_js.delete_consumer(COMMANDS_STREAM, durable)
+        for nc in (render_nc, face_nc, user_nc):
+            with suppress(Exception):
+                await nc.drain()
 
+
+def config_for(k: int, render_s: float, seconds: float, inflight_per_backend: int) -> tuple[Config, float]:
+    """A configuration of K backends with ~`seconds` of rendering, and the time it may take at most."""
+    renders = max(1, round(seconds * k / render_s))
+    cfg = Config(backends=k, render_s=render_s, chains=max(1, renders // STEPS_PER_CHAIN),
+                 inflight=inflight_per_backend * k)
+    expected = cfg.chains * STEPS_PER_CHAIN * render_s / k
+    return cfg, 3 * expected + 30
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace, nats_url: str, database_url: str, state: Path) -> None:
+    if args.async_commit:
+        # A what-if, not how the product runs: commits stop waiting for the WAL flush (fdatasync).
+        conn = await asyncpg.connect(to_asyncpg_dsn(database_url), timeout=10)
+        try:
+            await conn.execute(f'ALTER DATABASE "{database_url.rsplit("/", 1)[1]}" SET synchronous_commit = off')
+        finally:
+            await conn.close()
+        print("WHAT-IF: synchronous_commit = off for this database (commits do not wait for the WAL flush)")
+    print(await pg_settings(database_url))
+    async with simulated_world(nats_url) as world:
+        await drive(args, world, nats_url, database_url, state)
+
+
+async def drive(args: argparse.Namespace, world: World, nats_url: str, database_url: str, state: Path) -> None:
+    sims, user_js, reference, baseline_ms = world.sims, world.user_js, world.reference, world.baseline_ms
     log_path = args.planner_log or state / "planner.log"
     t = time.perf_counter()
     proc, port = start_planner(nats_url, database_url, log_path, args.planner_workers)
@@ -614,12 +683,9 @@ async def main(args: argparse.Namespace, nats_url: str, database_url: str, state
         print(f"render time T = {args.render_s * 1000:.0f} ms; {STEPS_PER_CHAIN} steps a chain; "
               f"{args.inflight_per_backend} x K chains in flight; ~{args.seconds:g} s of rendering per configuration")
         for k in args.backends:
-            renders = max(1, round(args.seconds * k / args.render_s))
-            cfg = Config(backends=k, render_s=args.render_s, chains=max(1, renders // STEPS_PER_CHAIN),
-                         inflight=args.inflight_per_backend * k)
-            expected = cfg.chains * STEPS_PER_CHAIN * args.render_s / k
+            cfg, timeout_s = config_for(k, args.render_s, args.seconds, args.inflight_per_backend)
             cpu = cpu_seconds(proc.pid)
-            await run_config(cfg, sims, user_js, reference, timeout_s=3 * expected + 30)
+            await run_config(cfg, sims, user_js, reference, timeout_s=timeout_s)
             cfg.planner_cpu_s = cpu_seconds(proc.pid) - cpu
             await load_decisions(database_url, cfg)
             configs.append(cfg)
@@ -632,14 +698,6 @@ async def main(args: argparse.Namespace, nats_url: str, database_url: str, state
                 break
     finally:
         print(f"planner {stop_planner(proc)}")
-        for consumer in consumers:
-            await consumer.stop()
-        for durable in ("bench-renderer", "bench-facecheck"):
-            with suppress(Exception):
-                await user_js.delete_consumer(COMMANDS_STREAM, durable)
-        for nc in (render_nc, face_nc, user_nc):
-            with suppress(Exception):
-                await nc.drain()
         report_log(log_path)
 
     print()
@@ -671,7 +729,7 @@ async def main(args: argparse.Namespace, nats_url: str, database_url: str, state
         print_half(k, "A", t, "RenderCompleted pub", "StepRendered", "ScoreFace")
         print(row(f"{k}   facecheck sim: ScoreFace recv -> FaceScored pub", t["F"]))
         print_half(k, "B", t, "FaceScored pub", "StepScored", "RenderStep")
-        print(row(f"{k} chain start: RequestChain pub -> RenderStep 0 recv", t["start"]))
+        print_start(k, t)
     if sims.strays:
         print(f"({sims.strays} commands arrived for chains of no running configuration)")
 

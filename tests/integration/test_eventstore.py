@@ -166,3 +166,22 @@ async def test_the_stores_connections_close_with_their_engine(settings: RuntimeS
         await engine.dispose()
     finally:
         await spy.close()
+
+
+async def test_warm_up_opens_connections_and_writes_nothing(settings: RuntimeSettings) -> None:
+    engine = create_engine(settings)
+    try:
+        store = EventStore(engine)
+        async with engine.connect() as conn:
+            outbox_before = await conn.scalar(text("SELECT count(*) FROM outbox"))
+        await store.warm(3)
+        pool = store._driver.pool
+        assert pool is not None and pool.get_size() >= 3 and pool.get_idle_size() >= 3
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM events WHERE stream_id = 'warm-up-never-written'")) == 0
+            assert await conn.scalar(text("SELECT count(*) FROM outbox")) <= outbox_before
+        # The warmed statements serve real appends as before.
+        stream = new_stream()
+        assert (await store.append(stream, 0, [threshold_event(stream)])).stream_version == 1
+    finally:
+        await engine.dispose()

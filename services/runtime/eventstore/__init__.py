@@ -3,9 +3,11 @@
 from services.runtime.eventstore.store import (
     ANY_VERSION,
     AppendResult,
+    CommitListener,
     DuplicateEventId,
     EventStore,
     EventStoreError,
+    OutboxRow,
     RecordedEvent,
     WrongExpectedVersion,
 )
@@ -13,9 +15,11 @@ from services.runtime.eventstore.store import (
 __all__ = [
     "ANY_VERSION",
     "AppendResult",
+    "CommitListener",
     "DuplicateEventId",
     "EventStore",
     "EventStoreError",
+    "OutboxRow",
     "RecordedEvent",
     "WrongExpectedVersion",
 ]

@@ -1,4 +1,4 @@
-"""Rows of the `events` table as Python objects, and the JSON text written into them.
+"""Rows of the `events` and `outbox` tables as Python objects, and the JSON text written into them.
 
 Kept apart from the store's statements: decoding is the hot half of every read (see `no_collection`).
 """
@@ -11,13 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pydantic_core
 
 from contracts.envelope import Envelope
 
-__all__ = ["RecordedEvent", "json_text", "metadata_json", "no_collection", "recorded"]
+__all__ = ["OutboxRow", "RecordedEvent", "json_text", "metadata_json", "no_collection", "recorded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,16 @@ class RecordedEvent:
     recorded_at: datetime
     envelope: Envelope
 
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A message an append committed to the outbox: its row id, the `Nats-Msg-Id`, where and what to publish."""
+
+    id: int
+    message_id: UUID
+    subject: str
+    payload: bytes
 
 
 @contextmanager
