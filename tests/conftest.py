@@ -13,7 +13,11 @@ from pathlib import Path
 
 import nats
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.runtime import tracing
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
 from services.launcher.scratch import Backends, scratch_backends
@@ -88,3 +92,15 @@ def service_env(backends: Backends, **extra: str) -> dict[str, str]:
     env.update(LIKENESS_NATS_URL=backends.nats_url, LIKENESS_DATABASE_URL=backends.database_url,
                LIKENESS_ENVIRONMENT="test", PYTHONPATH=str(REPO), **extra)
     return env
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span this process finishes while the test runs, kept in memory (tracing tests)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    yield exporter
+    tracing.uninstall()
+    provider.shutdown()

@@ -83,7 +83,7 @@ class OpenAIReplyModel:
 
     @classmethod
     def connect(cls, settings: LlmSettings, *, http_client: Any = None) -> OpenAIReplyModel:
-        return cls(LlmClient(settings, http_client=http_client))
+        return cls(LlmClient(settings, http_client=http_client, purpose="chat"))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -39,6 +39,7 @@ from services.chat.personas import PersonaBook
 from services.chat.prompts import llm_messages
 from services.chat.wishes import worth_asking
 from services.runtime.ids import derived_id
+from services.runtime.metrics import LLM_COST, LLM_FALLBACKS, label_value
 
 __all__ = ["LivePublisher", "Replier", "WishCheck"]
 
@@ -89,6 +90,7 @@ class Replier:
             asked = True
             scene = await self._wished_scene(self._llm, character.profile.name, exchange.text, spent)
         plan = picture_plan(exchange, character, scene, chain_id, allowed=pictures_allowed, base=follow.base())
+        fallback = "no_llm" if self._llm is None else "persona_line"
         if self._llm is not None:
             try:
                 text, plan = await self._written(self._llm, conversation, character, exchange, plan, deltas, spent,
@@ -99,9 +101,11 @@ class Replier:
                     return self._record(exchange, reply_id, character, chain_id, plan, text, self._llm.model,
                                         offline=False, spent=spent, pictures_allowed=pictures_allowed, follow=follow)
             except LlmUnavailable as exc:
+                fallback = "unavailable"
                 # Tokens of a failed call are not recorded; those of the calls before it were spent and are.
                 log.warning("conversation %s: LLM unavailable, answering offline: %s",
                             conversation.conversation_id, exc)
+        LLM_FALLBACKS.labels("chat", fallback).inc()
         text = offline_reply(self._book, character.profile, exchange.message_id, picture=plan,
                              first_reply=not any(e.reply is not None for e in conversation.exchanges),
                              say_offline=conversation.offline_replies == 0 and not spent.calls)
@@ -175,10 +179,13 @@ class Replier:
         plan: PicturePlan | None, text: str, model: str, *, offline: bool, spent: _Spent, pictures_allowed: bool,
         follow: _FollowUp,
     ) -> RecordReply:
+        cost = self._prices.cost(model, spent.prompt, spent.completion) if spent.calls else 0.0
+        if cost:
+            LLM_COST.labels("chat", label_value(model)).inc(cost)
         return RecordReply(
             message_id=exchange.message_id, reply_id=reply_id, text=text, model=model, offline=offline,
             character=character, chain_id=chain_id, prompt_tokens=spent.prompt, completion_tokens=spent.completion,
-            cost_usd=self._prices.cost(model, spent.prompt, spent.completion) if spent.calls else 0.0,
+            cost_usd=cost,
             tokens_estimated=spent.estimated,
             picture_scene=plan.scene if plan is not None and exchange.chain_id is None else None,
             pictures_allowed=pictures_allowed, basis=follow.basis, pictures=follow.pictures,

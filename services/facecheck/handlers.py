@@ -6,6 +6,7 @@ The handler only fetches the two images, scores them (in a worker thread) and pu
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -14,8 +15,10 @@ from contracts.face import FaceCheckFailed, FaceScored, ScoreFace
 from contracts.streams import chain_stream
 from contracts.subjects import COMMANDS_STREAM, command_subject
 from services.facecheck.checker import FaceChecker
+from services.facecheck.metrics import record_check
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
 from services.facecheck.scoring import Outcome
+from services.runtime import tracing
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore
 from services.runtime.consumers import Consumer
 from services.runtime.ids import derived_id
@@ -51,14 +54,21 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
         image = await blobs.get(command.image.sha256)
     except (BlobNotFound, BlobCorrupt) as exc:
         # Content-addressed blobs are stored before the command is sent; a missing one will not appear later.
+        record_check("failed")
         return FaceCheckFailed(**ids, reason=f"cannot fetch image: {exc}")
+    began = time.monotonic()
     try:
-        outcome: Outcome = await asyncio.to_thread(
-            checker.score, image, reference, reference_sha256=command.reference_image.sha256)
+        with tracing.span("face score", attributes={"likeness.encoder": checker.encoder.name,
+                                                    "likeness.step": command.step, "likeness.attempt": command.attempt}):
+            outcome: Outcome = await asyncio.to_thread(
+                checker.score, image, reference, reference_sha256=command.reference_image.sha256)
     except NoReferenceFace as exc:
+        record_check("failed")
         return FaceCheckFailed(**ids, reason=str(exc))
     except UnreadableImage as exc:
+        record_check("failed")
         return FaceCheckFailed(**ids, reason=f"unreadable image: {exc}")
+    record_check("scored" if outcome.faces_found else "no_face", checker.encoder.name, time.monotonic() - began)
     return FaceScored(**ids, score=outcome.score, faces_found=outcome.faces_found, boxes=outcome.boxes,
                       encoder=checker.encoder.name, reason=outcome.reason)
 

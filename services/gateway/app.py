@@ -16,6 +16,7 @@ from services.gateway.auth import SESSION_COOKIE
 from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
 from services.gateway.http_middleware import HttpMiddleware
+from services.gateway.metrics import instrument_http
 from services.gateway.openapi import install_openapi
 from services.gateway.routers import auth, batches, cards, catalog, chains, characters, chat, conversations, jobs, me
 from services.gateway.routers.asyncapi import router as asyncapi_router
@@ -24,6 +25,7 @@ from services.gateway.routers.delivery import router as delivery_router
 from services.gateway.routers.voice import router as voice_router
 from services.gateway.settings import GatewaySettings
 from services.gateway.text_guard import TextGuardMiddleware
+from services.runtime import tracing
 from services.runtime.runner import Runtime
 
 __all__ = ["STATIC", "SessionCookieMiddleware", "build_runtime", "create_app"]
@@ -97,6 +99,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     STATIC.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Outermost, so a request's rate, errors and duration include every middleware's share.
+    instrument_http(app)
     return app
 
 
@@ -105,6 +109,8 @@ def build_runtime(settings: GatewaySettings | None = None) -> Runtime:
     settings = settings or GatewaySettings()
     app = create_app(settings)
     runtime = Runtime(settings, database=True, relay=False, blobs=True, app=app)
+    # After the runtime set tracing up: a server span per request, parent of the commands it sends.
+    tracing.instrument_app(app, settings.service_name)
     gateway = Gateway(settings, runtime)
     app.state.gateway = gateway
     runtime.on_startup(gateway.start)

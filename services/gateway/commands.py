@@ -18,6 +18,7 @@ from contracts import Command, Envelope
 from services.gateway.db import Database
 from services.gateway.errors import Unavailable, UpstreamTimeout
 from services.gateway.live import CLOSED, LiveHub
+from services.runtime import tracing
 from services.runtime.bus import Bus
 
 __all__ = ["Commander"]
@@ -33,8 +34,9 @@ class Commander:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def envelope(self, command: Command, *, stream: str, actor: str) -> Envelope:
+        # The request's server span (when tracing is on) becomes the parent of everything the command causes.
         return Envelope.wrap(command, event_id=uuid.uuid4(), stream=stream, occurred_at=self._clock(),
-                             correlation_id=stream, actor=actor)
+                             correlation_id=stream, actor=actor, trace=tracing.trace_of_current_span())
 
     async def send(self, envelope: Envelope, command: Command) -> None:
         try:

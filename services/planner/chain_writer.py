@@ -14,6 +14,7 @@ from uuid import UUID
 from contracts import ChainCompleted, ChainFailed, ChainPlanned, ChainRefused, Envelope, Message
 from contracts.decision import Decision
 from contracts.streams import chain_stream
+from services.planner import metrics
 from services.planner.saga.decide import Trigger, decide
 from services.planner.saga.state import ChainState, evolve
 from services.runtime.eventstore import EventStore
@@ -46,6 +47,8 @@ class ChainService:
         if written.new:
             for event in written.decision.events:
                 _log_milestone(event)
+            # Only a new decision counts: a redelivered cause re-decides what was already counted.
+            metrics.record(written.decision.events)
         return written.decision
 
     async def load(self, stream: str) -> ChainState:

@@ -54,7 +54,7 @@ class OpenAICompatibleChat:
 
     @classmethod
     def from_settings(cls, settings: LlmSettings) -> OpenAICompatibleChat:
-        return cls(LlmClient(settings))
+        return cls(LlmClient(settings, purpose="plan"))
 
     @property
     def answer_format(self) -> str:

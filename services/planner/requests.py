@@ -13,6 +13,7 @@ from services.planner.planning.decision import LlmSpend
 from services.planner.saga.decide import PlanAccepted, PlanRefused
 from services.runtime.eventstore import EventStore
 from services.runtime.prices import PriceTable
+from services.runtime.metrics import LLM_COST, label_value
 
 __all__ = ["RequestPlanning", "usage_of"]
 
@@ -73,7 +74,9 @@ def usage_of(spend: LlmSpend | None, model: str | None, prices: PriceTable) -> M
     """What a plan's model calls cost, as the event records it; None when no model was called."""
     if spend is None or not spend.calls or not model:
         return None
+    cost = prices.cost(model, spend.prompt_tokens, spend.completion_tokens)
+    if cost:
+        # Counted where the calls were made (once per plan: a redelivered request is not planned again).
+        LLM_COST.labels("plan", label_value(model)).inc(cost)
     return ModelUsage(model=model, calls=spend.calls, prompt_tokens=spend.prompt_tokens,
-                      completion_tokens=spend.completion_tokens,
-                      cost_usd=prices.cost(model, spend.prompt_tokens, spend.completion_tokens),
-                      tokens_estimated=spend.estimated)
+                      completion_tokens=spend.completion_tokens, cost_usd=cost, tokens_estimated=spend.estimated)

@@ -26,6 +26,7 @@ from services.renderer.images import image_kind
 from services.renderer.engine import Progress, RenderOutput, Waiting
 from services.renderer.errors import BackendUnreachable, RenderError
 from services.renderer.backend_policy import next_probe_in, unreachable_reason
+from services.renderer.metrics import QUEUE_DEPTH
 from services.renderer.pool import BackendPool
 from services.renderer.templates import TemplateLibrary
 
@@ -143,7 +144,8 @@ class ComfyUIEngine:
                     log.info("chain %s step %s attempt %s: backend %s took the job after %.1f s of waiting",
                              job.chain_id, job.step, job.attempt, url, wait.waited_s)
                 return result, url
-            urls = await self._wait_for_backend(job, wait, failures, progress)
+            with QUEUE_DEPTH.track_inprogress():
+                urls = await self._wait_for_backend(job, wait, failures, progress)
             if not urls:
                 raise _NoBackend("unreachable", unreachable_reason(wait.waited_s, wait.limit_s, failures))
 

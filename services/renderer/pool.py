@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from services.renderer import metrics
 from services.renderer.comfyui.http import ComfyHTTP
 from services.renderer.errors import RenderError
 from services.renderer.backend_policy import BackendView, available, foreign_load, preference, should_free
@@ -38,6 +39,13 @@ class Backend:
     last_active: float | None = None
     freed: bool = True
     api: ComfyHTTP | None = field(default=None, repr=False)
+    # Busy: at least one of our jobs in flight; `busy_s` sums the busy spells that ended.
+    busy_s: float = 0.0
+    busy_since: float | None = None
+
+    def busy_seconds(self, now: float) -> float:
+        """Seconds busy so far, the spell now running included."""
+        return self.busy_s + (now - self.busy_since if self.busy_since is not None else 0.0)
 
     def view(self) -> BackendView:
         return BackendView(self.url, self.healthy, self.in_flight, self.foreign, self.last_used, self.models,
@@ -69,6 +77,11 @@ class BackendPool:
         self.probe_interval_s = probe_interval_s
         self.idle_free_s = idle_free_s
         self._clock = clock
+        metrics.watch(self)
+
+    def now(self) -> float:
+        """The pool's clock (busy spells are measured on it)."""
+        return self._clock()
 
     def candidates(self, model: str, style: str | None) -> list[str]:
         """Backends to try for this job, best first; refuses a job no backend declares it serves."""
@@ -84,6 +97,8 @@ class BackendPool:
     async def lease(self, url: str) -> AsyncIterator[Backend]:
         """Count a job as in flight on `url` while the block runs."""
         backend = self.backends[url]
+        if backend.in_flight == 0:
+            backend.busy_since = self._clock()
         backend.in_flight += 1
         backend.last_used = self._clock()
         backend.freed = False
@@ -92,6 +107,9 @@ class BackendPool:
         finally:
             backend.in_flight -= 1
             backend.last_active = self._clock()
+            if backend.in_flight == 0 and backend.busy_since is not None:
+                backend.busy_s += backend.last_active - backend.busy_since
+                backend.busy_since = None
 
     def mark_down(self, url: str, reason: str) -> None:
         backend = self.backends[url]

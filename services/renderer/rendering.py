@@ -19,8 +19,10 @@ from contracts.render import RenderCompleted, RenderFailed, RenderPreview, Rende
 from contracts.streams import chain_stream
 from services.renderer.engine import Preview, Queued, RenderEngine, RenderUpdate, Waiting
 from services.renderer.errors import RenderError
+from services.renderer.metrics import JOBS_IN_FLIGHT, record_render
 from services.renderer.previews import shrink_preview
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore, BlobTooLarge, NotAnImage
+from services.runtime import tracing
 from services.runtime.bus import Bus
 from services.runtime.ids import derived_id
 
@@ -46,17 +48,24 @@ class Renderer:
         except (BlobNotFound, BlobCorrupt) as exc:
             await self._fail(job, incoming, RenderError("validation", f"cannot use the input image: {exc}"))
             return
+        began = time.monotonic()
         try:
-            output = await self.engine.render(job, source, self._progress(job, incoming))
+            with JOBS_IN_FLIGHT.track_inprogress(), tracing.span(f"render {job.template}", attributes={
+                    "likeness.engine": self.engine.name, "likeness.model": job.model, "likeness.step": job.step,
+                    "likeness.attempt": job.attempt}):
+                output = await self.engine.render(job, source, self._progress(job, incoming))
         except RenderError as exc:
+            record_render(self.engine.name, exc.kind)
             log.warning("render of chain %s step %s attempt %s failed (%s): %s", job.chain_id, job.step,
                         job.attempt, exc.kind, exc.reason)
             await self._fail(job, incoming, exc)
             return
         except Exception as exc:  # noqa: BLE001 - a bug in an engine becomes a recorded failure, not a redelivery loop
+            record_render(self.engine.name, "internal")
             log.exception("engine %s crashed on chain %s step %s", self.engine.name, job.chain_id, job.step)
             await self._fail(job, incoming, RenderError("internal", f"{type(exc).__name__}: {exc}"))
             return
+        record_render(output.engine, "completed", seconds=time.monotonic() - began, timings=output.timings)
         try:
             image = await self.blobs.put_image(output.image)
         except (BlobTooLarge, NotAnImage) as exc:

@@ -25,7 +25,10 @@ from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.subjects import DEAD_LETTERS_STREAM, command_subject, dead_letter_subject, event_subject, live_subject
 from services.runtime import pull_timeouts  # noqa: F401  (installs the fix before any consumer pulls)
+from services.runtime import publish_errors  # noqa: F401  (installs the fix before anything publishes)
+from services.runtime import tracing
 from services.runtime.faults import is_infrastructure_failure
+from services.runtime.metrics import DEAD_LETTERS
 from services.runtime.consumers import Consumer
 from services.runtime.delivery import (
     Action,
@@ -35,8 +38,8 @@ from services.runtime.delivery import (
     handle_dead_letter,
     handle_delivery,
 )
-from services.runtime.settings import RuntimeSettings
-from services.runtime.streams import ConsumerSpec, ensure_consumer, ensure_streams
+from services.runtime.settings import RuntimeSettings, nats_servers
+from services.runtime.streams import ConsumerSpec, ensure_all
 
 __all__ = ["Bus", "provision"]
 
@@ -57,7 +60,7 @@ class Bus:
     def __init__(self, settings: RuntimeSettings) -> None:
         self._settings = settings
         self.broker = NatsBroker(
-            settings.nats_url,
+            settings.nats_servers,
             name=settings.service_name,
             connect_timeout=int(max(1, settings.nats_timeout_s)),
             graceful_timeout=settings.graceful_timeout_s,
@@ -87,7 +90,8 @@ class Bus:
 
         async def verdict_on(msg: StreamMessage, deliveries: int) -> Verdict:
             return await handle_delivery(consumer, msg.body, msg.raw_message.subject, deliveries,
-                                         max_deliver=settings.max_deliver, retry_delay_s=settings.retry_delay_s)
+                                         max_deliver=settings.max_deliver, retry_delay_s=settings.retry_delay_s,
+                                         traced_as=(consumer.spec.durable, settings.service_name))
 
         self._subscribe(consumer.spec, verdict_on, consumer.workers)
 
@@ -154,7 +158,9 @@ class Bus:
             stream=JStream(spec.stream, declare=False),
             durable=spec.durable,
             config=spec.config(),
-            pull_sub=PullSub(batch_size=max(1, workers), timeout=1.0),
+            # One message a pull, handed to the `workers` at once: nats-py's batch fetch (batch > 1) held a
+            # lone message for hundreds of ms at times (bench/scale.py, chain start S1), one never waits.
+            pull_sub=PullSub(batch_size=1, timeout=1.0),
             ack_policy=AckPolicy.MANUAL,
             decoder=_the_message,
             max_workers=workers,
@@ -200,10 +206,7 @@ class Bus:
     async def start(self) -> None:
         """Provision streams and consumers, then start pulling messages."""
         await self.broker.connect()
-        js = self.js
-        await ensure_streams(js)
-        for spec in self._consumers:
-            await ensure_consumer(js, spec)
+        await ensure_all(self.js, self._consumers, replicas=self._settings.stream_replicas)
         await self.broker.start()
 
     async def stop(self) -> None:
@@ -215,14 +218,17 @@ class Bus:
         subject = (
             command_subject(envelope.type) if message.kind == "command" else event_subject(envelope.type, envelope.stream)
         )
-        await self.js.publish(
-            subject, envelope.to_bytes(), headers={"Nats-Msg-Id": str(envelope.event_id)},
-            timeout=self._settings.nats_timeout_s,
-        )
+        with tracing.publishing(subject, envelope, self._settings.service_name):
+            # What is published while a message is handled continues that message's trace.
+            envelope = tracing.traced(envelope)
+            headers = {"Nats-Msg-Id": str(envelope.event_id), **_trace_headers(envelope)}
+            await self.js.publish(subject, envelope.to_bytes(), headers=headers, timeout=self._settings.nats_timeout_s)
 
     async def publish_live(self, envelope: Envelope) -> None:
         """Ephemeral traffic: core NATS, fire and forget, lost if nobody listens."""
-        await self.nc.publish(live_subject(envelope.type, envelope.correlation_id), envelope.to_bytes())
+        envelope = tracing.traced(envelope)
+        await self.nc.publish(live_subject(envelope.type, envelope.correlation_id), envelope.to_bytes(),
+                              headers=_trace_headers(envelope) or None)
 
     async def dead_letter(
         self, raw: bytes, *, subject: str, reason: str, consumer: str, deliveries: int, origin: str
@@ -234,6 +240,7 @@ class Bus:
         log.error("%s: dead-lettering %s: %s", consumer, subject, reason)
         await self.js.publish(dead_letter_subject(self._settings.service_name), raw, headers=headers,
                               stream=DEAD_LETTERS_STREAM, timeout=self._settings.nats_timeout_s)
+        DEAD_LETTERS.labels(consumer).inc()
 
     async def ready(self) -> bool:
         """Connected to NATS, and no handler is waiting for the database or the bus to come back."""
@@ -261,6 +268,14 @@ async def _settle(ack: Awaitable[None], spec: ConsumerSpec, subject: str) -> Non
                     spec.durable, subject, exc)
 
 
+def _trace_headers(envelope: Envelope) -> dict[str, str]:
+    """The envelope's W3C trace context as NATS headers, for tools that read headers, not envelopes."""
+    trace = envelope.trace
+    if trace.traceparent is None:
+        return {}
+    return {"traceparent": trace.traceparent, **({"tracestate": trace.tracestate} if trace.tracestate else {})}
+
+
 def _the_message(message: StreamMessage) -> StreamMessage:
     """FastStream decoder that hands the handler the message itself: we decode envelopes ourselves."""
     return message
@@ -271,11 +286,12 @@ def _origin(raw: nats.aio.msg.Msg) -> str:
     return f"{meta.stream}:{meta.sequence.stream}" if meta else raw.subject
 
 
-async def provision(nats_url: str, *, timeout_s: float = 10.0) -> None:
-    """Create or update the JetStream streams (used by `likeness up` and deploy jobs)."""
-    nc = await nats.connect(nats_url, connect_timeout=timeout_s, max_reconnect_attempts=1)
+async def provision(nats_url: str, *, timeout_s: float = 10.0, replicas: int = 1) -> None:
+    """Create or update the JetStream streams (used by `likeness up` and deploy jobs); `nats_url` may list
+    a cluster's nodes, comma-separated."""
+    nc = await nats.connect(nats_servers(nats_url), connect_timeout=timeout_s, max_reconnect_attempts=1)
     try:
-        await ensure_streams(nc.jetstream(timeout=timeout_s))
+        await ensure_all(nc.jetstream(timeout=timeout_s), replicas=replicas, wait_s=timeout_s)
     finally:
         await nc.drain()
 

@@ -29,6 +29,7 @@ from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
+from services.runtime import tracing
 from services.runtime.faults import is_bad_data, is_infrastructure_failure
 from services.runtime.logs import log_context
 
@@ -160,8 +161,11 @@ async def handle_delivery(
     *,
     max_deliver: int,
     retry_delay_s: float,
+    traced_as: tuple[str, str] = ("", ""),
 ) -> Verdict:
-    """Decode, route and run one delivery; never raises, always says what to do with it."""
+    """Decode, route and run one delivery; never raises, always says what to do with it.
+
+    `traced_as`: (durable consumer, service) naming the span the handler runs in when tracing is on."""
     if deliveries > max_deliver:
         # Earlier deliveries never answered: the handler keeps dying or hanging on this one.
         return Verdict(Action.DEAD_LETTER, f"delivered {deliveries} times without an answer (crash or timeout)")
@@ -179,10 +183,16 @@ async def handle_delivery(
             return Verdict(Action.ACK)
         return Verdict(Action.DEAD_LETTER, f"no handler for {envelope.type!r} on this consumer")
     # What the handler logs names the chain (or conversation) and the trace it belongs to.
-    with log_context(correlation_id=envelope.correlation_id, message_type=envelope.type,
-                     trace_id=_trace_id(envelope.trace.traceparent)):
-        return await _run(lambda: handler(message, envelope), deliveries, max_deliver, retry_delay_s,
-                          give_up=Action.DEAD_LETTER)
+    consumer, service = traced_as
+    with tracing.consuming(envelope, consumer=consumer, service=service, subject=subject,
+                           deliveries=deliveries) as span:
+        # The trace the handler's log lines name: its span's when traced (a new one if the message had none).
+        trace_id = _trace_id(envelope.trace.traceparent) if span is None else f"{span.get_span_context().trace_id:032x}"
+        with log_context(correlation_id=envelope.correlation_id, message_type=envelope.type, trace_id=trace_id):
+            verdict = await _run(lambda: handler(message, envelope), deliveries, max_deliver, retry_delay_s,
+                                 give_up=Action.DEAD_LETTER)
+        tracing.settled(span, verdict.action.value, verdict.reason)
+        return verdict
 
 
 def _trace_id(traceparent: str | None) -> str | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,7 +29,11 @@ from types import ModuleType
 from typing import Any
 
 import openai
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.runtime import tracing
+from services.runtime.metrics import LLM_REQUESTS, LLM_SECONDS, label_value
 
 __all__ = [
     "Completion", "DeltaSink", "LlmClient", "LlmEmptyAnswer", "LlmError", "LlmRejected", "LlmSettings",
@@ -130,9 +135,11 @@ def sdk_httpx() -> ModuleType:
 class LlmClient:
     """Chat completions, whole or streamed, against one server and model; see the module docstring."""
 
-    def __init__(self, settings: LlmSettings, *, http_client: Any = None) -> None:
-        """`http_client` (tests): an `AsyncClient` of `sdk_httpx()`, e.g. over a mock transport."""
+    def __init__(self, settings: LlmSettings, *, http_client: Any = None, purpose: str = "llm") -> None:
+        """`http_client` (tests): an `AsyncClient` of `sdk_httpx()`, e.g. over a mock transport; `purpose`
+        ("chat", "plan") labels this client's calls in the metrics."""
         self.settings = settings
+        self.purpose = purpose
         timeout = openai.Timeout(settings.timeout_s, connect=min(_CONNECT_TIMEOUT_S, settings.timeout_s))
         self._sdk = openai.AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, timeout=timeout,
                                        max_retries=0, http_client=http_client)
@@ -148,17 +155,18 @@ class LlmClient:
                        tools: Sequence[Mapping[str, Any]] = (), max_tokens: int | None = None) -> Completion:
         """One answer, whole. Raises `LlmEmptyAnswer` when it has neither text nor a tool call."""
         options = self._options(response_format, tools, max_tokens)
-        async with self._errors_mapped():
-            response = await self._sdk.chat.completions.create(
-                model=self.settings.model, messages=list(messages), **options)
-        choice = response.choices[0] if response.choices else None
-        message = choice.message if choice is not None else None
-        text = (message.content or "") if message is not None else ""
-        calls = tuple(ToolCall(call.function.name or "", call.function.arguments or "")
-                      for call in (getattr(message, "tool_calls", None) or ()) if call.function is not None)
-        if not text.strip() and not calls:
-            refusal = getattr(message, "refusal", None)
-            raise LlmEmptyAnswer(f"refused: {refusal}" if refusal else "empty answer", refusal=refusal)
+        async with self._measured():
+            async with self._errors_mapped():
+                response = await self._sdk.chat.completions.create(
+                    model=self.settings.model, messages=list(messages), **options)
+            choice = response.choices[0] if response.choices else None
+            message = choice.message if choice is not None else None
+            text = (message.content or "") if message is not None else ""
+            calls = tuple(ToolCall(call.function.name or "", call.function.arguments or "")
+                          for call in (getattr(message, "tool_calls", None) or ()) if call.function is not None)
+            if not text.strip() and not calls:
+                refusal = getattr(message, "refusal", None)
+                raise LlmEmptyAnswer(f"refused: {refusal}" if refusal else "empty answer", refusal=refusal)
         usage = response.usage
         return Completion(text, _usage(usage, messages, text), calls, choice.finish_reason if choice else None)
 
@@ -172,27 +180,28 @@ class LlmClient:
         calls: dict[int, list[str]] = {}
         usage = None
         finish = None
-        async with self._errors_mapped():
-            response = await self._sdk.chat.completions.create(
-                model=self.settings.model, messages=list(messages), stream=True, **options)
-            async with response:
-                async for chunk in response:
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    for choice in chunk.choices:
-                        finish = choice.finish_reason or finish
-                        if choice.delta.content:
-                            parts.append(choice.delta.content)
-                            await on_delta(choice.delta.content)
-                        for call in choice.delta.tool_calls or ():
-                            pieces = calls.setdefault(call.index, ["", ""])
-                            if call.function is not None:
-                                pieces[0] += call.function.name or ""
-                                pieces[1] += call.function.arguments or ""
-        text = "".join(parts)
-        tool_calls = tuple(ToolCall(name, arguments) for name, arguments in calls.values())
-        if not text.strip() and not tool_calls:
-            raise LlmEmptyAnswer("the LLM answered with no text")
+        async with self._measured():
+            async with self._errors_mapped():
+                response = await self._sdk.chat.completions.create(
+                    model=self.settings.model, messages=list(messages), stream=True, **options)
+                async with response:
+                    async for chunk in response:
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        for choice in chunk.choices:
+                            finish = choice.finish_reason or finish
+                            if choice.delta.content:
+                                parts.append(choice.delta.content)
+                                await on_delta(choice.delta.content)
+                            for call in choice.delta.tool_calls or ():
+                                pieces = calls.setdefault(call.index, ["", ""])
+                                if call.function is not None:
+                                    pieces[0] += call.function.name or ""
+                                    pieces[1] += call.function.arguments or ""
+            text = "".join(parts)
+            tool_calls = tuple(ToolCall(name, arguments) for name, arguments in calls.values())
+            if not text.strip() and not tool_calls:
+                raise LlmEmptyAnswer("the LLM answered with no text")
         return Completion(text, _usage(usage, messages, text), tool_calls, finish)
 
     def _options(self, response_format: Mapping[str, Any] | None, tools: Sequence[Mapping[str, Any]],
@@ -212,13 +221,31 @@ class LlmClient:
         return options
 
     @asynccontextmanager
+    async def _measured(self) -> AsyncIterator[None]:
+        """Time the call and count it by outcome; errors other than `LlmError` (a failing delta sink) are
+        the caller's, not the server's, and are timed but not counted."""
+        model = label_value(self.settings.model)
+        began = time.monotonic()
+        try:
+            yield
+        except LlmError as exc:
+            LLM_REQUESTS.labels(self.purpose, model, _outcome(exc)).inc()
+            raise
+        finally:
+            LLM_SECONDS.labels(self.purpose, model).observe(time.monotonic() - began)
+        LLM_REQUESTS.labels(self.purpose, model, "ok").inc()
+
+    @asynccontextmanager
     async def _errors_mapped(self) -> AsyncIterator[None]:
         """The SDK's exceptions (and our own deadline) as the module's tree, with a one-line reason."""
         timeout_s = self.settings.timeout_s
         try:
             # The SDK's timeout bounds each read; this bounds the whole answer, slow trickles included.
-            async with asyncio.timeout(timeout_s):
-                yield
+            with tracing.span(f"chat {self.settings.model}", kind=SpanKind.CLIENT, attributes={
+                    "gen_ai.operation.name": "chat", "gen_ai.request.model": self.settings.model,
+                    "server.address": self.settings.base_url}):
+                async with asyncio.timeout(timeout_s):
+                    yield
         except (TimeoutError, openai.APITimeoutError):
             raise LlmUnavailable(f"no answer within {timeout_s:g}s") from None
         except openai.APIConnectionError as exc:
@@ -228,6 +255,12 @@ class LlmClient:
             raise kind(f"HTTP {exc.status_code}: {_first_line(_detail(exc))}", status_code=exc.status_code) from None
         except openai.OpenAIError as exc:
             raise LlmUnavailable(f"{type(exc).__name__}: {_first_line(str(exc))}") from None
+
+
+def _outcome(exc: LlmError) -> str:
+    if isinstance(exc, LlmRejected):
+        return "rejected"
+    return "empty" if isinstance(exc, LlmEmptyAnswer) else "unavailable"
 
 
 def _usage(usage: Any, messages: Messages, text: str) -> Usage:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import gc
 import logging
+import resource
 import signal
 import sys
 import time
@@ -24,14 +25,15 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.blobs import BlobStore
+from services.runtime.blobs import BlobStore, BlobUnavailable
 from services.runtime.bus import Bus
 from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.logs import configure_logging
 from services.runtime.ops import ReadinessCheck, add_ops_routes
-from services.runtime.outbox import OutboxNotifier, OutboxRelay
+from services.runtime.outbox import OutboxNotifier, OutboxPublisher, OutboxRelay
 from services.runtime.settings import RuntimeSettings
+from services.runtime import tracing
 
 __all__ = ["Runtime", "run_service"]
 
@@ -42,6 +44,9 @@ StartupHook = Callable[["Runtime"], Awaitable[None]]
 # A background task that dies is started again after 1 s, doubling to 30 s while it keeps dying
 # within a minute of each start.
 _FIRST_RESTART_S, _MAX_RESTART_S, _HEALTHY_RUN_S = 1.0, 30.0, 60.0
+
+# Connections opened at start-up: a burst of first requests finds them ready (the pool grows beyond on demand).
+_WARM_CONNECTIONS = 8
 
 
 class Runtime:
@@ -68,6 +73,8 @@ class Runtime:
         self._shutdown: list[StartupHook] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        # Made here, before the service adds its routes, so the gateway can instrument its app.
+        self._tracing = tracing.setup(settings)
         checks: dict[str, ReadinessCheck] = {"nats": self.bus.ready}
         if self.engine is not None:
             checks["postgres"] = self._database_ready
@@ -96,9 +103,16 @@ class Runtime:
         """Start everything, serve until asked to stop, then shut down in order."""
         await self.bus.connect()
         if self._blobs_enabled:
-            self.blobs = await BlobStore.open(self.bus.js, settings=self.settings)
+            try:
+                self.blobs = await BlobStore.open(self.bus.js, settings=self.settings)
+            except BlobUnavailable as exc:
+                # An operator's fix (make the bucket, grant access), not a crash to retry: say so in one line.
+                log.critical("%s cannot start: %s", self.settings.service_name, exc)
+                raise
         for hook in self._startup:
             await hook(self)
+        if self.store is not None:
+            await self._warm_store(self.store)
         await self.bus.start()
         relay_stop = asyncio.Event()
         relay = None
@@ -108,10 +122,19 @@ class Runtime:
         if self.store is not None:
             notifier = OutboxNotifier(self.settings.database_url, timeout_s=self.settings.db_timeout_s)
             self.spawn(functools.partial(notifier.run, relay_stop), "outbox-notifier")
-            self.store.on_append(_wake_relay(relay, notifier))
+            # Our own commits are published by the hand-off, at once; the relay (woken only when the
+            # hand-off steps aside, else on its poll) publishes what a crash or an outage left behind.
+            publisher = OutboxPublisher(self.settings.database_url, self.bus.js, fallback=_wake_relay(relay, notifier),
+                                        db_timeout_s=self.settings.db_timeout_s)
+            self.spawn(functools.partial(publisher.run, relay_stop), "outbox-hand-off")
+            self.store.on_commit(publisher.hand_off)
         server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
                                              log_level="warning", log_config=None, access_log=False,
-                                             lifespan="off"))
+                                             lifespan="off", backlog=_backlog(self.settings),
+                                             # Each request in a fresh context: else asyncio (cpython#140947)
+                                             # lets one request's current span leak into the next on the same
+                                             # keep-alive connection, and traces nest requests in each other.
+                                             reset_contextvars=True))
         http = asyncio.ensure_future(server.serve())
         log.info("%s started (http %s:%s)", self.settings.service_name, self.settings.http_host, self.settings.http_port)
         try:
@@ -127,9 +150,21 @@ class Runtime:
             await asyncio.gather(http, return_exceptions=True)
             for hook in self._shutdown:
                 await hook(self)
+            if self.blobs is not None:
+                await self.blobs.close()
             if self.engine is not None:
                 await self.engine.dispose()
+            # Last, so the spans of the shutdown itself are exported too.
+            await asyncio.to_thread(tracing.shutdown, self._tracing)
             log.info("%s stopped", self.settings.service_name)
+
+    async def _warm_store(self, store: EventStore) -> None:
+        """Connect the event store's pool before the first message, so no request pays for it."""
+        try:
+            await asyncio.wait_for(store.warm(min(self.settings.db_pool_size, _WARM_CONNECTIONS)),
+                                   self.settings.db_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the database may come later: handlers wait for it then
+            log.warning("event store not warmed up at start (%s: %s)", type(exc).__name__, exc)
 
     async def _database_ready(self) -> bool:
         assert self.engine is not None
@@ -153,7 +188,7 @@ async def _supervised(work: Callable[[], Awaitable[None]], name: str) -> None:
 
 
 def _wake_relay(relay: OutboxRelay | None, notifier: OutboxNotifier) -> Callable[[], None]:
-    """After an append: wake our own relay if it is the one publishing, else NOTIFY the one that is."""
+    """Wake our own relay if it is the one publishing, else NOTIFY the one that is (the hand-off steps aside)."""
 
     def wake() -> None:
         if relay is not None and relay.is_leader:
@@ -162,6 +197,19 @@ def _wake_relay(relay: OutboxRelay | None, notifier: OutboxNotifier) -> Callable
             notifier.poke()
 
     return wake
+
+
+def _backlog(settings: RuntimeSettings) -> int:
+    """The listen queue: a service's settings may ask for a longer one than uvicorn's 2048 (the gateway:
+    thousands of SSE clients reconnect at once after a restart); the kernel caps it at net.core.somaxconn."""
+    return int(getattr(settings, "http_backlog", 2048))
+
+
+def _raise_open_files() -> None:
+    """The open-file limit up to the hard limit: each SSE client is a socket, and 1024 is a common default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class _QuietServer(uvicorn.Server):
@@ -195,6 +243,7 @@ def run_service(build: Callable[[], Awaitable[Runtime]]) -> None:
     """Entry point of `python -m services.<name>`: build the runtime, run it until a signal."""
     settings = RuntimeSettings()
     configure_logging(_service_name(settings), settings.log_format, settings.log_level)
+    _raise_open_files()
 
     async def main() -> None:
         runtime = await build()

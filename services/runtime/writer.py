@@ -23,6 +23,7 @@ from uuid import UUID
 
 from contracts import REGISTRY, Command, Envelope, Message, TraceContext
 from contracts.decision import Decision
+from services.runtime import tracing
 from services.runtime.eventstore import EventStore, WrongExpectedVersion
 from services.runtime.ids import derived_id
 
@@ -80,11 +81,13 @@ class Stamp:
     def caused_by(cls, cause: Envelope, purpose: str | None, now: datetime, *,
                   correlation_id: str | None = None) -> Stamp:
         """Envelopes caused by `cause`; ids derive from its event id and `purpose` ("event-0" alone when
-        None), never from the version."""
+        None), never from the version. Their trace is the current span's (the handling of `cause`, so the
+        trace reads as a chain of services), else the cause's own."""
         def ids(_version: int, what: str) -> UUID:
             return derived_id(cause.event_id, f"{purpose}-{what}" if purpose else what)
 
-        return cls(ids, now, correlation_id or cause.correlation_id, str(cause.event_id), cause.actor, cause.trace)
+        trace = tracing.trace_of_current_span() or cause.trace
+        return cls(ids, now, correlation_id or cause.correlation_id, str(cause.event_id), cause.actor, trace)
 
     def wrap(
         self, message: Message, stream: str, version: int, what: str, correlation_id: str | None = None

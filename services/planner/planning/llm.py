@@ -25,6 +25,7 @@ from services.planner.planning.instructions import PRONOUNS
 from services.planner.planning.profiles import Gender
 from services.planner.planning.rules import draft_by_rules
 from services.runtime.json_text import json_in_text
+from services.runtime.metrics import LLM_FALLBACKS
 
 __all__ = [
     "PLAN_SCHEMA", "ChatModel", "LlmPlanAnswer", "LlmPlanner", "LlmStep", "ModelAnswer", "parse_answer",
@@ -197,6 +198,7 @@ def _draft_of(answer: LlmPlanAnswer, positive_text: str, note: str | None) -> Dr
 
 def _fallback(rules: Draft, why: str, reason: str) -> Draft:
     RULES_FALLBACKS.labels(reason).inc()
+    LLM_FALLBACKS.labels("plan", reason).inc()
     log.warning("planned by the rules: %s", why)
     return rules.model_copy(update={"note": "; ".join(n for n in (why, rules.note) if n)})
 
