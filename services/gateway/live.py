@@ -30,6 +30,7 @@ from nats.aio.subscription import Subscription
 from prometheus_client import Counter, Gauge
 
 from contracts.subjects import PREFIX
+from services.gateway.live_queue import CLOSED, Listener
 from services.gateway.sse_frames import sse_frame
 
 __all__ = ["CLOSED", "FAMILIES", "Listener", "LiveHub", "LiveItem"]
@@ -42,7 +43,6 @@ FAMILIES = ("evt.chain", "evt.character", "evt.chat", "live.render", "live.chat"
 
 LISTENERS = Gauge("likeness_gateway_live_listeners", "In-process listeners of the live hub")
 RECEIVED = Counter("likeness_gateway_live_messages_total", "Messages the live hub received", ["family"])
-LOST = Counter("likeness_gateway_live_lost_total", "Live messages a slow listener had no room for")
 
 
 class LiveItem:
@@ -87,53 +87,6 @@ class LiveItem:
         return self._frame
 
 
-class _Closed:
-    """Put in every queue when the hub stops: readers end their streams."""
-
-
-CLOSED = _Closed()
-
-
-class Listener:
-    """A bounded queue of the items of one key."""
-
-    __slots__ = ("gone", "keys", "lost", "queue")
-
-    def __init__(self, keys: tuple[str, ...], maxsize: int) -> None:
-        self.keys = keys
-        self.queue: asyncio.Queue[LiveItem | _Closed] = asyncio.Queue(maxsize)
-        self.lost = False
-        self.gone = False
-
-    async def next(self, timeout_s: float) -> LiveItem | _Closed | None:
-        """The next item, or None after `timeout_s` without one.
-
-        Called once per delivered event by every open stream, so it avoids `asyncio.wait_for`,
-        which wraps each wait in a task of its own: a queued item is taken at once, and a wait
-        is one future under a deadline.
-        """
-        try:
-            return self.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            pass
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self.queue.get()
-        except TimeoutError:
-            return None
-
-    def push(self, item: LiveItem | _Closed) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.lost = True
-            LOST.inc()
-            if item is CLOSED:
-                # The reader must still learn that the hub stopped: make room for the news.
-                self.queue.get_nowait()
-                self.queue.put_nowait(item)
-
-
 class LiveHub:
     """Subscribes once per family; `listen(key)` registers a listener for the life of a `with` block."""
 
@@ -172,6 +125,7 @@ class LiveHub:
         if listener.gone:
             return
         listener.gone = True
+        listener.close()
         LISTENERS.dec()
         for key in listener.keys:
             found = self._listeners.get(key)

@@ -62,6 +62,9 @@ class GatewaySettings(RuntimeSettings):
     gateway_sse_heartbeat_s: float = Field(default=15.0, gt=0)
     # Live messages a slow client may have waiting before it is resynchronised from the log.
     gateway_sse_queue_size: int = Field(default=1000, ge=10)
+    # Runtime settings with the gateway's own defaults (see RuntimeSettings): thousands of SSE clients.
+    http_backlog: int = Field(default=8192, ge=16, le=65535)
+    gc_first_generation: int = Field(default=50_000, ge=100)
     # Preview frames larger than this (base64 characters) are shrunk before they are streamed.
     gateway_preview_max_chars: int = Field(default=96 * 1024, ge=1024)
 

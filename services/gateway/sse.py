@@ -29,7 +29,9 @@ from contracts import CHAIN_ENDS
 from services.gateway.db import Database
 from services.gateway.errors import BadRequest
 from services.gateway.live import CLOSED, Listener, LiveHub, LiveItem
+from services.gateway.metrics import SSE_CLIENTS
 from services.gateway.sse_frames import compact_json, live_frames, sse_frame
+from services.runtime import tracing
 from services.runtime.eventstore import EventStore
 
 __all__ = ["MAX_EVENT_ID", "SSE_HEADERS", "StreamHeads", "chain_events", "chat_reply_events", "parse_last_event_id"]
@@ -94,6 +96,7 @@ async def chain_events(
     listener = listener or hub.subscribe(stream_id)
     # Streams opened together must not tick together: spread their heartbeats over a fifth of the period.
     period = heartbeat_s * random.uniform(0.8, 1.0)
+    SSE_CLIENTS.labels("chain").inc()
     try:
         yield f"retry: {_RETRY_MS}\n\n".encode()
         last = after
@@ -127,6 +130,10 @@ async def chain_events(
                 if item.seq is None or item.seq != last + 1:
                     continue
                 last = item.seq
+                # One span per event and gateway, by whichever stream sends it first: at 10,000 streams a span
+                # per client would be thousands a second, each telling the same thing.
+                item.memo("traced", lambda: tracing.sent(item.envelope.get("trace"), message_type=item.type,
+                                                         stream=stream_id, seq=item.seq))
                 yield item.frame
                 # Resumed once the server took the frame: the gateway's own share of the delivery time.
                 DELIVERY.observe(time.monotonic() - item.received_at)
@@ -136,6 +143,7 @@ async def chain_events(
                 for frame in await live_frames(item, preview_max_chars):
                     yield frame
     finally:
+        SSE_CLIENTS.labels("chain").dec()
         hub.unsubscribe(listener)
 
 
@@ -147,6 +155,7 @@ async def _from_log(store: EventStore, stream_id: str, after: int) -> tuple[list
         if envelope.seq is None or envelope.seq <= last:
             continue
         last = envelope.seq
+        tracing.sent(envelope.trace, message_type=envelope.type, stream=stream_id, seq=envelope.seq)
         frames.append(sse_frame(envelope.type, envelope.model_dump_json(), envelope.seq))
         if envelope.type in CHAIN_ENDS:
             ended = True
@@ -188,6 +197,7 @@ async def chat_reply_events(
     deadline = now() + timeout_s
     chain_id: str | None = None
     deltas = 0
+    SSE_CLIENTS.labels("chat").inc()
     try:
         yield f"retry: {_RETRY_MS}\n\n".encode()
         if opening:
@@ -235,6 +245,7 @@ async def chat_reply_events(
             "error": "chat_timeout",
             "detail": f"no reply within {timeout_s:g}s; the chat service may be down or busy. Send the message again"}))
     finally:
+        SSE_CLIENTS.labels("chat").dec()
         hub.unsubscribe(listener)
 
 

@@ -130,7 +130,7 @@ class Runtime:
             self.store.on_commit(publisher.hand_off)
         server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
                                              log_level="warning", log_config=None, access_log=False,
-                                             lifespan="off", backlog=_backlog(self.settings),
+                                             lifespan="off", backlog=self.settings.http_backlog,
                                              # Each request in a fresh context: else asyncio (cpython#140947)
                                              # lets one request's current span leak into the next on the same
                                              # keep-alive connection, and traces nest requests in each other.
@@ -199,12 +199,6 @@ def _wake_relay(relay: OutboxRelay | None, notifier: OutboxNotifier) -> Callable
     return wake
 
 
-def _backlog(settings: RuntimeSettings) -> int:
-    """The listen queue: a service's settings may ask for a longer one than uvicorn's 2048 (the gateway:
-    thousands of SSE clients reconnect at once after a restart); the kernel caps it at net.core.somaxconn."""
-    return int(getattr(settings, "http_backlog", 2048))
-
-
 def _raise_open_files() -> None:
     """The open-file limit up to the hard limit: each SSE client is a socket, and 1024 is a common default."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -249,6 +243,7 @@ def run_service(build: Callable[[], Awaitable[Runtime]]) -> None:
         runtime = await build()
         # What start-up loaded lives for the whole process: keep the collector from re-walking it.
         gc.freeze()
+        gc.set_threshold(runtime.settings.gc_first_generation, *gc.get_threshold()[1:])
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runtime.request_stop)

@@ -67,6 +67,14 @@ class RuntimeSettings(BaseSettings):
     # Start-up raises existing streams to it, never lowers them (services.runtime.streams.ensure_replicas).
     stream_replicas: int = Field(default=1, ge=1, le=5)
 
+    # The HTTP listen queue (uvicorn's default 2048; the kernel caps it at net.core.somaxconn). The gateway asks
+    # for more: after a restart every SSE client reconnects at once.
+    http_backlog: int = Field(default=2048, ge=16, le=65535)
+    # The collector's first-generation threshold (CPython's 700). The gateway raises it: with thousands of SSE
+    # streams open, frequent older-generation passes walked every stream and stopped its loop for 0.1-2.7 s
+    # (bench/sse.py prints the passes).
+    gc_first_generation: int = Field(default=700, ge=100)
+
     # uvloop runs a service's event loop (and uvicorn then parses HTTP with httptools): measured in
     # bench/sse.py against plain asyncio, which stays selectable for debugging.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"

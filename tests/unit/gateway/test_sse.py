@@ -72,7 +72,7 @@ class Reader:
                  queue_size: int | None = None) -> None:
         self.listener = hub.subscribe(STREAM)
         if queue_size is not None:
-            self.listener.queue = asyncio.Queue(queue_size)
+            self.listener.queue.maxsize = queue_size
         self.stream = chain_events(STREAM, after, hub=hub, store=log, heartbeat_s=heartbeat_s,
                                    preview_max_chars=10_000, listener=self.listener)
         self.frames: list[bytes] = []
@@ -235,6 +235,20 @@ async def test_a_listener_hands_over_what_is_queued_waits_for_more_or_gives_up()
         later.cancel()
         hub.close()
         assert await listener.next(5.0) is CLOSED
+
+
+async def test_a_wait_keeps_its_own_deadline_when_the_listener_reuses_one_timer() -> None:
+    # One timer per listener, armed by the first wait: a later, longer wait must not end when that timer
+    # fires, and a later, shorter one must not outlive its own timeout.
+    hub = LiveHub()
+    with hub.listen(STREAM) as listener:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.01, publish, hub, 1)
+        assert (await listener.next(0.05)).seq == 1
+        loop.call_later(0.15, publish, hub, 2)
+        assert (await listener.next(5.0)).seq == 2  # not None when the 0.05 s timer fires
+        assert await asyncio.wait_for(listener.next(0.01), 1.0) is None
+        assert listener.queue.empty()
 
 
 @pytest.mark.parametrize(("header", "query", "after"), [
