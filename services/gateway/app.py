@@ -14,6 +14,7 @@ from services.gateway.access_log import AccessLogMiddleware
 from services.gateway.api_docs import install_api_docs
 from services.gateway.auth import SESSION_COOKIE
 from services.gateway.context import Gateway
+from services.gateway.deps import UserDep
 from services.gateway.errors import install_error_handlers
 from services.gateway.http_middleware import HttpMiddleware
 from services.gateway.metrics import instrument_http
@@ -90,7 +91,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(voice_router)
 
     @app.get("/", include_in_schema=False, response_model=None)
-    async def index() -> FileResponse | HTMLResponse:
+    async def index(_: UserDep) -> FileResponse | HTMLResponse:
+        # The page comes with its session: without one, its first calls (sent in parallel) would each make
+        # an anonymous user of their own, and the character made by one would be a 404 to the next.
         page = STATIC / "index.html"
         if page.is_file():
             return FileResponse(page, headers={"Cache-Control": "no-cache"})

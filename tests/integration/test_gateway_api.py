@@ -446,6 +446,15 @@ async def test_api_keys_and_logins(world: GatewayWorld) -> None:
         assert (await browser.get("/me")).json()["user_id"] != signed["user_id"]
 
 
+async def test_the_page_comes_with_its_session_so_its_parallel_first_calls_are_one_user(world: GatewayWorld) -> None:
+    async with world.client() as browser:
+        page = await browser.get("/")
+        assert page.status_code == 200 and "likeness_session=" in page.headers["set-cookie"]
+        # The page's first calls go out together: with the page's cookie they are all the same anonymous user.
+        ids = await asyncio.gather(*(user_id(browser) for _ in range(4)))
+        assert len(set(ids)) == 1 and ids[0].startswith("anon-")
+
+
 async def test_a_forged_session_cookie_is_a_new_anonymous_session(world: GatewayWorld, alice) -> None:
     victim = await user_id(alice)
     async with world.client(cookies={"likeness_session": f"{victim}.9999999999.forged"}) as mallory:
