@@ -80,8 +80,9 @@ test-openai: $(STAMP)
 screenshot: install
 	$(PY) docs/screenshot.py
 
+# Every benchmark script; bench/_*.py are their shared parts and helper processes, not benchmarks.
 bench: install
-	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) "$$f"; done
+	@set -e; for f in bench/[!_]*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) "$$f"; done
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
