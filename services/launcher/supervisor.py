@@ -163,8 +163,9 @@ def _start(
     provision(nats_url, settings.startup_timeout_s)
 
     services = []
+    ports = {settings.gateway_port}
     for name in settings.services:
-        port = settings.gateway_port if name == "gateway" else free_port()
+        port = settings.gateway_port if name == "gateway" else unused_port(ports)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIKENESS_NATS_URL": nats_url,
                "LIKENESS_DATABASE_URL": database_url, "LIKENESS_STATE_DIR": str(state_dir),
                "LIKENESS_HTTP_HOST": HOST, "LIKENESS_HTTP_PORT": str(port), "LIKENESS_SERVICE_NAME": name,
@@ -259,6 +260,16 @@ def _refuse_if_running(state_dir: Path) -> None:
                 log.warning("stopping %s (pid %d) left over from a previous run", name, svc.pid)
                 stop_process(proc, 10)
     RunInfo.remove(state_dir)
+
+
+def unused_port(taken: set[int]) -> int:
+    """A free port not in `taken` (then added to it). A service binds its port only once it has started, so
+    until then the kernel may offer the same free port again: two services of one run were given one port,
+    and the second crash-looped on "address already in use" while the first answered its readiness probe."""
+    while (port := free_port()) in taken:
+        pass
+    taken.add(port)
+    return port
 
 
 def _require_free_port(port: int) -> None:
