@@ -40,6 +40,7 @@ from services.runtime.delivery import (
 )
 from services.runtime.settings import RuntimeSettings, nats_servers
 from services.runtime.streams import ConsumerSpec, ensure_all
+from services.runtime.subscriber_start import start_subscribers
 
 __all__ = ["Bus", "provision"]
 
@@ -207,7 +208,7 @@ class Bus:
         """Provision streams and consumers, then start pulling messages."""
         await self.broker.connect()
         await ensure_all(self.js, self._consumers, replicas=self._settings.stream_replicas)
-        await self.broker.start()
+        await start_subscribers(self.broker)
 
     async def stop(self) -> None:
         """Stop pulling, let in-flight handlers finish (graceful timeout), then drain."""

@@ -162,12 +162,12 @@ async def test_shutdown_lets_the_handler_in_flight_finish_and_ack(settings: Runt
     await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)
 
 
-async def consumed(bus: Bus, settings: RuntimeSettings, nc: nats.NATS, handler, *, ack_wait_s: float):
+async def consumed(bus: Bus, settings: RuntimeSettings, nc: nats.NATS, handler, *, ack_wait_s: float, workers: int = 1):
     """A consumer of one fresh stream's threshold events running `handler`, started, and one event published."""
     stream = new_stream()
     spec = ConsumerSpec(f"{bus._settings.service_name}-events", "LIKENESS_EVENTS",
                         f"likeness.evt.character.*.{stream}", ack_wait_s=ack_wait_s)
-    events = Consumer(spec, ignore_others=True)
+    events = Consumer(spec, ignore_others=True, workers=workers)
     events.on(CharacterThresholdSet)(handler)
     bus.consume(events)
     await bus.start()
@@ -256,4 +256,50 @@ async def test_data_the_database_refuses_is_dead_lettered_at_once(settings: Runt
     assert calls == 1
     (letter,) = letters
     assert "the database refused the message's data" in letter.headers["Likeness-Reason"]
+    await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+async def test_a_consumer_start_jetstream_does_not_answer_is_tried_again_and_consumes_once(
+    settings: RuntimeSettings, nc: nats.NATS, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A NATS cluster electing leaders lets the subscribe's consumer-info request time out (seen in the
+    3-node fault test): the service waits and tries again instead of exiting at start-up."""
+    refusals = 2
+    real_pull_subscribe = nats.js.JetStreamContext.pull_subscribe
+
+    async def slow_cluster(self, *args, **kwargs):
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise nats.errors.TimeoutError
+        return await real_pull_subscribe(self, *args, **kwargs)
+
+    monkeypatch.setattr(nats.js.JetStreamContext, "pull_subscribe", slow_cluster)
+    bus = Bus(settings.model_copy(update={"service_name": f"slowstart{uuid.uuid4().hex[:8]}"}))
+    handled: list[CharacterThresholdSet] = []
+
+    async def record(message, _envelope) -> None:
+        handled.append(message)
+
+    spec = await consumed(bus, settings, nc, record, ack_wait_s=30, workers=workers)
+    try:
+        async def until_handled() -> None:
+            while not handled:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(until_handled(), 15)
+        await asyncio.sleep(0.5)  # a second consume loop on the same queue would show as a second call
+        subscriber = bus.broker.subscribers[0]
+        assert refusals == 0
+        assert len(handled) == 1
+        # One pull loop (and with workers > 1 one in-memory queue server): the failed tries left nothing
+        # running behind.
+        running = [t.get_coro().__qualname__ for t in subscriber.tasks if not t.done()]
+        assert running.count("PullStreamSubscriber._consume_pull") == 1
+        assert len(running) == len(set(running))
+    finally:
+        await bus.stop()
+    info = await nc.jetstream().consumer_info("LIKENESS_EVENTS", spec.durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
     await nc.jetstream().delete_consumer("LIKENESS_EVENTS", spec.durable)
