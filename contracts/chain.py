@@ -203,6 +203,11 @@ class ChainPlanned(Event):
     style: str | None = None
     # The language-model calls planning made (also when the rules' plan was used after them).
     llm_usage: ModelUsage | None = None
+    # How a drifted step is tried again: False (every chain planned before the ladder) re-rolls the seed only;
+    # True climbs the retry ladder (new seed, lower denoise, lower the face-moving LoRA, then a face restore).
+    retry_ladder: bool = False
+    # The renderer template of the ladder's last rung, a face-restore pass on the best attempt; None: no such rung.
+    restore_template: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> ChainPlanned:
@@ -270,7 +275,7 @@ class StepAccepted(StepAttempt, Event):
 
 
 class StepRetried(Event):
-    """An attempt fell short; the step is rendered again with a new seed."""
+    """An attempt fell short; the step is rendered again with a new seed (and, on the retry ladder, a rung)."""
 
     type: Literal["chain.step_retried"] = "chain.step_retried"
     version: Literal[1] = 1
@@ -281,6 +286,15 @@ class StepRetried(Event):
     new_seed: Seed
     previous_score: Score | None = None
     reason: Reason
+    # The ladder's rung: what changed against the attempt before. None: a plain re-roll (a chain planned before
+    # the ladder) or the same attempt again after a render failure.
+    rung: Literal["reseed", "lower_denoise", "lower_lora", "face_restore"] | None = None
+    # The parameters the next attempt renders with where a rung changed them from the plan's (None: the plan's).
+    denoise: Denoise | None = None
+    loras: tuple[LoraUse, ...] | None = None
+    template: str | None = None
+    # "face_restore": the attempt whose picture is restored (the best so far).
+    restores_attempt: Attempt | None = None
 
 
 class StepFailed(StepAttempt, Event):

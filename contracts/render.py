@@ -47,6 +47,8 @@ class RenderStep(StepAttempt, Command):
     denoise: Denoise | None = None
     model: str = Field(min_length=1)
     template: str = Field(min_length=1)
+    # The character's reference picture, for a template that takes it as a second input (`face_restore`).
+    reference_image: ImageRef | None = None
     # Lets the backend pool route to a backend that serves this art style.
     style: str | None = None
     deadline_s: float | None = Field(default=None, gt=0)

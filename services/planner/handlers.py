@@ -60,7 +60,8 @@ def command_consumer(
                 return None
             plan, threshold = await planner.plan(request)
             return StartChain(request, plan, threshold=settings.threshold if threshold is None else threshold,
-                              max_retries=settings.max_retries, on_exhausted=settings.on_exhausted)
+                              max_retries=settings.max_retries, on_exhausted=settings.on_exhausted,
+                              retry_ladder=settings.retry_ladder, restore_template=settings.restore_template)
 
         decision = await chains.handle(request.chain_id, envelope, start)
         # A variant of a batch may be refused when planned: the batch is then complete without it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contracts.subjects import validate_token
 from services.runtime.settings import RuntimeSettings
@@ -21,6 +21,16 @@ class PlannerSettings(RuntimeSettings):
     threshold: float = Field(default=40.0, ge=0, le=100)
     max_retries: int = Field(default=3, ge=0, le=10)
     on_exhausted: Literal["fail", "accept_best"] = "fail"
+    # A drifted step climbs the retry ladder (services/planner/saga/ladder.py) instead of re-rolling the seed only.
+    retry_ladder: bool = True
+    # The renderer template of the ladder's face-restore pass (a built-in of the renderer); empty: no such pass,
+    # e.g. for a renderer whose templates folder lacks it.
+    restore_template: str | None = "face_restore"
+
+    @field_validator("restore_template", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     # Any OpenAI-compatible endpoint; with no base URL the rule-based planner serves.
     llm_base_url: str | None = None

@@ -41,6 +41,7 @@ from contracts import (
 )
 from contracts.decision import Decision
 from contracts.usage import ModelUsage
+from services.planner.saga.ladder import best_attempt, is_restore, restore_due, restore_step, retry_rung, rung_step
 from services.planner.saga.state import AttemptRecord, ChainState, Status
 
 __all__ = [
@@ -85,6 +86,9 @@ class StartChain:
     threshold: float = 40.0
     max_retries: int = 3
     on_exhausted: Literal["fail", "accept_best"] = "fail"
+    # False: plain re-rolls, as before the ladder (see services.planner.saga.ladder).
+    retry_ladder: bool = False
+    restore_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,8 @@ def _start(state: ChainState, start: StartChain) -> Decision:
                                                  llm_usage=plan.llm_usage)])
     planned = ChainPlanned(chain_id=request.chain_id, steps=plan.steps, planner=plan.planner, planner_note=plan.note,
                            threshold=start.threshold, max_retries=start.max_retries, on_exhausted=start.on_exhausted,
-                           style=plan.style, llm_usage=plan.llm_usage)
+                           style=plan.style, llm_usage=plan.llm_usage, retry_ladder=start.retry_ladder,
+                           restore_template=start.restore_template)
     first = plan.steps[0]
     step_input = request.input_image or request.reference_image
     events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style)
@@ -163,12 +168,13 @@ def _start(state: ChainState, start: StartChain) -> Decision:
 
 
 def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef | None,
-                  style: str | None):
+                  style: str | None, reference: ImageRef | None = None):
     requested = StepRequested(chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image)
     render = RenderStep(
         chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image, prompt=step.prompt,
         negative_prompt=step.negative_prompt, loras=step.loras, width=step.width, height=step.height,
         steps=step.steps, cfg=step.cfg, denoise=step.denoise, model=step.model, template=step.template, style=style,
+        reference_image=reference,
     )
     return [requested], [render]
 
@@ -191,6 +197,11 @@ def _render_failed(state: ChainState, current: AttemptRecord, failed: RenderFail
     reason = f"render {failed.error_kind}{where}: {failed.reason}"
     step_failed = StepFailed(chain_id=failed.chain_id, step=failed.step, attempt=failed.attempt, reason=reason,
                              stage="render")
+    assert state.plan is not None
+    if is_restore(state.plan, current.number):
+        # The restore pass is a bonus on top of the retries: without it the step ends as the retries left it.
+        attempts = [*state.attempts[:-1], replace(current, reason=reason)]
+        return _exhausted(state, attempts, [step_failed], state.plan.threshold)
     if may_retry and failed.error_kind in _TRANSIENT_RENDER_FAILURES and _attempts_left(state, current):
         # Nothing was wrong with the picture, there was none: the same seed is asked for again, so a
         # user's `--seed` survives a backend that went away.
@@ -214,14 +225,23 @@ def _scored(state: ChainState, current: AttemptRecord, scored: FaceScored) -> De
         return Decision([step_scored, *retry.events], retry.commands)
     attempts = [*state.attempts[:-1], AttemptRecord(current.number, current.seed, current.input_image,
                                                      current.image, scored.score)]
+    if restore_due(state.plan, state.request, current.number):
+        restore = _restore(state, attempts, reason)
+        return Decision([step_scored, *restore.events], restore.commands)
+    return _exhausted(state, attempts, [step_scored], threshold)
+
+
+def _exhausted(state: ChainState, attempts: list[AttemptRecord], events: list[Event], threshold: float) -> Decision:
+    """Every attempt of the step is spent: keep the best one if the plan says so, else end the chain."""
+    assert state.plan is not None
     if state.plan.on_exhausted == "accept_best":
         best = max(attempts, key=lambda a: a.score or 0.0)
         if best.image is not None and best.score is not None:
-            return _accept(state, best.image, best.score, best.number, "best_attempt", [step_scored])
+            return _accept(state, best.image, best.score, best.number, "best_attempt", events)
     best_score = max(a.score or 0.0 for a in attempts)
     summary = (f"face drifted on all {len(attempts)} attempts of step {state.step}: "
                f"best score {best_score:.1f} below threshold {threshold:g}")
-    return Decision([step_scored, _chain_failed(state, summary, attempts[-1], attempts)])
+    return Decision([*events, _chain_failed(state, summary, attempts[-1], attempts)])
 
 
 def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: int, why: str,
@@ -240,15 +260,40 @@ def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: in
 
 def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_score: float | None,
            seed: int | None = None) -> Decision:
-    """The next attempt: with a new seed after a drifted picture, with `seed` when one is given."""
-    assert state.chain_id is not None and state.planned_step is not None
+    """The next attempt: a new seed (on the ladder, its next rung) after a drifted picture; `seed`: the same again."""
+    assert state.chain_id is not None and state.planned_step is not None and state.plan is not None
     next_attempt = current.number + 1
+    same_again = seed is not None
     seed = seed if seed is not None else retry_seed(state.chain_id, state.step, next_attempt)
+    step, rung = state.planned_step, None
+    # Rungs follow from how many attempts drifted (were scored): an attempt lost to a render failure climbs none.
+    drifted = sum(a.score is not None for a in state.attempts) + (0 if same_again else 1)
+    if state.plan.retry_ladder and drifted:
+        rung = retry_rung(step, edits=current.input_image is not None, drifted=drifted)
+        step = rung_step(step, rung)
     retried = StepRetried(chain_id=state.chain_id, step=state.step, next_attempt=next_attempt, new_seed=seed,
-                          previous_score=previous_score, reason=reason)
-    assert state.plan is not None
-    events, commands = _request_step(state.chain_id, state.planned_step, next_attempt, seed, current.input_image,
+                          previous_score=previous_score, reason=reason,
+                          rung=rung.name if rung and not same_again else None,
+                          denoise=rung.denoise if rung else None, loras=rung.loras if rung else None)
+    events, commands = _request_step(state.chain_id, step, next_attempt, seed, current.input_image,
                                      state.plan.style)
+    return Decision([retried, *events], commands)
+
+
+def _restore(state: ChainState, attempts: list[AttemptRecord], reason: str) -> Decision:
+    """The ladder's last rung: the restore template over the best attempt's picture, with the reference."""
+    plan, request, best = state.plan, state.request, best_attempt(attempts, lambda a: a.score)
+    assert state.chain_id and state.planned_step and plan and plan.restore_template and request and best
+    assert best.image is not None and best.score is not None
+    next_attempt = attempts[-1].number + 1
+    seed = retry_seed(state.chain_id, state.step, next_attempt)
+    step = restore_step(state.planned_step, plan.restore_template)
+    why = f"{reason}; retries used up: face restore of attempt {best.number} (score {best.score:.1f})"
+    retried = StepRetried(chain_id=state.chain_id, step=state.step, next_attempt=next_attempt, new_seed=seed,
+                          previous_score=attempts[-1].score, reason=why, rung="face_restore",
+                          template=plan.restore_template, restores_attempt=best.number)
+    events, commands = _request_step(state.chain_id, step, next_attempt, seed, best.image, plan.style,
+                                     reference=request.reference_image)
     return Decision([retried, *events], commands)
 
 
