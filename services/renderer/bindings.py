@@ -5,6 +5,8 @@ A node takes part by its title (`_meta.title`): one parameter name, or several s
 
     title             class_type                                   input(s) set
     input_image       LoadImage                                    image (the uploaded "<subfolder>/<name>")
+    reference_image   LoadImage                                    image: the character's reference picture, for
+                                                                   a template that compares with it (face_restore)
     prompt,           CLIPTextEncode                               text
     negative_prompt   TextEncodeQwenImageEdit(Plus)                prompt
                       CLIPTextEncodeFlux                           clip_l, t5xxl
@@ -53,6 +55,7 @@ _TEXT = {
 
 SCALAR_RULES: dict[str, dict[str, tuple[str, ...]]] = {
     "input_image": {"LoadImage": ("image",)},
+    "reference_image": {"LoadImage": ("image",)},
     "prompt": _TEXT,
     "negative_prompt": _TEXT,
     "seed": {"KSampler": ("seed",), "KSamplerAdvanced": ("noise_seed",), "RandomNoise": ("noise_seed",),

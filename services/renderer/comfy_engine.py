@@ -80,7 +80,8 @@ class ComfyUIEngine:
         self._instance = instance
         self._busy_slots: dict[str, set[int]] = {}
 
-    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress, *,
+                     reference_image: bytes | None = None) -> RenderOutput:
         """Render `job`; a backend that cannot be reached is marked down and the next one is tried.
 
         If none can take it, wait for one (time spent waiting does not count against the render deadline);
@@ -90,7 +91,7 @@ class ComfyUIEngine:
         began = loop.time()
         deadline = began + min(job.deadline_s or self.deadline_s, self.deadline_s)
         template = self.templates.get(job.template)
-        submission, workflow_hash = self._submission(job, template.edit, input_image)
+        submission, workflow_hash = self._submission(job, template.edit, input_image, reference_image)
         wait = _Wait(self.backend_wait_s)
         first: RenderError | None = None
         for retry in range(self.infra_retries + 1):
@@ -185,7 +186,8 @@ class ComfyUIEngine:
         finally:
             busy.discard(slot)
 
-    def _submission(self, job: RenderStep, edit: bool, input_image: bytes | None) -> tuple[Submission, str]:
+    def _submission(self, job: RenderStep, edit: bool, input_image: bytes | None,
+                    reference_image: bytes | None = None) -> tuple[Submission, str]:
         template = self.templates.get(job.template)
         if not edit:
             bound = template.bind(job, input_ref=None)
@@ -195,8 +197,19 @@ class ComfyUIEngine:
                                             "(a text-to-image job needs a '*_t2i' template)")
         ext, media_type = _sniff(input_image)
         ref = f"{UPLOAD_FOLDER}/{hashlib.sha256(input_image).hexdigest()}.{ext}"
-        bound = template.bind(job, input_ref=ref)
-        submission = Submission(bound.graph, bound.output_node, bound.input_node, input_image, ref, media_type)
+        reference: dict = {}
+        if template.reference_node is not None:
+            if reference_image is None:
+                raise RenderError("validation", f"template {job.template!r} compares with the character's reference "
+                                                "picture, and the job brings none")
+            # Named by content, not by slot: a reference is one picture per character, so these files stay few.
+            ref_ext, ref_type = _sniff(reference_image)
+            reference = {"reference_node": template.reference_node, "reference_image": reference_image,
+                         "reference_ref": f"{UPLOAD_FOLDER}/{hashlib.sha256(reference_image).hexdigest()}.{ref_ext}",
+                         "reference_media_type": ref_type}
+        bound = template.bind(job, input_ref=ref, reference_ref=reference.get("reference_ref"))
+        submission = Submission(bound.graph, bound.output_node, bound.input_node, input_image, ref, media_type,
+                                **reference)
         return submission, bound.workflow_hash
 
 

@@ -36,7 +36,9 @@ class DraftEngine:
 
     name = "draft"
 
-    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress, *,
+                     reference_image: bytes | None = None) -> RenderOutput:
+        # The stand-in draws the same band for every job; a face restore is drawn like an edit of its input.
         started = time.perf_counter()
         image = await asyncio.to_thread(draft_picture, input_image, job)
         for value in range(1, job.steps + 1):

@@ -1,6 +1,8 @@
 """What every render engine offers: `render(job, input_image, progress) -> RenderOutput`, raising `RenderError`.
 
-`input_image` is None for a text-to-image job (a `*_t2i` template, nothing to edit).
+`input_image` is None for a text-to-image job (a `*_t2i` template, nothing to edit). `reference_image` is the
+character's reference picture when the job names one (`RenderStep.reference_image`, the ladder's face restore);
+an engine that cannot use it says so with `takes_reference = False` and is not routed such jobs.
 """
 
 from __future__ import annotations
@@ -71,4 +73,5 @@ class RenderEngine(Protocol):
 
     name: str
 
-    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput: ...
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress, *,
+                     reference_image: bytes | None = None) -> RenderOutput: ...

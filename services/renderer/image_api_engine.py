@@ -148,6 +148,8 @@ class ImageEditApiEngine:
     name = "openai-images"
     # It edits a picture it is sent; a text-to-image job (no picture) is routed to another engine.
     edits_only = True
+    # The edit API takes one picture and a prompt, no workflow: it cannot run a face-restore template.
+    takes_reference = False
 
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str, model: str = "gpt-image-1",
                  deadline_s: float, size: str = "auto", quality: str | None = None,
@@ -163,7 +165,8 @@ class ImageEditApiEngine:
         default = GPT_IMAGE_1_PRICES if model == "gpt-image-1" else None
         self.prices = {**GPT_IMAGE_1_PRICES, **prices} if prices is not None else default
 
-    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress, *,
+                     reference_image: bytes | None = None) -> RenderOutput:
         """Send the edit, read (or fetch) the image; see the module docstring for how failures map."""
         if input_image is None:
             raise RenderError("validation", "the image edit API only edits pictures; route text-to-image models "

@@ -45,6 +45,8 @@ class Renderer:
         try:
             # A text-to-image job has no input: it draws from its prompt alone.
             source = None if job.input_image is None else await self.blobs.get(job.input_image.sha256)
+            # A face restore also reads the character's reference picture.
+            reference = None if job.reference_image is None else await self.blobs.get(job.reference_image.sha256)
         except (BlobNotFound, BlobCorrupt) as exc:
             await self._fail(job, incoming, RenderError("validation", f"cannot use the input image: {exc}"))
             return
@@ -53,7 +55,7 @@ class Renderer:
             with JOBS_IN_FLIGHT.track_inprogress(), tracing.span(f"render {job.template}", attributes={
                     "likeness.engine": self.engine.name, "likeness.model": job.model, "likeness.step": job.step,
                     "likeness.attempt": job.attempt}):
-                output = await self.engine.render(job, source, self._progress(job, incoming))
+                output = await self.engine.render(job, source, self._progress(job, incoming), reference_image=reference)
         except RenderError as exc:
             record_render(self.engine.name, exc.kind)
             log.warning("render of chain %s step %s attempt %s failed (%s): %s", job.chain_id, job.step,

@@ -50,18 +50,22 @@ class RoutedEngine:
             raise ValueError(f"LIKENESS_RENDER_ROUTES names engines that are not configured: {sorted(unknown)}; "
                              f"configured: {sorted(self.engines)}")
 
-    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress, *,
+                     reference_image: bytes | None = None) -> RenderOutput:
         names = engines_for(job, self.routes, list(self.engines))
         if input_image is None:
             # A text-to-image job goes only to engines that can draw without a picture to edit.
             names = [name for name in names if not getattr(self.engines[name], "edits_only", False)]
+        if job.reference_image is not None:
+            # A job that compares with the reference (a face restore) needs an engine that runs templates.
+            names = [name for name in names if getattr(self.engines[name], "takes_reference", True)]
         if not names:
             raise RenderError("validation", f"no configured engine serves style {job.style!r} / model {job.model!r} "
                                             "(see LIKENESS_RENDER_ROUTES)")
         failures: list[str] = []
         for index, name in enumerate(names):
             try:
-                return await self.engines[name].render(job, input_image, progress)
+                return await self.engines[name].render(job, input_image, progress, reference_image=reference_image)
             except RenderError as exc:
                 if exc.kind != "unreachable" or index + 1 == len(names):
                     if failures:

@@ -62,19 +62,21 @@ class RunPodEngine:
         self.poll_interval_s = poll_interval_s
         self.request_timeout_s = request_timeout_s
 
-    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
+    async def render(self, job: RenderStep, input_image: bytes | None, progress: Progress, *,
+                     reference_image: bytes | None = None) -> RenderOutput:
         """Run `job` on the endpoint; raises RenderError (BackendUnreachable if the endpoint took nothing)."""
         try:
-            return await self._render(job, input_image, progress)
+            return await self._render(job, input_image, progress, reference_image)
         except RenderError as exc:
             raise exc.at(self.endpoint_url) from None
 
-    async def _render(self, job: RenderStep, input_image: bytes | None, progress: Progress) -> RenderOutput:
+    async def _render(self, job: RenderStep, input_image: bytes | None, progress: Progress,
+                      reference_image: bytes | None = None) -> RenderOutput:
         loop = asyncio.get_running_loop()
         began = loop.time()
         budget = min(job.deadline_s or self.deadline_s, self.deadline_s)
         deadline = began + budget
-        body, workflow_hash, prefix = self._request(job, input_image, budget)
+        body, workflow_hash, prefix = self._request(job, input_image, budget, reference_image)
         job_id = await self._submit(body, deadline)
         submitted = loop.time()
         log.info("chain %s step %s attempt %s: RunPod job %s queued on %s", job.chain_id, job.step, job.attempt,
@@ -92,20 +94,21 @@ class RunPodEngine:
         timings |= {k: v for k, v in (("queue", state.delay_ms), ("execute", state.execution_ms)) if v is not None}
         return RenderOutput(image, media_type, workflow_hash, self.endpoint_url, self.name, timings, cost_usd=None)
 
-    def _request(self, job: RenderStep, input_image: bytes | None, budget: float) -> tuple[bytes, str, str | None]:
+    def _request(self, job: RenderStep, input_image: bytes | None, budget: float,
+                 reference_image: bytes | None = None) -> tuple[bytes, str, str | None]:
         """The /run body, the bound workflow's hash, and the file name stem of the output node's images."""
         template = self.templates.get(job.template)
-        ref, images = None, []
+        ref, reference, images = None, None, []
         if template.edit:
             if input_image is None:
                 raise RenderError("validation", f"template {job.template!r} edits a picture, and the job brings none")
-            kind = image_kind(input_image)
-            if kind is None:
-                raise RenderError("validation", "the input image is not a PNG, JPEG or WebP picture")
-            # Named by content, so the bound graph (and its hash) says which picture it edits.
-            ref = f"{hashlib.sha256(input_image).hexdigest()}.{kind[0]}"
-            images.append({"name": ref, "image": base64.b64encode(input_image).decode("ascii")})
-        bound = template.bind(job, input_ref=ref)
+            ref = _named_image(input_image, "the input image", images)
+        if template.reference_node is not None:
+            if reference_image is None:
+                raise RenderError("validation", f"template {job.template!r} compares with the character's reference "
+                                                "picture, and the job brings none")
+            reference = _named_image(reference_image, "the reference image", images)
+        bound = template.bind(job, input_ref=ref, reference_ref=reference)
         payload = {"input": {"workflow": bound.graph, **({"images": images} if images else {})},
                    # Should our /cancel be lost, RunPod still stops the (billed) worker near our deadline.
                    "policy": {"executionTimeout": max(_MIN_EXECUTION_TIMEOUT_MS, math.ceil(budget * 1000))}}
@@ -237,6 +240,17 @@ def _json(response: httpx.Response) -> object:
 
 def _text(response: httpx.Response) -> str:
     return " ".join(response.text.split())[:300] or "(empty body)"
+
+
+def _named_image(data: bytes, what: str, images: list[dict[str, str]]) -> str:
+    """Add `data` to the /run body's images, named by content (so the bound graph, and its hash, says which
+    picture it reads); its name."""
+    kind = image_kind(data)
+    if kind is None:
+        raise RenderError("validation", f"{what} is not a PNG, JPEG or WebP picture")
+    name = f"{hashlib.sha256(data).hexdigest()}.{kind[0]}"
+    images.append({"name": name, "image": base64.b64encode(data).decode("ascii")})
+    return name
 
 
 def _ms(seconds: float) -> float:

@@ -1,7 +1,8 @@
 """Workflow templates: ComfyUI API-format graphs ("Export (API)") whose titled nodes take the job's parameters.
 
 Binding rules are in `services.renderer.bindings`. A template named `*_t2i` makes an image from text;
-every other template edits the job's input image and must have a LoadImage titled `input_image`.
+every other template edits the job's input image and must have a LoadImage titled `input_image`; an edit
+template may also take the character's reference picture (a LoadImage titled `reference_image`, e.g. `face_restore`).
 Every template needs exactly one node titled `output`. Bad files are refused at load, naming the file.
 """
 
@@ -37,6 +38,7 @@ class BoundWorkflow:
     workflow_hash: str
     input_node: str | None
     output_node: str
+    reference_node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class Template:
         return nodes[0] if nodes else None
 
     @property
+    def reference_node(self) -> str | None:
+        nodes = self.bindings.get("reference_image", ())
+        return nodes[0] if nodes else None
+
+    @property
     def output_node(self) -> str:
         return self.bindings["output"][0]
 
@@ -68,11 +75,12 @@ class Template:
         capacities = [lora_capacity(self.graph[n]["class_type"]) for n in slots]
         return None if None in capacities else sum(capacities)  # type: ignore[arg-type]
 
-    def bind(self, job: RenderStep, *, input_ref: str | None) -> BoundWorkflow:
+    def bind(self, job: RenderStep, *, input_ref: str | None, reference_ref: str | None = None) -> BoundWorkflow:
         """A copy of the graph with the job's values set; raises TemplateError if the job does not fit."""
         graph = copy.deepcopy(self.graph)
         values: dict[str, Any] = {
-            "input_image": input_ref, "prompt": job.prompt, "negative_prompt": job.negative_prompt,
+            "input_image": input_ref, "reference_image": reference_ref, "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
             "seed": job.seed, "width": job.width, "height": job.height, "steps": job.steps, "cfg": job.cfg,
             "denoise": job.denoise,
         }
@@ -84,7 +92,7 @@ class Template:
                 for name in SCALAR_RULES[param][node["class_type"]]:
                     node["inputs"][name] = value
         self._bind_loras(graph, job)
-        return BoundWorkflow(graph, workflow_hash(graph), self.input_node, self.output_node)
+        return BoundWorkflow(graph, workflow_hash(graph), self.input_node, self.output_node, self.reference_node)
 
     def _bind_loras(self, graph: dict[str, Any], job: RenderStep) -> None:
         slots = [*self.bindings.get("lora_switch", ()), *self.bindings.get("lora_stack", ())]
@@ -151,6 +159,10 @@ def _check_required(path: Path, name: str, bindings: dict[str, list[str]]) -> No
     inputs = bindings.get("input_image", [])
     if len(inputs) > 1:
         raise TemplateError(f"template {path}: more than one node is titled 'input_image' ({', '.join(inputs)})")
+    references = bindings.get("reference_image", [])
+    if len(references) > 1 or references and not inputs:
+        raise TemplateError(f"template {path}: at most one node may be titled 'reference_image', and only in an "
+                            "edit template (one with a LoadImage titled 'input_image')")
     if not name.endswith("_t2i") and not inputs:
         raise TemplateError(f"template {path}: an edit template needs a LoadImage titled 'input_image' "
                             "(name it '*_t2i' if it makes images from text)")

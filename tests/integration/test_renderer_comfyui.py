@@ -397,3 +397,25 @@ async def test_a_flux_kontext_job_with_its_style_and_light_loras_renders(http: h
     assert out.image == OUTPUT and switched == [("golden_hour_light.safetensors", 0.5),
                                                 ("soft_watercolor.safetensors", 0.8)]
     assert too_many.value.kind == "validation" and "room for 2 LoRA(s) but the job asks for 3" in too_many.value.reason
+
+
+async def test_a_face_restore_uploads_the_picture_and_the_reference_and_reads_both(http: httpx.AsyncClient) -> None:
+    reference = png((30, 40, 220))
+    seen: list[dict] = []
+    async with FakeComfyUI(Scenario(image_for=lambda graph, _input: seen.append(graph) or OUTPUT)) as fake:
+        out = await engine(http, [fake.url]).render(job(template="face_restore"), INPUT, Recorder(),
+                                                    reference_image=reference)
+        state = fake.state
+        loaded = {node_id: state.files[state.input_key(seen[0][node_id]["inputs"]["image"])] for node_id in ("2", "3")}
+    assert out.image == OUTPUT
+    # The picture to restore goes to its slot, the reference under its own content name; each LoadImage reads its own.
+    assert loaded == {"2": INPUT, "3": reference}
+    assert sorted(u["bytes"] for u in state.uploads) == sorted([len(INPUT), len(reference)])
+    assert seen[0]["3"]["inputs"]["image"].endswith(".png") and seen[0]["9"]["inputs"]["denoise"] == 0.35
+
+
+async def test_a_face_restore_without_the_reference_is_refused_before_any_backend(http: httpx.AsyncClient) -> None:
+    async with FakeComfyUI() as fake:
+        with pytest.raises(RenderError, match="reference picture, and the job brings none") as info:
+            await engine(http, [fake.url]).render(job(template="face_restore"), INPUT, Recorder())
+        assert info.value.kind == "validation" and fake.state.uploads == []

@@ -69,6 +69,11 @@ class Submission:
     input_media_type: str = "image/png"
     # The name to upload the input as, when not `input_ref` (a reused slot: see ComfyUIEngine).
     upload_as: str | None = None
+    # A second picture for a LoadImage titled `reference_image` (a face-restore template), uploaded as named.
+    reference_node: str | None = None
+    reference_image: bytes | None = None
+    reference_ref: str | None = None
+    reference_media_type: str = "image/png"
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,10 @@ class ComfyUIClient:
         """Open the socket and upload the input; any failure here means nothing runs on this backend."""
         try:
             await sock.open()
+            reference = None
+            if sub.reference_image is not None and sub.reference_node is not None and sub.reference_ref is not None:
+                folder, _, name = sub.reference_ref.rpartition("/")
+                reference = await self.api.upload_image(sub.reference_image, name, folder, sub.reference_media_type)
             if sub.input_image is None or sub.input_node is None or sub.input_ref is None:
                 return sub.graph
             folder, _, name = (sub.upload_as or sub.input_ref).rpartition("/")
@@ -161,11 +170,13 @@ class ComfyUIClient:
         except RenderError as exc:
             raise BackendUnreachable(f"{self.base_url} failed before queueing: {exc.reason}",
                                      backend=self.base_url) from exc
-        if ref == sub.input_ref:
+        if ref == sub.input_ref and reference == sub.reference_ref:
             return sub.graph
         # Uploaded under another name (a slot), or renamed by the server despite overwrite=true (§7.8).
         graph = copy.deepcopy(sub.graph)
         graph[sub.input_node]["inputs"]["image"] = ref
+        if reference is not None and sub.reference_node is not None:
+            graph[sub.reference_node]["inputs"]["image"] = reference
         return graph
 
     async def _queue(self, graph: dict, client_id: str, prompt_id: str, output_node: str) -> bool:

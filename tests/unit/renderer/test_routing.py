@@ -37,7 +37,7 @@ class Engine:
     def __init__(self, name: str, error: RenderError | None = None) -> None:
         self.name, self.error, self.jobs = name, error, []
 
-    async def render(self, job, input_image, progress) -> RenderOutput:
+    async def render(self, job, input_image, progress, *, reference_image=None) -> RenderOutput:
         self.jobs.append(job)
         if self.error is not None:
             raise self.error

@@ -40,7 +40,7 @@ def node(cls: str, title: str | None = None, **inputs) -> dict:
 
 def test_the_builtin_templates_load() -> None:
     library = TemplateLibrary.load()
-    assert library.names == ("flux_kontext", "flux_t2i", "qwen_edit", "sdxl_t2i")
+    assert library.names == ("face_restore", "flux_kontext", "flux_t2i", "qwen_edit", "sdxl_t2i")
     qwen = library.get("qwen_edit")
     assert qwen.edit and qwen.input_node == "3" and qwen.output_node == "10"
     assert not library.get("sdxl_t2i").edit
@@ -136,6 +136,8 @@ def test_primitive_nodes_take_values(tmp_path: Path) -> None:
     ({"1": node("LoadImage", "input_image"), "2": node("LoadImage", "input_image"), "3": node("SaveImage", "output")},
      "more than one node is titled 'input_image'"),
     ({"1": {"inputs": {}}}, "node 1 lacks class_type"),
+    ({"1": node("LoadImage", "input_image"), "2": node("LoadImage", "reference_image"),
+      "3": node("LoadImage", "reference_image"), "4": node("SaveImage", "output")}, "at most one node .*'reference_image'"),
     ({"nodes": [], "links": []}, "UI workflow"),
 ])
 def test_bad_templates_are_refused_naming_the_file(tmp_path: Path, graph: dict, message: str) -> None:
@@ -150,6 +152,27 @@ def test_not_json_is_refused(tmp_path: Path) -> None:
     path.write_text("{nope")
     with pytest.raises(TemplateError, match="garbage.json: cannot read it as JSON"):
         load_template(path)
+
+
+def test_face_restore_binds_the_picture_and_the_reference_and_keeps_its_own_instruction_and_denoise() -> None:
+    template = TemplateLibrary.load().get("face_restore")
+    assert (template.input_node, template.reference_node, template.output_node) == ("2", "3", "11")
+    bound = template.bind(job(template="face_restore"), input_ref="likeness/best.png", reference_ref="likeness/ref.png")
+    g = bound.graph
+    assert (g["2"]["inputs"]["image"], g["3"]["inputs"]["image"]) == ("likeness/best.png", "likeness/ref.png")
+    assert bound.reference_node == "3"
+    # Qwen-Image-Edit-Plus sees both pictures; the restore's own instruction, not the step's prompt, drives it.
+    assert (g["6"]["inputs"]["image1"], g["6"]["inputs"]["image2"]) == (["4", 0], ["5", 0])
+    assert "Picture 2" in g["6"]["inputs"]["prompt"]
+    assert (g["9"]["inputs"]["seed"], g["9"]["inputs"]["denoise"]) == (1234, 0.35)
+    other = template.bind(job(template="face_restore"), input_ref="likeness/best.png", reference_ref="likeness/r2.png")
+    assert other.workflow_hash != bound.workflow_hash
+
+
+def test_a_reference_needs_an_edit_template(tmp_path: Path) -> None:
+    graph = {"1": node("LoadImage", "reference_image"), "2": node("SaveImage", "output")}
+    with pytest.raises(TemplateError, match="only in an edit template"):
+        load_template(write(tmp_path, "odd_t2i", graph))
 
 
 def test_text_to_image_templates_need_no_input_image(tmp_path: Path) -> None:
@@ -174,7 +197,7 @@ def test_a_replacement_with_fewer_lora_slots_than_the_built_in_stops_start_up(tm
 
 
 def test_unknown_template_and_missing_folder() -> None:
-    with pytest.raises(TemplateError, match="unknown template 'nope'; known: flux_kontext, flux_t2i, qwen_edit, sdxl_t2i"):
+    with pytest.raises(TemplateError, match="unknown template 'nope'; known: face_restore, flux_kontext, flux_t2i, qwen_edit, sdxl_t2i"):
         TemplateLibrary.load().get("nope")
     with pytest.raises(TemplateError, match="does not exist"):
         TemplateLibrary.load([Path("/no/such/folder")])

@@ -42,7 +42,7 @@ class Engine:
     def __init__(self, name: str) -> None:
         self.name, self.jobs = name, []
 
-    async def render(self, job, input_image, progress) -> RenderOutput:
+    async def render(self, job, input_image, progress, *, reference_image=None) -> RenderOutput:
         self.jobs.append(job)
         return RenderOutput(b"png", "image/png", "hash", f"{self.name}-backend", self.name)
 
