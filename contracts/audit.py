@@ -30,7 +30,7 @@ from contracts import (
     StepScored,
 )
 
-__all__ = ["AttemptAudit", "ChainAudit", "StepAudit", "build_audit"]
+__all__ = ["AttemptAudit", "ChainAudit", "StepAudit", "build_audit", "rung_text"]
 
 
 @dataclass
@@ -49,6 +49,8 @@ class AttemptAudit:
     faces_found: int | None = None
     decision: str = "pending"
     reason: str | None = None
+    # The retry-ladder rung this attempt was rendered on and what it changed, e.g. "lower_denoise: denoise 0.72".
+    rung: str | None = None
 
     @property
     def kept(self) -> bool:
@@ -67,6 +69,8 @@ class StepAudit:
     attempts: list[AttemptAudit] = field(default_factory=list)
     seed: int | None = None  # the planned seed; a retry's own is on its attempt
     chain_failed_here: bool = False
+    # The rung a StepRetried announced, for the attempt its StepRequested starts.
+    next_rung: str | None = None
 
     @property
     def kept(self) -> AttemptAudit | None:
@@ -143,6 +147,21 @@ def build_audit(chain_id: str, events: list[tuple[Message, datetime]]) -> ChainA
     return audit
 
 
+def rung_text(event: StepRetried) -> str | None:
+    """The retry-ladder rung of the attempt `event` starts and what it changed; None for a plain re-roll."""
+    changes = []
+    if event.denoise is not None:
+        changes.append(f"denoise {event.denoise:g}")
+    if event.loras is not None:
+        changes.append("loras " + (", ".join(f"{lora.name}@{lora.strength:g}" for lora in event.loras) or "none"))
+    if event.rung == "face_restore":
+        changes.append(f"template {event.template} on attempt {event.restores_attempt}")
+    if event.rung is None and not changes:
+        return None
+    name = event.rung or "same again"
+    return f"{name}: {', '.join(changes)}" if changes else name
+
+
 _ACCEPTED = {"threshold": "accepted", "best_attempt": "accepted (best attempt)",
              "unscored": "accepted (not scored: text-to-image)"}
 
@@ -167,7 +186,9 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
             audit.steps = [StepAudit(s.index, s.kind, s.prompt, s.negative_prompt, s.loras, s.model, s.template,
                                      seed=s.seed) for s in event.steps]
         case StepRequested() if 0 <= event.step < len(audit.steps):
-            audit.steps[event.step].attempts.append(AttemptAudit(event.attempt, event.seed, event.input_image, at))
+            step = audit.steps[event.step]
+            step.attempts.append(AttemptAudit(event.attempt, event.seed, event.input_image, at, rung=step.next_rung))
+            step.next_rung = None
         case StepRendered():
             if found := _attempt(audit, event.step, event.attempt):
                 found.image, found.workflow_hash, found.backend = event.image, event.workflow_hash, event.backend
@@ -182,6 +203,8 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
         case StepRetried():
             if found := _attempt(audit, event.step, event.next_attempt - 1):
                 found.decision, found.reason = "retried", event.reason
+            if 0 <= event.step < len(audit.steps):
+                audit.steps[event.step].next_rung = rung_text(event)
         case StepFailed():
             if found := _attempt(audit, event.step, event.attempt):
                 found.decision, found.reason = f"failed ({event.stage})", event.reason

@@ -208,7 +208,8 @@ def render_audit(report: ChainAudit) -> str:
             timing = " ".join(f"{k}={v:.0f}ms" for k, v in a.timings.items())
             score = "-" if a.score is None else f"{a.score:.1f}"
             lines.append(f"    attempt {a.attempt}: seed {a.seed} score {score} -> {a.decision}"
-                         f"{f' ({a.reason})' if a.reason and a.decision != 'accepted' else ''}")
+                         f"{f' ({a.reason})' if a.reason and a.decision != 'accepted' else ''}"
+                         f"{f' [rung {a.rung}]' if a.rung else ''}")
             if a.workflow_hash:
                 lines.append(f"      workflow {a.workflow_hash[:16]} backend {a.backend} engine {a.engine} {timing}")
     if report.final_image:

@@ -63,7 +63,8 @@ def chain_body(record: ChainRecord) -> dict[str, Any]:
             "score": step.score, "accepted_attempt": step.accepted_attempt,
             "image": image_links(kept.image) if kept else None,
             "attempts": [{"attempt": a.attempt, "seed": a.seed, "score": a.score, "decision": a.decision,
-                          "reason": a.reason, "image": image_links(a.image)} for a in folded.attempts],
+                          "reason": a.reason, "rung": a.rung, "image": image_links(a.image)}
+                         for a in folded.attempts],
         })
     chain_id = str(record.chain_id)
     return {

@@ -77,7 +77,8 @@ export function applyEvent(view, type, d, seq) {
       const a = steps.attempt(d.step, previous);
       steps.setAttemptState(a, "retried", `retried: ${d.reason ?? "face drifted"}`);
       steps.setStepState(d.step, "retrying", `retrying as attempt ${d.next_attempt ?? previous + 1}`);
-      log(`${human(d.step)}: retrying as attempt ${d.next_attempt ?? previous + 1} with seed ${d.new_seed}` +
+      const rung = d.rung ? ` (${d.rung.replaceAll("_", " ")})` : "";
+      log(`${human(d.step)}: retrying as attempt ${d.next_attempt ?? previous + 1}${rung} with seed ${d.new_seed}` +
         ` — ${d.reason ?? "the face drifted"}`);
       break;
     }

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from contracts import ChainFailed, FaceScored, LoraUse, PlannedStep, RenderFailed, RenderStep, StepRetried
+from contracts.audit import build_audit
+from services.launcher.chain_commands import render_audit
 from services.planner.saga.decide import decide, retry_seed
 from services.planner.saga.ladder import Rung, face_mover, retry_rung
 from services.planner.saga.state import Status
@@ -13,6 +17,7 @@ from tests.unit.planner.test_saga import CHAIN, REFERENCE, Driver, image, start
 STYLE = LoraUse(name="anime", strength=0.9, role="style")
 CONCEPT = LoraUse(name="red-dress", strength=0.8, role="concept")
 FACE = LoraUse(name="luna", strength=1.0, role="character")
+AT = datetime(2026, 12, 7, tzinfo=UTC)
 LADDER = {"retry_ladder": True, "restore_template": "face_restore"}
 
 
@@ -21,8 +26,21 @@ def planned(denoise: float | None = 0.9, loras: tuple[LoraUse, ...] = (FACE, STY
                        model="qwen-edit", template="qwen_edit", steps=8, cfg=1.0, denoise=denoise, loras=loras)
 
 
-def ladder_run(step: PlannedStep | None = None, **policy) -> Driver:
-    run = Driver()
+class Recording(Driver):
+    """A Driver that keeps the events themselves, for the audit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list = []
+
+    def __call__(self, trigger):
+        decision = super().__call__(trigger)
+        self.events.extend(decision.events)
+        return decision
+
+
+def ladder_run(step: PlannedStep | None = None, **policy) -> Recording:
+    run = Recording()
     begin = start("background", **{**LADDER, **policy})
     if step is not None:
         begin = begin.__class__(begin.request, begin.plan.__class__((step,), "rules"), **{**LADDER, **policy})
@@ -179,3 +197,18 @@ def test_retry_rung_refuses_a_retry_without_a_drifted_attempt() -> None:
         retry_rung(planned(), edits=True, drifted=0)
     assert retry_rung(planned(), edits=False, drifted=2) == Rung("lower_lora", None,
                                                                   (FACE, STYLE.model_copy(update={"strength": 0.54})))
+
+
+def test_the_audit_shows_each_attempts_rung_and_what_it_changed() -> None:
+    run = ladder_run(planned())
+    for n in (1, 2, 3, 4):
+        drift(run, n, 20.0 + n)
+    run.render(5)
+    run.score(50.0)
+    audit = build_audit(str(CHAIN), [(event, AT) for event in run.events])
+    assert [a.rung for a in audit.steps[0].attempts] == [
+        None, "reseed", "lower_denoise: denoise 0.72", "lower_lora: denoise 0.72, loras luna@1, anime@0.54",
+        "face_restore: template face_restore on attempt 4"]
+    text = render_audit(audit)
+    assert "-> retried" in text and "[rung lower_denoise: denoise 0.72]" in text
+    assert "-> accepted [rung face_restore: template face_restore on attempt 4]" in text
