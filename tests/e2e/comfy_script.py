@@ -8,9 +8,12 @@ the next renders, in order, to the JSON file named by $E2E_COMFY_SCRIPT, and eac
     "other"   another person's face (tests.faces person OTHER_PERSON)
     "noface"  a scene with no face in it
     "error"   the policy raises, which the fake reports as an `execution_error` at the SaveImage node
+    "restored" the character's own face (person 0, whose photo the e2e chains use), as a face restore from the
+              reference gives; only for a graph that loads a reference picture (else the policy raises)
 
 An empty queue means "same". Every render served is appended to `<script>.served` (JSON lines:
-the outcome and the sampler seed the renderer sent), so a test can check which seeds reached ComfyUI.
+the outcome and the sampler seed the renderer sent, with its denoise and LoadImage titles in `served_jobs`),
+so a test can check which seeds and parameters reached ComfyUI.
 The fake renders one prompt at a time and calls the policy synchronously, so nothing races here.
 """
 
@@ -27,7 +30,9 @@ from tests.fakes.comfyui import same_as_input
 __all__ = ["ENV", "ERROR_MESSAGE", "OTHER_PERSON", "OUTCOMES", "ComfyScript", "next_image"]
 
 ENV = "E2E_COMFY_SCRIPT"
-OUTCOMES = ("same", "other", "noface", "error")
+OUTCOMES = ("same", "other", "noface", "error", "restored")
+# The person whose photo the e2e chains use (tests/e2e/fixtures.py `photo`).
+CHARACTER_PERSON = 0
 OTHER_PERSON = 3
 ERROR_MESSAGE = "scripted failure: CUDA error: an illegal memory access was encountered"
 
@@ -42,8 +47,10 @@ def next_image(graph: dict[str, Any], input_bytes: bytes | None) -> bytes:
     queue = script.pending()
     outcome = queue.pop(0) if queue else "same"
     script.write(queue)
+    loads = [node.get("_meta", {}).get("title") for node in graph.values() if node.get("class_type") == "LoadImage"]
     with script.served_path.open("a", encoding="utf-8") as served:
-        served.write(json.dumps({"outcome": outcome, "seed": _seed_of(graph)}) + "\n")
+        served.write(json.dumps({"outcome": outcome, "seed": _seed_of(graph), "denoise": _denoise_of(graph),
+                                 "loads": loads}) + "\n")
     if outcome == "same":
         return same_as_input(graph, input_bytes)
     if outcome == "other":
@@ -52,7 +59,18 @@ def next_image(graph: dict[str, Any], input_bytes: bytes | None) -> bytes:
         return no_face_image()
     if outcome == "error":
         raise ScriptedRenderError(ERROR_MESSAGE)
+    if outcome == "restored":
+        if "reference_image" not in loads:
+            raise ValueError("a \"restored\" outcome needs a graph that loads the reference picture")
+        return face_of(CHARACTER_PERSON)
     raise ValueError(f"unknown scripted outcome {outcome!r}; expected one of {OUTCOMES}")
+
+
+def _denoise_of(graph: dict[str, Any]) -> float | None:
+    for node in graph.values():
+        if isinstance(node, dict) and "seed" in node.get("inputs", {}):
+            return node["inputs"].get("denoise")
+    return None
 
 
 def _seed_of(graph: dict[str, Any]) -> int | None:
@@ -86,6 +104,10 @@ class ComfyScript:
 
     def served(self) -> list[dict[str, Any]]:
         """{"outcome", "seed"} of each render since the last reset, in order."""
+        return [{"outcome": job["outcome"], "seed": job["seed"]} for job in self.served_jobs()]
+
+    def served_jobs(self) -> list[dict[str, Any]]:
+        """{"outcome", "seed", "denoise", "loads"} of each render since the last reset, in order."""
         try:
             lines = self.served_path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:

@@ -159,6 +159,7 @@ class TestDeployment:
         assert drifted["score"] < THRESHOLD and drifted["attempt"] == 1
         assert retried["next_attempt"] == 2 and retried["previous_score"] == drifted["score"]
         assert retried["new_seed"] != first["seed"]
+        assert retried["rung"] == "reseed"  # the ladder's first rung: a new seed, nothing else changed
         assert "below threshold" in retried["reason"]
         assert (second["attempt"], second["seed"]) == (2, retried["new_seed"])
         assert second["input_image"] == first["input_image"]  # the retry edits the same input again
@@ -173,26 +174,59 @@ class TestDeployment:
         assert f"attempt 1: seed {first['seed']} score {drifted['score']:.1f} -> retried" in audit.stdout
         assert f"attempt 2: seed {retried['new_seed']} score {passed['score']:.1f} -> accepted" in audit.stdout
 
-    def test_a_step_that_fails_four_times_fails_the_chain(self, stack: Stack, script: ComfyScript,
-                                                          photo: Path) -> None:
-        script.reset("other", "noface", "other", "other")
+    def test_a_step_that_drifts_on_every_rung_fails_the_chain(self, stack: Stack, script: ComfyScript,
+                                                              photo: Path) -> None:
+        # Three retries and the face restore: five renders, none of them the character.
+        script.reset("other", "noface", "other", "other", "other")
 
         run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
 
         events = finished(stack, run, 1)
-        assert types(events) == [REQUESTED, PLANNED, *DRIFTED_ATTEMPT * 3, STEP_REQUESTED, RENDERED, SCORED, FAILED]
+        assert types(events) == [REQUESTED, PLANNED, *DRIFTED_ATTEMPT * 4, STEP_REQUESTED, RENDERED, SCORED, FAILED]
         requested, scored = of_type(events, STEP_REQUESTED), of_type(events, SCORED)
-        assert [s["score"] < THRESHOLD for s in scored] == [True] * 4
+        assert [s["score"] < THRESHOLD for s in scored] == [True] * 5
         assert (scored[1]["faces_found"], scored[1]["score"]) == (0, 0.0)  # the picture with no face
         seeds = [r["seed"] for r in requested]
-        assert len(set(seeds)) == 4
+        assert len(set(seeds)) == 5
         failed = only(events, FAILED)
         assert failed["step"] == 0
         assert [(a["attempt"], a["seed"], a["score"]) for a in failed["attempts"]] == [
-            (i + 1, seeds[i], scored[i]["score"]) for i in range(4)]
-        assert "all 4 attempts" in failed["reason"]
+            (i + 1, seeds[i], scored[i]["score"]) for i in range(5)]
+        assert "all 5 attempts" in failed["reason"]
         assert "FAILED at step 1" in run.stdout
         assert [s["seed"] for s in script.served()] == seeds
+
+    def test_a_drifting_step_climbs_the_ladder_and_the_face_restore_of_its_best_attempt_is_kept(
+            self, stack: Stack, script: ComfyScript, photo: Path) -> None:
+        script.reset("other", "noface", "other", "other", "restored")
+
+        run = stack.edit(photo, ONE_STEP, timeout_s=CHAIN_TIMEOUT_S)
+
+        events = finished(stack, run, 0)
+        assert types(events) == [REQUESTED, PLANNED, *DRIFTED_ATTEMPT * 4, *GOOD_ATTEMPT, COMPLETED]
+        planned = only(events, PLANNED)
+        assert (planned["retry_ladder"], planned["restore_template"]) == (True, "face_restore")
+        retried, requested = of_type(events, RETRIED), of_type(events, STEP_REQUESTED)
+        scored = of_type(events, SCORED)
+        rungs = [r["rung"] for r in retried]
+        assert rungs[:2] == ["reseed", "lower_denoise"] and rungs[-1] == "face_restore"
+        assert rungs[2] in ("lower_lora", "reseed")  # lower_lora only when the plan brought a style/concept LoRA
+        assert [r["next_attempt"] for r in retried] == [2, 3, 4, 5]
+        # What reached ComfyUI is what each rung said: the lowered denoise from attempt 3 on, then the restore
+        # template, which loads the best attempt's picture and the reference.
+        jobs = script.served_jobs()
+        assert [j["seed"] for j in jobs] == [r["seed"] for r in requested]
+        assert jobs[2]["denoise"] == retried[1]["denoise"] == jobs[3]["denoise"] < (jobs[0]["denoise"] or 1.0)
+        assert [j["loads"] for j in jobs] == [["input_image"]] * 4 + [["input_image", "reference_image"]]
+        best = max(scored[:4], key=lambda s: s["score"])
+        assert retried[-1]["restores_attempt"] == best["attempt"]
+        assert requested[-1]["input_image"] == of_type(events, RENDERED)[best["attempt"] - 1]["image"]
+        accepted = only(events, ACCEPTED)
+        assert (accepted["attempt"], accepted["decision"]) == (5, "threshold") and accepted["score"] >= THRESHOLD
+        audit = stack.cli("audit", str(run.chain_id))
+        assert audit.returncode == 0, audit.stderr
+        assert "[rung lower_denoise: denoise" in audit.stdout
+        assert f"-> accepted [rung face_restore: template face_restore on attempt {best['attempt']}]" in audit.stdout
 
     def test_a_comfyui_execution_error_fails_the_step_and_the_chain(self, stack: Stack, script: ComfyScript,
                                                                     photo: Path) -> None:
