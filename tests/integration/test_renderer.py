@@ -97,6 +97,20 @@ async def test_a_render_step_yields_render_completed_with_the_image_in_the_blob_
     assert "render.progress" in kinds and "render.preview" in kinds
 
 
+async def test_a_face_restore_step_reads_the_reference_from_the_blob_store_into_its_second_load_image(
+    service: Callable, nc: nats.NATS, blobs: BlobStore
+) -> None:
+    reference_bytes = png((200, 30, 90))
+    reference = await blobs.put_image(reference_bytes)
+    async with FakeComfyUI(Scenario(image_for=lambda graph, source: OUTPUT)) as fake:
+        await service((fake.url,))
+        _, result, _ = await send_and_wait(nc, blobs, template="face_restore", reference_image=reference)
+        (graph,) = [p["prompt"] for p in fake.state.prompts]
+        loaded = fake.state.files[fake.state.input_key(graph["3"]["inputs"]["image"])]
+    assert isinstance(result.open(REGISTRY), RenderCompleted)
+    assert loaded == reference_bytes
+
+
 async def test_an_execution_error_yields_render_failed_naming_the_node(
     service: Callable, nc: nats.NATS, blobs: BlobStore
 ) -> None:
