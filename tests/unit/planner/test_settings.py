@@ -26,3 +26,12 @@ def test_timeout_output_bound_and_temperature_reach_the_client(monkeypatch: pyte
     monkeypatch.setenv("LIKENESS_LLM_MAX_TOKENS", "10")
     with pytest.raises(ValidationError, match="llm_max_tokens"):
         PlannerSettings()
+
+
+def test_the_retry_ladder_is_on_with_the_renderers_face_restore_and_an_empty_template_means_none(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = PlannerSettings()
+    assert (settings.retry_ladder, settings.restore_template) == (True, "face_restore")
+    monkeypatch.setenv("LIKENESS_RESTORE_TEMPLATE", "")
+    monkeypatch.setenv("LIKENESS_RETRY_LADDER", "false")
+    assert (PlannerSettings().retry_ladder, PlannerSettings().restore_template) == (False, None)
