@@ -1,7 +1,7 @@
 """The retry ladder against plain re-rolls: renders per accepted step and GPU seconds per accepted picture.
 
     python -m bench.ladder [--steps N] [--seed S] [--p-base P] [--p-lower-denoise P] [--p-lower-lora P]
-                           [--p-restore P] [--render-s S] [--restore-s S]
+                           [--p-restore P] [--render-s S] [--restore-s S] [--hard-fraction F] [--p-hard P]
 
 The real pure saga (`decide`/`evolve`) drives one-step edit chains; a simulated backend answers each RenderStep
 from what the job asks for, as a real one would: a job at the plan's parameters drifts with probability
@@ -10,8 +10,11 @@ too with `--p-lower-lora` (0.3), a `face_restore` pass with `--p-restore` (0.1).
 GPU seconds (8), a restore `--restore-s` (3: fewer steps, low denoise). A drifted picture scores 15-38, a kept
 one 42-70 (threshold 40). Each step draws from its own RNG seeded by (seed, step), so every policy meets the
 same luck (common random numbers): the first attempt of step k drifts under all policies or under none.
-Outcomes are independent between attempts (no "hard" steps); the expected figures printed next to the
-simulated ones follow from that. Prints a table and the ratio of each policy to plain re-rolls in this run.
+Outcomes are independent between attempts; the expected figures printed next to the simulated ones follow
+from that. `--hard-fraction F` makes a share F of the steps "hard": at the plan's parameters they drift with
+`--p-hard` (0.9), so re-seeding rarely helps, while the rungs that change parameters keep their probabilities
+(a scenario, not a measurement: the expected column then assumes no hard steps). Prints a table and the ratio
+of each policy to plain re-rolls in this run.
 """
 
 from __future__ import annotations
@@ -63,7 +66,12 @@ class Backend:
             return "lower_denoise"
         return "base"
 
-    def drift_p(self, kind: str) -> float:
+    hard_fraction: float = 0.0
+    p_hard: float = 0.9
+
+    def drift_p(self, kind: str, hard: bool = False) -> float:
+        if hard and kind == "base":
+            return self.p_hard
         return {"base": self.p_base, "lower_denoise": self.p_lower_denoise, "lower_lora": self.p_lower_lora,
                 "restore": self.p_restore}[kind]
 
@@ -96,6 +104,7 @@ def image(n: int) -> ImageRef:
 def run_step(index: int, policy: Policy, backend: Backend, seed: int, tally: Tally) -> None:
     """One one-step chain from request to its end; the tally gains its renders, GPU seconds and outcome."""
     rng = random.Random(f"{seed}:{index}")
+    hard = rng.random() < backend.hard_fraction
     chain_id = uuid.UUID(int=index + 1)
     step = PlannedStep(index=0, kind="background", prompt="on a beach", width=512, height=512, seed=index,
                        model="qwen-image-edit", template="qwen_edit", steps=8, cfg=1.0, denoise=DENOISE,
@@ -120,7 +129,7 @@ def run_step(index: int, policy: Policy, backend: Backend, seed: int, tally: Tal
                 tally.renders += 1
                 tally.restores += kind == "restore"
                 tally.gpu_s += backend.seconds(kind)
-                drifted = rng.random() < backend.drift_p(kind)
+                drifted = rng.random() < backend.drift_p(kind, hard)
                 score = rng.uniform(15.0, 38.0) if drifted else rng.uniform(42.0, 70.0)
                 # In the order the services answer: the render, then the score of the ScoreFace it leads to.
                 pending.append(RenderCompleted(chain_id=chain_id, step=0, attempt=command.attempt,
@@ -155,14 +164,18 @@ def main() -> None:
     parser.add_argument("--p-restore", type=float, default=0.1)
     parser.add_argument("--render-s", type=float, default=8.0)
     parser.add_argument("--restore-s", type=float, default=3.0)
+    parser.add_argument("--hard-fraction", type=float, default=0.0)
+    parser.add_argument("--p-hard", type=float, default=0.9)
     args = parser.parse_args()
     backend = Backend(args.p_base, args.p_lower_denoise, args.p_lower_lora, args.p_restore, args.render_s,
-                      args.restore_s)
+                      args.restore_s, args.hard_fraction, args.p_hard)
     policies = [Policy("plain re-roll (today)", False, None), Policy("ladder, no restore", True, None),
                 Policy("ladder + face_restore", True, "face_restore")]
     print(f"{args.steps} one-step chains per policy, seed {args.seed}, max_retries 3, on_exhausted fail; drift p: "
           f"base {args.p_base}, lower_denoise {args.p_lower_denoise}, lower_lora {args.p_lower_lora}, "
-          f"restore {args.p_restore}; GPU s: render {args.render_s}, restore {args.restore_s}")
+          f"restore {args.p_restore}; GPU s: render {args.render_s}, restore {args.restore_s}"
+          + (f"; hard steps {args.hard_fraction:.0%} (p {args.p_hard} at the plan's parameters)"
+             if args.hard_fraction else ""))
     header = (f"{'policy':<24}{'accepted':>9}{'failed':>8}{'renders':>9}{'restores':>9}{'renders/acc':>12}"
               f"{'GPU s/acc':>11}{'expected':>10}{'vs plain':>10}{'fail %':>8}{'decide us/step':>16}")
     print(header)
