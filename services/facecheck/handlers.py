@@ -16,8 +16,8 @@ from contracts.streams import chain_stream
 from contracts.subjects import COMMANDS_STREAM, command_subject
 from services.facecheck.checker import FaceChecker
 from services.facecheck.metrics import record_check
+from services.facecheck.previous import score_with_previous
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
-from services.facecheck.scoring import Outcome
 from services.runtime import tracing
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore
 from services.runtime.consumers import Consumer
@@ -52,6 +52,7 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
     try:
         reference = await blobs.get(command.reference_image.sha256)
         image = await blobs.get(command.image.sha256)
+        previous = await blobs.get(command.previous_image.sha256) if command.previous_image else None
     except (BlobNotFound, BlobCorrupt) as exc:
         # Content-addressed blobs are stored before the command is sent; a missing one will not appear later.
         record_check("failed")
@@ -60,8 +61,14 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
     try:
         with tracing.span("face score", attributes={"likeness.encoder": checker.encoder.name,
                                                     "likeness.step": command.step, "likeness.attempt": command.attempt}):
-            outcome: Outcome = await asyncio.to_thread(
-                checker.score, image, reference, reference_sha256=command.reference_image.sha256)
+            previous_score: float | None = None
+            if previous is not None and command.previous_image is not None:
+                outcome, previous_score = await asyncio.to_thread(
+                    score_with_previous, checker, image, reference, previous,
+                    reference_sha256=command.reference_image.sha256, previous_sha256=command.previous_image.sha256)
+            else:
+                outcome = await asyncio.to_thread(
+                    checker.score, image, reference, reference_sha256=command.reference_image.sha256)
     except NoReferenceFace as exc:
         record_check("failed")
         return FaceCheckFailed(**ids, reason=str(exc))
@@ -70,7 +77,7 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
         return FaceCheckFailed(**ids, reason=f"unreadable image: {exc}")
     record_check("scored" if outcome.faces_found else "no_face", checker.encoder.name, time.monotonic() - began)
     return FaceScored(**ids, score=outcome.score, faces_found=outcome.faces_found, boxes=outcome.boxes,
-                      encoder=checker.encoder.name, reason=outcome.reason)
+                      encoder=checker.encoder.name, reason=outcome.reason, previous_score=previous_score)
 
 
 def result_envelope(result: FaceScored | FaceCheckFailed, incoming: Envelope, now: datetime) -> Envelope:
