@@ -81,6 +81,9 @@ export function applyEvent(view, type, d, seq) {
         ` — ${d.reason ?? "the face drifted"}`);
       break;
     }
+    case "chain.reanchored":
+      log(`${human(d.step)}: re-anchored on the reference photo — ${d.reason ?? "the chain drifted past its budget"}`);
+      break;
     case "chain.step_failed": {
       const a = steps.attempt(d.step, d.attempt);
       steps.setAttemptState(a, "failed", `${d.stage ?? "step"} failed: ${d.reason ?? ""}`);
