@@ -162,7 +162,7 @@ def _start(state: ChainState, start: StartChain) -> Decision:
     step_input = request.input_image or request.reference_image
     # A follow-up of a chain that already drifted past the budget starts again from the reference.
     anchored = drift.reanchoring(request.chain_id, 0, start.inherited_drift, start.drift_budget, step_input,
-                         request.reference_image)
+                                 request.reference_image)
     if anchored is not None:
         step_input = anchored.input_image
     events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style)
@@ -192,11 +192,9 @@ def _rendered(state: ChainState, done: RenderCompleted) -> Decision:
     if state.request.reference_image is None:
         # Text-to-image: no reference face to hold the picture to, so it is kept as rendered (and says so).
         return _accept(state, done.image, None, done.attempt, "unscored", [rendered])
-    current = state.current
     score = ScoreFace(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
                       reference_image=state.request.reference_image, character_id=state.request.character_id,
-                      previous_image=drift.previous_image(current.input_image if current else None,
-                                                          state.request.reference_image))
+                      previous_image=drift.previous_image(drift.edited_picture(state), state.request.reference_image))
     return Decision([rendered], [score])
 
 
@@ -249,8 +247,8 @@ def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: in
         done = ChainCompleted(chain_id=state.chain_id, final_image=image, step_images=images)
         return Decision([*events, accepted, done])
     following = state.plan.steps[state.step + 1]
-    anchored = drift.reanchoring(state.chain_id, following.index, cumulative or 0.0, state.plan.drift_budget, image,
-                         state.request.reference_image)
+    anchored = drift.reanchoring(state.chain_id, following.index, cumulative or 0.0, state.plan.drift_budget,
+                                 image, state.request.reference_image)
     step_input = anchored.input_image if anchored is not None else image
     more, commands = _request_step(state.chain_id, following, 1, following.seed, step_input, state.plan.style)
     return Decision([*events, accepted, *([anchored] if anchored else []), *more], commands)

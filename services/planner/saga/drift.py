@@ -17,7 +17,7 @@ from uuid import UUID
 from contracts import ChainReanchored, Event, ImageRef, StepScored
 from services.planner.saga.state import ChainState
 
-__all__ = ["accumulate", "inherited", "of_accepted", "previous_image", "reanchor_reason", "reanchoring",
+__all__ = ["accumulate", "edited_picture", "inherited", "of_accepted", "previous_image", "reanchor_reason", "reanchoring",
            "step_drift"]
 
 
@@ -27,6 +27,12 @@ def previous_image(input_image: ImageRef | None, reference: ImageRef | None) -> 
     if input_image is None or reference is None or input_image.sha256 == reference.sha256:
         return None
     return input_image
+
+
+def edited_picture(state: ChainState) -> ImageRef | None:
+    """The picture the current step edits: its first attempt's input (a retry may render from another picture,
+    e.g. a restore pass on its best attempt, but the step's drift is measured from where the step started)."""
+    return state.attempts[0].input_image if state.attempts else None
 
 
 def step_drift(previous_score: float | None, score: float | None, *, edited_reference: bool) -> float | None:
@@ -61,7 +67,7 @@ def inherited(parent_drifts: Sequence[float], branch_from_step: int | None) -> f
 
 
 def of_accepted(state: ChainState, attempt: int, score: float | None,
-              events: list[Event]) -> tuple[float | None, float | None]:
+                events: list[Event]) -> tuple[float | None, float | None]:
     """The accepted attempt's drift and the chain's sum after it; (None, None) for chains without a budget."""
     assert state.plan is not None and state.request is not None
     if state.plan.drift_budget is None:
@@ -69,8 +75,7 @@ def of_accepted(state: ChainState, attempt: int, score: float | None,
     # The attempt's own score may be in this decision's events, not folded into the state yet.
     previous = next((e.previous_score for e in events if isinstance(e, StepScored) and e.attempt == attempt),
                     next((a.previous_score for a in state.attempts if a.number == attempt), None))
-    record = next((a for a in state.attempts if a.number == attempt), None)
-    edited = record.input_image if record is not None else None
+    edited = edited_picture(state)
     edited_reference = (edited is not None and state.request.reference_image is not None
                         and edited.sha256 == state.request.reference_image.sha256)
     step = step_drift(previous, score, edited_reference=edited_reference)
@@ -78,7 +83,7 @@ def of_accepted(state: ChainState, attempt: int, score: float | None,
 
 
 def reanchoring(chain_id: UUID, step: int, cumulative: float, budget: float | None, step_input: ImageRef | None,
-              reference: ImageRef | None) -> ChainReanchored | None:
+                reference: ImageRef | None) -> ChainReanchored | None:
     """The re-anchoring of step `step` on the reference, when the chain drifted past its budget."""
     reason = reanchor_reason(cumulative, budget)
     if reason is None or budget is None or step_input is None or reference is None \
