@@ -52,11 +52,11 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
     try:
         reference = await blobs.get(command.reference_image.sha256)
         image = await blobs.get(command.image.sha256)
-        previous = await blobs.get(command.previous_image.sha256) if command.previous_image else None
     except (BlobNotFound, BlobCorrupt) as exc:
         # Content-addressed blobs are stored before the command is sent; a missing one will not appear later.
         record_check("failed")
         return FaceCheckFailed(**ids, reason=f"cannot fetch image: {exc}")
+    previous = await _previous(blobs, command)
     began = time.monotonic()
     try:
         with tracing.span("face score", attributes={"likeness.encoder": checker.encoder.name,
@@ -78,6 +78,16 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
     record_check("scored" if outcome.faces_found else "no_face", checker.encoder.name, time.monotonic() - began)
     return FaceScored(**ids, score=outcome.score, faces_found=outcome.faces_found, boxes=outcome.boxes,
                       encoder=checker.encoder.name, reason=outcome.reason, previous_score=previous_score)
+
+
+async def _previous(blobs: BlobStore, command: ScoreFace) -> bytes | None:
+    """The picture the attempt edited; without it the attempt is still scored, only its drift goes unmeasured."""
+    if command.previous_image is None:
+        return None
+    try:
+        return await blobs.get(command.previous_image.sha256)
+    except (BlobNotFound, BlobCorrupt):
+        return None
 
 
 def result_envelope(result: FaceScored | FaceCheckFailed, incoming: Envelope, now: datetime) -> Envelope:

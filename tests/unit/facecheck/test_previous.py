@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 
+from contracts.face import FaceScored
+
 from services.facecheck.checker import FaceChecker
+from services.facecheck.handlers import score_command
 from services.facecheck.previous import score_with_previous
 from tests.unit.facecheck.fakes import FakeEncoder, picture
+from tests.unit.facecheck.test_service import MemoryBlobs, command, ref
 
 RED, ALSO_RED, PINK, BLUE = (200, 0, 0), (190, 10, 0), (200, 0, 120), (0, 0, 200)
 REFERENCE = picture((20, 20, 80, RED))
@@ -52,3 +56,16 @@ def test_no_face_in_the_edited_picture_or_in_the_image_leaves_the_step_unmeasure
     _, previous = score_with_previous(checker, picture((30, 30, 70, ALSO_RED)), REFERENCE, b"not an image",
                                       reference_sha256=sha(REFERENCE), previous_sha256="0" * 64)
     assert previous is None
+
+
+async def test_the_handler_answers_with_the_previous_score_and_survives_a_missing_previous_picture() -> None:
+    edited = picture((30, 30, 60, PINK))
+    image = picture((30, 30, 70, ALSO_RED))
+    message = command(ref(image)).model_copy(update={"previous_image": ref(edited)})
+    result = await score_command(message, MemoryBlobs(REFERENCE, image, edited), FaceChecker(FakeEncoder()))
+    assert isinstance(result, FaceScored) and result.score > 99 and result.previous_score is not None
+    assert result.previous_score < 90
+    lost = await score_command(message, MemoryBlobs(REFERENCE, image), FaceChecker(FakeEncoder()))
+    assert isinstance(lost, FaceScored) and lost.score == result.score and lost.previous_score is None
+    plain = await score_command(command(ref(image)), MemoryBlobs(REFERENCE, image), FaceChecker(FakeEncoder()))
+    assert isinstance(plain, FaceScored) and plain.previous_score is None
