@@ -6,6 +6,8 @@ reference photo each user gives a built-in character, `reference-<character_id>-
 is about whose envelope `causation_id` is the command's `event_id`: the change itself, or
 `CharacterRefused` saying why not. A reference for a built-in character goes to the user's own
 stream; every other command, and a custom character's reference, to `character-<character_id>`.
+The planner is the single writer of `threshold-<character_id>-<reference digest>`: the scores the character's
+accepted steps reached against that reference, and the threshold learned from them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 The planner is their single writer (it sees every `StepAccepted` as it decides it); replicas race through
 the shared writer's expected version, and event ids derive from the chain event that caused them, so a
 redelivered result records nothing twice. Chat's `character-*` stream is never written here.
+
+The chain's append and this one are two transactions: a planner that dies between them loses that one
+sample (the redelivered result finds its chain already moved on and decides nothing). A sample, not a
+decision: the threshold is learned from the next ones.
 """
 
 from __future__ import annotations
