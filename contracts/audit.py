@@ -16,6 +16,7 @@ from contracts import (
     ChainCompleted,
     ChainFailed,
     ChainPlanned,
+    ChainReanchored,
     ChainRefused,
     ChainRequested,
     ImageRef,
@@ -51,6 +52,8 @@ class AttemptAudit:
     reason: str | None = None
     # The retry-ladder rung this attempt was rendered on and what it changed, e.g. "lower_denoise: denoise 0.72".
     rung: str | None = None
+    # Similarity to the picture the attempt edited (the drift budget's measure), when measured.
+    previous_score: float | None = None
 
     @property
     def kept(self) -> bool:
@@ -71,6 +74,11 @@ class StepAudit:
     chain_failed_here: bool = False
     # The rung a StepRetried announced, for the attempt its StepRequested starts.
     next_rung: str | None = None
+    # The kept attempt's drift from the picture it edited, and the chain's cumulative drift after it.
+    drift: float | None = None
+    cumulative_drift: float | None = None
+    # Why this step edits the reference image instead of the last picture (the chain drifted past its budget).
+    reanchored: str | None = None
 
     @property
     def kept(self) -> AttemptAudit | None:
@@ -114,6 +122,10 @@ class ChainAudit:
     # What planning's model calls cost (None when the rules planned without one).
     llm_usage: ModelUsage | None = None
     threshold: float | None = None
+    # "default", "character" (set by hand) or "learned" (from the character's kept scores); None before.
+    threshold_source: str | None = None
+    inherited_drift: float | None = None
+    drift_budget: float | None = None
     steps: list[StepAudit] = field(default_factory=list)
     final_image: ImageRef | None = None
     outcome: str | None = None
@@ -182,6 +194,8 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
             audit.llm_usage = event.llm_usage
         case ChainPlanned():
             audit.planner, audit.planner_note, audit.threshold = event.planner, event.planner_note, event.threshold
+            audit.threshold_source, audit.inherited_drift = event.threshold_source, event.inherited_drift
+            audit.drift_budget = event.drift_budget
             audit.llm_usage = event.llm_usage
             audit.steps = [StepAudit(s.index, s.kind, s.prompt, s.negative_prompt, s.loras, s.model, s.template,
                                      seed=s.seed) for s in event.steps]
@@ -196,10 +210,15 @@ def _apply(audit: ChainAudit, event: Message, at: datetime) -> None:
         case StepScored():
             if found := _attempt(audit, event.step, event.attempt):
                 found.score, found.faces_found = event.score, event.faces_found
+                found.previous_score = event.previous_score
         case StepAccepted():
             if found := _attempt(audit, event.step, event.attempt):
                 found.decision = _ACCEPTED[event.decision]
                 found.image, found.score = event.image, event.score
+                step = audit.steps[event.step]
+                step.drift, step.cumulative_drift = event.drift, event.cumulative_drift
+        case ChainReanchored() if 0 <= event.step < len(audit.steps):
+            audit.steps[event.step].reanchored = event.reason
         case StepRetried():
             if found := _attempt(audit, event.step, event.next_attempt - 1):
                 found.decision, found.reason = "retried", event.reason

@@ -40,6 +40,7 @@ __all__ = [
     "ChainCompleted",
     "ChainFailed",
     "ChainPlanned",
+    "ChainReanchored",
     "ChainRefused",
     "ChainRequested",
     "LoraUse",
@@ -208,6 +209,13 @@ class ChainPlanned(Event):
     retry_ladder: bool = False
     # The renderer template of the ladder's last rung, a face-restore pass on the best attempt; None: no such rung.
     restore_template: str | None = Field(default=None, min_length=1)
+    # Where `threshold` came from: the deployment's default, the character's own (set by hand), or learned
+    # from the character's accepted scores (`CharacterThresholdLearned`). None in chains planned before.
+    threshold_source: Literal["default", "character", "learned"] | None = None
+    # The drift this chain starts with: its parent's cumulative drift at the picture it edits (a follow-up).
+    inherited_drift: float | None = Field(default=None, ge=0)
+    # Past this cumulative drift the next step re-anchors on the reference (`ChainReanchored`); None: never.
+    drift_budget: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> ChainPlanned:
@@ -252,6 +260,8 @@ class StepScored(StepAttempt, Event):
     score: Score
     faces_found: int = Field(ge=0)
     threshold: Score
+    # Similarity to the picture this attempt edited (the previous accepted one), when that was not the reference.
+    previous_score: Score | None = None
 
 
 class StepAccepted(StepAttempt, Event):
@@ -266,12 +276,32 @@ class StepAccepted(StepAttempt, Event):
     # "best_attempt": no attempt reached the threshold and policy kept the best one; "unscored": a
     # text-to-image step, kept as rendered (there is no reference face to hold it to).
     decision: Literal["threshold", "best_attempt", "unscored"] = "threshold"
+    # How far this step moved the face from the picture it edited (100 - similarity to it), and the chain's
+    # sum of those since its last anchor on the reference, a parent's included. None: not measured.
+    drift: float | None = Field(default=None, ge=0)
+    cumulative_drift: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _scored_unless_unscored(self) -> StepAccepted:
         if (self.score is None) != (self.decision == "unscored"):
             raise ValueError("a step accepted by its face score has a score; only an \"unscored\" one has none")
         return self
+
+
+class ChainReanchored(Event):
+    """The chain drifted past its budget: step `step` edits the reference image instead of the last picture."""
+
+    type: Literal["chain.reanchored"] = "chain.reanchored"
+    version: Literal[1] = 1
+
+    chain_id: UUID
+    step: StepIndex
+    cumulative_drift: float = Field(ge=0)
+    budget: float = Field(gt=0)
+    # The picture the step would have edited, and the one it edits instead.
+    replaced_image: ImageRef
+    input_image: ImageRef
+    reason: Reason
 
 
 class StepRetried(Event):

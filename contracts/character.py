@@ -6,11 +6,14 @@ reference photo each user gives a built-in character, `reference-<character_id>-
 is about whose envelope `causation_id` is the command's `event_id`: the change itself, or
 `CharacterRefused` saying why not. A reference for a built-in character goes to the user's own
 stream; every other command, and a custom character's reference, to `character-<character_id>`.
+The planner is the single writer of `threshold-<character_id>-<reference digest>`: the scores the character's
+accepted steps reached against that reference, and the threshold learned from them.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+from uuid import UUID
 
 from pydantic import Field, model_validator
 
@@ -22,6 +25,8 @@ __all__ = [
     "CharacterPersonaUpdated",
     "CharacterReferenceSet",
     "CharacterRefused",
+    "CharacterScoreKept",
+    "CharacterThresholdLearned",
     "CharacterThresholdSet",
     "CreateCharacter",
     "SetCharacterReference",
@@ -137,6 +142,42 @@ class CharacterThresholdSet(Event):
 
     character_id: CharacterId
     threshold: Score
+
+
+class CharacterScoreKept(Event):
+    """A step of a chain of this character was accepted by its face score: one sample for learning its threshold.
+
+    Written by the planner to `threshold_stream(character_id, reference sha256)`: scores compare only against
+    the one reference they were measured with (each user gives a built-in character their own).
+    """
+
+    type: Literal["character.score_kept"] = "character.score_kept"
+    version: Literal[1] = 1
+
+    character_id: CharacterId
+    reference_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    chain_id: UUID
+    step: int = Field(ge=0)
+    score: Score
+
+
+class CharacterThresholdLearned(Event):
+    """The threshold the planner learned from the character's kept scores: the scores, the rule, the result.
+
+    A `CharacterThresholdSet` (by hand) wins over it. Recorded each time the result changes.
+    """
+
+    type: Literal["character.threshold_learned"] = "character.threshold_learned"
+    version: Literal[1] = 1
+
+    character_id: CharacterId
+    reference_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    threshold: Score
+    scores: tuple[Score, ...] = Field(min_length=1)
+    # The rule in words with its parameters, e.g. "q0.1 of 12 kept scores - 5, within [25, 40]".
+    rule: str = Field(min_length=1)
+    # The lower-tail quantile of `scores` before the margin and the bounds.
+    quantile_score: Score
 
 
 class CharacterRefused(Event):

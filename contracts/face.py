@@ -39,6 +39,8 @@ class ScoreFace(StepAttempt, Command):
     image: ImageRef
     reference_image: ImageRef
     character_id: CharacterId
+    # The picture the attempt edited (the previous accepted step's): scored too, as `previous_score`.
+    previous_image: ImageRef | None = None
 
 
 class FaceScored(StepAttempt, Event):
@@ -53,6 +55,9 @@ class FaceScored(StepAttempt, Event):
     # Model that made the embeddings, e.g. "insightface/buffalo_l"; scores compare only within one.
     encoder: str = Field(min_length=1)
     reason: str | None = None
+    # Similarity of the scored face to the face of the command's `previous_image`; None when none was
+    # given or it shows no face.
+    previous_score: Score | None = None
 
 
 class FaceCheckFailed(StepAttempt, Event):

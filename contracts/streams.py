@@ -18,6 +18,7 @@ __all__ = [
     "delivery_stream",
     "delivery_user_stream",
     "reference_stream",
+    "threshold_stream",
     "user_reference_stream",
 ]
 
@@ -66,3 +67,9 @@ def user_reference_stream(character_id: str, user_id: str) -> str:
 def reference_stream(character_id: str, user_id: str, *, builtin: bool) -> str:
     """Where a reference photo `user_id` gives the character is recorded (and the command answered)."""
     return user_reference_stream(character_id, user_id) if builtin else character_stream(character_id)
+
+
+def threshold_stream(character_id: str, reference_sha256: str) -> str:
+    """The scores a character's accepted steps reached against one reference photo, and the threshold learned
+    from them (the planner writes it). Its prefix is no character id's: `character-` streams are chat's."""
+    return f"threshold-{character_id}-{reference_sha256[:32]}"

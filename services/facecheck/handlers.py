@@ -16,8 +16,8 @@ from contracts.streams import chain_stream
 from contracts.subjects import COMMANDS_STREAM, command_subject
 from services.facecheck.checker import FaceChecker
 from services.facecheck.metrics import record_check
+from services.facecheck.previous import score_with_previous
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
-from services.facecheck.scoring import Outcome
 from services.runtime import tracing
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore
 from services.runtime.consumers import Consumer
@@ -56,12 +56,19 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
         # Content-addressed blobs are stored before the command is sent; a missing one will not appear later.
         record_check("failed")
         return FaceCheckFailed(**ids, reason=f"cannot fetch image: {exc}")
+    previous = await _previous(blobs, command)
     began = time.monotonic()
     try:
         with tracing.span("face score", attributes={"likeness.encoder": checker.encoder.name,
                                                     "likeness.step": command.step, "likeness.attempt": command.attempt}):
-            outcome: Outcome = await asyncio.to_thread(
-                checker.score, image, reference, reference_sha256=command.reference_image.sha256)
+            previous_score: float | None = None
+            if previous is not None and command.previous_image is not None:
+                outcome, previous_score = await asyncio.to_thread(
+                    score_with_previous, checker, image, reference, previous,
+                    reference_sha256=command.reference_image.sha256, previous_sha256=command.previous_image.sha256)
+            else:
+                outcome = await asyncio.to_thread(
+                    checker.score, image, reference, reference_sha256=command.reference_image.sha256)
     except NoReferenceFace as exc:
         record_check("failed")
         return FaceCheckFailed(**ids, reason=str(exc))
@@ -70,7 +77,17 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
         return FaceCheckFailed(**ids, reason=f"unreadable image: {exc}")
     record_check("scored" if outcome.faces_found else "no_face", checker.encoder.name, time.monotonic() - began)
     return FaceScored(**ids, score=outcome.score, faces_found=outcome.faces_found, boxes=outcome.boxes,
-                      encoder=checker.encoder.name, reason=outcome.reason)
+                      encoder=checker.encoder.name, reason=outcome.reason, previous_score=previous_score)
+
+
+async def _previous(blobs: BlobStore, command: ScoreFace) -> bytes | None:
+    """The picture the attempt edited; without it the attempt is still scored, only its drift goes unmeasured."""
+    if command.previous_image is None:
+        return None
+    try:
+        return await blobs.get(command.previous_image.sha256)
+    except (BlobNotFound, BlobCorrupt):
+        return None
 
 
 def result_envelope(result: FaceScored | FaceCheckFailed, incoming: Envelope, now: datetime) -> Envelope:

@@ -197,13 +197,18 @@ def render_audit(report: ChainAudit) -> str:
         drawn = "text-to-image, no character" if request.character_id is None else f"character {request.character_id}"
         lines.append(f"  request: {request.request_text!r} ({drawn})")
     lines.append(f"  planner: {report.planner} {report.planner_note or ''}".rstrip())
-    lines.append(f"  threshold: {report.threshold}")
+    source = f" ({report.threshold_source})" if report.threshold_source else ""
+    lines.append(f"  threshold: {report.threshold}{source}")
+    if report.drift_budget is not None:
+        lines.append(f"  drift budget: {report.drift_budget:g}, inherited drift {report.inherited_drift or 0:g}")
     for step in report.steps:
         loras = ", ".join(f"{l.name}@{l.strength:g}" for l in step.loras) or "none"
         lines.append(f"  step {step.index + 1} [{step.kind}] {step.prompt!r}")
         lines.append(f"    model {step.model}, template {step.template}, loras: {loras}")
         if step.negative_prompt:
             lines.append(f"    negative: {step.negative_prompt!r}")
+        if step.reanchored:
+            lines.append(f"    re-anchored: {step.reanchored}")
         for a in step.attempts:
             timing = " ".join(f"{k}={v:.0f}ms" for k, v in a.timings.items())
             score = "-" if a.score is None else f"{a.score:.1f}"
@@ -212,6 +217,11 @@ def render_audit(report: ChainAudit) -> str:
                          f"{f' [rung {a.rung}]' if a.rung else ''}")
             if a.workflow_hash:
                 lines.append(f"      workflow {a.workflow_hash[:16]} backend {a.backend} engine {a.engine} {timing}")
+            if a.previous_score is not None:
+                lines.append(f"      {a.previous_score:.1f} against the picture it edited")
+        if step.cumulative_drift is not None:
+            lines.append(f"    drift {step.drift if step.drift is not None else '-'}, "
+                         f"cumulative {step.cumulative_drift:g}")
     if report.final_image:
         lines.append(f"  final image: sha256 {report.final_image.sha256}")
     if report.outcome:

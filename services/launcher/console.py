@@ -30,7 +30,10 @@ def describe(message: Message, plan: Sequence[str] = ()) -> str:
         case "chain.planned":
             kinds = " -> ".join(s.kind for s in m.steps)
             note = f" ({m.planner_note})" if m.planner_note else ""
-            return f"planned by {m.planner}{note}: {kinds}; threshold {m.threshold:g}"
+            source = f" ({m.threshold_source})" if m.threshold_source and m.threshold_source != "default" else ""
+            return f"planned by {m.planner}{note}: {kinds}; threshold {m.threshold:g}{source}"
+        case "chain.reanchored":
+            return f"{step_label(m.step, plan)}: re-anchored on the reference: {m.reason}"
         case "chain.step_requested":
             return f"{step_label(m.step, plan)} attempt {m.attempt}: rendering (seed {m.seed})"
         case "chain.step_rendered":

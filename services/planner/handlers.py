@@ -20,11 +20,14 @@ from contracts import (
     RenderCompleted,
     RenderFailed,
     RequestChain,
+    StepAccepted,
 )
 from contracts.streams import chain_stream
 from services.planner.batches import BatchRecorder
 from services.planner.chain_writer import ChainService
 from services.planner.deadletters import abandoned, refused_request, result_envelope
+from services.planner.learning import LearnedThresholds
+from services.planner.saga import drift
 from services.planner.saga.decide import Decision, PlanAccepted, PlanRefused, StartChain, Trigger
 from services.planner.saga.state import ChainState, Status
 from services.planner.settings import PlannerSettings
@@ -47,7 +50,8 @@ class RequestPlanner(Protocol):
 
 
 def command_consumer(
-    spec: ConsumerSpec, chains: ChainService, planner: RequestPlanner, batches: BatchRecorder, settings: PlannerSettings
+    spec: ConsumerSpec, chains: ChainService, planner: RequestPlanner, batches: BatchRecorder, settings: PlannerSettings,
+    learned: LearnedThresholds | None = None,
 ) -> Consumer:
     """Chain commands: requests (planned, then started) and cancellations."""
     table = Consumer(spec, workers=settings.workers)
@@ -59,9 +63,7 @@ def command_consumer(
             if state.status is not Status.NEW:
                 return None
             plan, threshold = await planner.plan(request)
-            return StartChain(request, plan, threshold=settings.threshold if threshold is None else threshold,
-                              max_retries=settings.max_retries, on_exhausted=settings.on_exhausted,
-                              retry_ladder=settings.retry_ladder, restore_template=settings.restore_template)
+            return await _start_chain(request, plan, threshold, chains, settings, learned)
 
         decision = await chains.handle(request.chain_id, envelope, start)
         # A variant of a batch may be refused when planned: the batch is then complete without it.
@@ -77,12 +79,13 @@ def command_consumer(
     return table
 
 
-def result_consumer(spec: ConsumerSpec, chains: ChainService, batches: BatchRecorder, *, workers: int) -> Consumer:
+def result_consumer(spec: ConsumerSpec, chains: ChainService, batches: BatchRecorder, *, workers: int,
+                    learned: LearnedThresholds | None = None) -> Consumer:
     """Renderer or facecheck results; each is a trigger for the chain it belongs to."""
     table = Consumer(spec, workers=workers, ignore_others=True)
 
     async def on_result(result: Message, envelope: Envelope) -> None:
-        await _advance(chains, batches, result.chain_id, envelope, result)
+        await _advance(chains, batches, result.chain_id, envelope, result, learned)
 
     for model in (RenderCompleted, RenderFailed, FaceScored, FaceCheckFailed):
         table.on(model)(on_result)
@@ -117,11 +120,38 @@ def dead_letter_handler(
 
 
 async def _advance(chains: ChainService, batches: BatchRecorder, chain_id: UUID, cause: Envelope,
-                   trigger: Trigger) -> None:
-    """Feed one trigger to its chain; the end of a chain may complete its batch."""
+                   trigger: Trigger, learned: LearnedThresholds | None = None) -> None:
+    """Feed one trigger to its chain; the end of a chain may complete its batch, an accepted step teaches the
+    character's threshold (also when redelivered: that write is idempotent too, and may be the one owed)."""
     decision = await chains.handle(chain_id, cause, _always(trigger))
+    accepted = [event for event in decision.events if isinstance(event, StepAccepted)]
+    if learned is not None and accepted:
+        state = await chains.load(chain_stream(chain_id))
+        for event in accepted:
+            await learned.record(state, event, cause)
     if _ends(decision):
         await batches.chain_ended(await chains.load(chain_stream(chain_id)), cause)
+
+
+async def _start_chain(request: RequestChain, plan: PlanAccepted | PlanRefused, threshold: float | None,
+                       chains: ChainService, settings: PlannerSettings,
+                       learned: LearnedThresholds | None) -> StartChain:
+    """The saga's start: the threshold (the character's own, else one learned from its kept scores, else the
+    default) and the drift a follow-up inherits from the chain whose picture it edits."""
+    source = "character" if threshold is not None else "default"
+    if threshold is None and learned is not None and request.character_id and request.reference_image:
+        found = await learned.threshold_for(request.character_id, request.reference_image.sha256)
+        if found is not None:
+            # Never above the default, also when the default was lowered after the threshold was learned.
+            threshold, source = min(found, settings.threshold), "learned"
+    inherited = 0.0
+    if settings.drift_budget is not None and request.parent_chain_id is not None and request.input_image:
+        parent = await chains.load(chain_stream(request.parent_chain_id))
+        inherited = drift.inherited(parent.drifts, request.branch_from_step)
+    return StartChain(request, plan, threshold=settings.threshold if threshold is None else threshold,
+                      max_retries=settings.max_retries, on_exhausted=settings.on_exhausted,
+                      retry_ladder=settings.retry_ladder, restore_template=settings.restore_template,
+                      threshold_source=source, inherited_drift=inherited, drift_budget=settings.drift_budget)
 
 
 def _ends(decision: Decision) -> bool:

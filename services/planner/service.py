@@ -19,6 +19,7 @@ from services.planner.catalog import catalog_of
 from services.planner.catalog import serve as serve_catalog_requests
 from services.planner.chain_writer import ChainService
 from services.planner.handlers import command_consumer, dead_letter_handler, result_consumer
+from services.planner.learning import LearnedThresholds
 from services.planner.plan_model import OpenAICompatibleChat
 from services.planner.planning import LlmPlanner, Planner, Registry, UserPolicy
 from services.planner.requests import RequestPlanning
@@ -96,9 +97,10 @@ def build_runtime(settings: PlannerSettings, *, clock: Callable[[], datetime] = 
                                prices=plan_prices(settings))
     batches = BatchRecorder(runtime.store, chains, lambda: runtime.blobs, clock)
     commands, render_results, face_results, *dead_letters = consumers(settings)
-    runtime.bus.consume(command_consumer(commands, chains, planning, batches, settings))
+    learned = LearnedThresholds(runtime.store, clock, settings.threshold_rule()) if settings.threshold_learning else None
+    runtime.bus.consume(command_consumer(commands, chains, planning, batches, settings, learned))
     for results in (render_results, face_results):
-        runtime.bus.consume(result_consumer(results, chains, batches, workers=settings.workers))
+        runtime.bus.consume(result_consumer(results, chains, batches, workers=settings.workers, learned=learned))
     on_dead_letter = dead_letter_handler(chains, batches, clock)
     for spec in dead_letters:
         runtime.bus.consume_dead_letters(spec, on_dead_letter)

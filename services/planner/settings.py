@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contracts.subjects import validate_token
+from services.planner.thresholds import ThresholdRule
 from services.runtime.settings import RuntimeSettings
 
 __all__ = ["PlannerSettings"]
@@ -31,6 +32,20 @@ class PlannerSettings(RuntimeSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    # A character's threshold learned from its kept scores (`services.planner.thresholds`): the quantile of
+    # the last `window` scores minus the margin, within [floor, threshold], once `min_scores` were kept.
+    # The floor stays above what impostors score (dlib on real photos: never above 22 in shared/data/face-pairs).
+    threshold_learning: bool = True
+    threshold_learn_quantile: float = Field(default=0.1, ge=0, le=1)
+    threshold_learn_margin: float = Field(default=5.0, ge=0, le=100)
+    threshold_learn_floor: float = Field(default=25.0, ge=0, le=100)
+    threshold_learn_min_scores: int = Field(default=8, ge=1, le=1000)
+    threshold_learn_window: int = Field(default=50, ge=1, le=1000)
+    # Cumulative drift (sum over accepted steps of 100 - similarity to the picture each edited) past which the
+    # next step edits the reference image again; None: never. About 43 per edit at dlib's median same-person
+    # score (57), so 150 lets three or four edits in a row build on each other before one is re-anchored.
+    drift_budget: float | None = Field(default=150.0, gt=0)
 
     # Any OpenAI-compatible endpoint; with no base URL the rule-based planner serves.
     llm_base_url: str | None = None
@@ -67,6 +82,19 @@ class PlannerSettings(RuntimeSettings):
         if (self.llm_price_input is None) != (self.llm_price_output is None):
             raise ValueError("set both LIKENESS_LLM_PRICE_INPUT and LIKENESS_LLM_PRICE_OUTPUT, or neither")
         return self
+
+    @model_validator(mode="after")
+    def _learning_bounds(self) -> PlannerSettings:
+        if self.threshold_learn_window < self.threshold_learn_min_scores:
+            raise ValueError("LIKENESS_THRESHOLD_LEARN_WINDOW must hold at least LIKENESS_THRESHOLD_LEARN_MIN_SCORES")
+        return self
+
+    def threshold_rule(self) -> ThresholdRule:
+        """The learning rule these settings describe (the default threshold as its ceiling; a floor above a
+        lowered default is the default: learning then changes nothing)."""
+        return ThresholdRule(quantile=self.threshold_learn_quantile, margin=self.threshold_learn_margin,
+                             floor=min(self.threshold_learn_floor, self.threshold), ceiling=self.threshold,
+                             min_scores=self.threshold_learn_min_scores, window=self.threshold_learn_window)
 
     @model_validator(mode="after")
     def _dead_letter_subjects(self) -> PlannerSettings:

@@ -194,6 +194,8 @@ SAMPLES: list[Message] = [
     StepScored(chain_id=CHAIN, step=0, attempt=1, score=71.5, faces_found=1, threshold=40),
     StepAccepted(chain_id=CHAIN, step=0, attempt=2, image=image(2), score=38.0, decision="best_attempt"),
     StepRetried(chain_id=CHAIN, step=0, next_attempt=2, new_seed=43, previous_score=12.0, reason="face drifted"),
+    contracts.ChainReanchored(chain_id=CHAIN, step=2, cumulative_drift=162.5, budget=150, replaced_image=image(2),
+                              input_image=image(), reason="cumulative drift 162.5 past budget 150"),
     StepFailed(chain_id=CHAIN, step=1, attempt=1, reason="backend unreachable", stage="render"),
     ChainCompleted(chain_id=CHAIN, final_image=image(3), step_images=(image(2), image(3))),
     ChainFailed(
@@ -268,6 +270,10 @@ SAMPLES: list[Message] = [
     CharacterReferenceSet(character_id="mira", image=image(), face_embedding_key="emb/" + "1" * 64),
     CharacterPersonaUpdated(character_id="mira", persona="Mira now loves cacti.", occupation="gardener"),
     CharacterThresholdSet(character_id="mira", threshold=55),
+    contracts.CharacterScoreKept(character_id="mira", reference_sha256="a" * 64, chain_id=CHAIN, step=0, score=47.5),
+    contracts.CharacterThresholdLearned(character_id="mira", reference_sha256="a" * 64, threshold=36.5,
+                                        scores=(41.5, 47.5, 52.0), rule="q0.1 of 3 kept scores - 5, within [25, 40]",
+                                        quantile_score=41.5),
     CreateCharacter(
         character_id="my-mira",
         name="Mira",

@@ -77,6 +77,7 @@ def chain_body(record: ChainRecord) -> dict[str, Any]:
         "batch_id": str(request.batch_id) if request and request.batch_id else None,
         "variant_index": request.variant_index if request else 0,
         "threshold": summary.threshold,
+        "threshold_source": audit.threshold_source,
         "planner": audit.planner,
         "planner_note": audit.planner_note,
         "score": summary.score,

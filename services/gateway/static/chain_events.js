@@ -25,11 +25,14 @@ export function applyEvent(view, type, d, seq) {
       break;
     case "chain.planned": {
       view.threshold = d.threshold ?? view.threshold;
-      $("chain-threshold").textContent = view.threshold != null ? `· face threshold ${fmt(view.threshold)}` : "";
+      // "learned": from this character's accepted pictures; "character": set for it by hand.
+      const source = d.threshold_source === "learned" || d.threshold_source === "character"
+        ? ` (${d.threshold_source === "learned" ? "learned for this face" : "this character's own"})` : "";
+      $("chain-threshold").textContent = view.threshold != null ? `· face threshold ${fmt(view.threshold)}${source}` : "";
       for (const [i, s] of (d.steps || []).entries()) steps.step(s.index ?? i, s);
       const note = d.planner_note ? ` (${d.planner_note})` : "";
       log(`Planned ${(d.steps || []).length} step(s) by ${d.planner ?? "the planner"}` +
-        `, face threshold ${fmt(view.threshold)}${note}`);
+        `, face threshold ${fmt(view.threshold)}${source}${note}`);
       break;
     }
     case "chain.step_requested": {
@@ -82,6 +85,9 @@ export function applyEvent(view, type, d, seq) {
         ` — ${d.reason ?? "the face drifted"}`);
       break;
     }
+    case "chain.reanchored":
+      log(`${human(d.step)}: re-anchored on the reference photo — ${d.reason ?? "the chain drifted past its budget"}`);
+      break;
     case "chain.step_failed": {
       const a = steps.attempt(d.step, d.attempt);
       steps.setAttemptState(a, "failed", `${d.stage ?? "step"} failed: ${d.reason ?? ""}`);

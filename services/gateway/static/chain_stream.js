@@ -8,7 +8,7 @@
 export const PERSISTED = [
   "chain.requested", "chain.planned", "chain.step_requested", "chain.step_rendered", "chain.step_scored",
   "chain.step_accepted", "chain.step_retried", "chain.step_failed", "chain.completed", "chain.failed",
-  "chain.refused", "chain.cancelled",
+  "chain.refused", "chain.cancelled", "chain.reanchored",
 ];
 const LIVE = ["progress", "preview", "queue", "waiting"];
 const MAX_REOPENS = 3;

@@ -42,6 +42,7 @@ from contracts import (
 from contracts.decision import Decision
 from contracts.usage import ModelUsage
 from services.planner.saga.ladder import best_attempt, is_restore, restore_due, restore_step, retry_rung, rung_step
+from services.planner.saga import drift
 from services.planner.saga.state import AttemptRecord, ChainState, Status
 
 __all__ = [
@@ -89,6 +90,10 @@ class StartChain:
     # False: plain re-rolls, as before the ladder (see services.planner.saga.ladder).
     retry_ladder: bool = False
     restore_template: str | None = None
+    threshold_source: Literal["default", "character", "learned"] = "default"
+    # A follow-up's parent's cumulative drift at the picture it edits (`drift.inherited`); a None budget: none.
+    inherited_drift: float = 0.0
+    drift_budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -156,15 +161,21 @@ def _start(state: ChainState, start: StartChain) -> Decision:
     planned = ChainPlanned(chain_id=request.chain_id, steps=plan.steps, planner=plan.planner, planner_note=plan.note,
                            threshold=start.threshold, max_retries=start.max_retries, on_exhausted=start.on_exhausted,
                            style=plan.style, llm_usage=plan.llm_usage, retry_ladder=start.retry_ladder,
-                           restore_template=start.restore_template)
+                           restore_template=start.restore_template, threshold_source=start.threshold_source,
+                           inherited_drift=start.inherited_drift or None, drift_budget=start.drift_budget)
     first = plan.steps[0]
     step_input = request.input_image or request.reference_image
+    # A follow-up of a chain that already drifted past the budget starts again from the reference.
+    anchored = drift.reanchoring(request.chain_id, 0, start.inherited_drift, start.drift_budget, step_input,
+                                 request.reference_image)
+    if anchored is not None:
+        step_input = anchored.input_image
     events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style)
     variants = [
         request.model_copy(update={"chain_id": variant_chain_id(request.chain_id, i), "variant_index": i})
         for i in range(1, siblings + 1)
     ]
-    return Decision([requested, planned, *events], [*commands, *variants])
+    return Decision([requested, planned, *([anchored] if anchored else []), *events], [*commands, *variants])
 
 
 def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef | None,
@@ -188,7 +199,8 @@ def _rendered(state: ChainState, done: RenderCompleted) -> Decision:
         # Text-to-image: no reference face to hold the picture to, so it is kept as rendered (and says so).
         return _accept(state, done.image, None, done.attempt, "unscored", [rendered])
     score = ScoreFace(chain_id=done.chain_id, step=done.step, attempt=done.attempt, image=done.image,
-                      reference_image=state.request.reference_image, character_id=state.request.character_id)
+                      reference_image=state.request.reference_image, character_id=state.request.character_id,
+                      previous_image=drift.previous_image(drift.edited_picture(state), state.request.reference_image))
     return Decision([rendered], [score])
 
 
@@ -214,7 +226,7 @@ def _scored(state: ChainState, current: AttemptRecord, scored: FaceScored) -> De
     assert state.plan is not None and current.image is not None
     threshold = state.plan.threshold
     step_scored = StepScored(chain_id=scored.chain_id, step=scored.step, attempt=scored.attempt, score=scored.score,
-                             faces_found=scored.faces_found, threshold=threshold)
+                             faces_found=scored.faces_found, threshold=threshold, previous_score=scored.previous_score)
     if scored.score >= threshold:
         return _accept(state, current.image, scored.score, current.number, "threshold", [step_scored])
     reason = f"face score {scored.score:.1f} below threshold {threshold:g}"
@@ -246,16 +258,20 @@ def _exhausted(state: ChainState, attempts: list[AttemptRecord], events: list[Ev
 
 def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: int, why: str,
             events: list[Event]) -> Decision:
-    assert state.plan is not None and state.chain_id is not None
+    assert state.plan is not None and state.chain_id is not None and state.request is not None
+    step_drift, cumulative = drift.of_accepted(state, attempt, score, events)
     accepted = StepAccepted(chain_id=state.chain_id, step=state.step, attempt=attempt, image=image, score=score,
-                            decision=why)
+                            decision=why, drift=step_drift, cumulative_drift=cumulative)
     images = (*state.accepted, image)
     if state.step + 1 == len(state.plan.steps):
         done = ChainCompleted(chain_id=state.chain_id, final_image=image, step_images=images)
         return Decision([*events, accepted, done])
     following = state.plan.steps[state.step + 1]
-    more, commands = _request_step(state.chain_id, following, 1, following.seed, image, state.plan.style)
-    return Decision([*events, accepted, *more], commands)
+    anchored = drift.reanchoring(state.chain_id, following.index, cumulative or 0.0, state.plan.drift_budget,
+                                 image, state.request.reference_image)
+    step_input = anchored.input_image if anchored is not None else image
+    more, commands = _request_step(state.chain_id, following, 1, following.seed, step_input, state.plan.style)
+    return Decision([*events, accepted, *([anchored] if anchored else []), *more], commands)
 
 
 def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_score: float | None,

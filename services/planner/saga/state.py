@@ -11,6 +11,7 @@ from contracts import (
     ChainCompleted,
     ChainFailed,
     ChainPlanned,
+    ChainReanchored,
     ChainRefused,
     ChainRequested,
     ImageRef,
@@ -51,6 +52,8 @@ class AttemptRecord:
     image: ImageRef | None = None
     score: float | None = None
     reason: str | None = None
+    # Similarity to the picture the attempt edited, when the face check measured it.
+    previous_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class ChainState:
     attempts: tuple[AttemptRecord, ...] = ()
     accepted: tuple[ImageRef, ...] = ()
     failure: str | None = None
+    # Cumulative drift since the last anchor (`saga.drift`), and its value after each accepted step, which
+    # a follow-up chain editing that step's picture starts from.
+    drift: float = 0.0
+    drifts: tuple[float, ...] = ()
 
     @property
     def current(self) -> AttemptRecord | None:
@@ -85,7 +92,7 @@ def evolve(state: ChainState, event: Message, version: int | None = None) -> Cha
         case ChainRefused():
             return replace(state, status=Status.REFUSED, failure=event.reason)
         case ChainPlanned():
-            return replace(state, plan=event)
+            return replace(state, plan=event, drift=event.inherited_drift or 0.0)
         case StepRequested():
             attempts = state.attempts if event.step == state.step else ()
             record = AttemptRecord(event.attempt, event.seed, event.input_image)
@@ -93,13 +100,18 @@ def evolve(state: ChainState, event: Message, version: int | None = None) -> Cha
         case StepRendered():
             return _update_attempt(state, event.attempt, image=event.image)
         case StepScored():
-            return _update_attempt(state, event.attempt, score=event.score)
+            return _update_attempt(state, event.attempt, score=event.score, previous_score=event.previous_score)
         case StepFailed():
             return _update_attempt(state, event.attempt, reason=event.reason)
         case StepRetried():
             return state
         case StepAccepted():
-            return replace(state, accepted=(*state.accepted, event.image))
+            # A step accepted before drift was recorded leaves the sum as it was.
+            drift = state.drift if event.cumulative_drift is None else event.cumulative_drift
+            return replace(state, accepted=(*state.accepted, event.image), drift=drift,
+                           drifts=(*state.drifts, drift))
+        case ChainReanchored():
+            return replace(state, drift=0.0)
         case ChainCompleted():
             return replace(state, status=Status.COMPLETED)
         case ChainFailed():
