@@ -154,7 +154,8 @@ def _start(state: ChainState, start: StartChain) -> Decision:
                            style=plan.style, llm_usage=plan.llm_usage)
     first = plan.steps[0]
     step_input = request.input_image or request.reference_image
-    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style)
+    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style,
+                                     user_id=request.user_id)
     variants = [
         request.model_copy(update={"chain_id": variant_chain_id(request.chain_id, i), "variant_index": i})
         for i in range(1, siblings + 1)
@@ -163,12 +164,13 @@ def _start(state: ChainState, start: StartChain) -> Decision:
 
 
 def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef | None,
-                  style: str | None):
+                  style: str | None, *, user_id: str | None = None):
     requested = StepRequested(chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image)
     render = RenderStep(
         chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image, prompt=step.prompt,
         negative_prompt=step.negative_prompt, loras=step.loras, width=step.width, height=step.height,
         steps=step.steps, cfg=step.cfg, denoise=step.denoise, model=step.model, template=step.template, style=style,
+        user_id=user_id,
     )
     return [requested], [render]
 
@@ -234,7 +236,8 @@ def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: in
         done = ChainCompleted(chain_id=state.chain_id, final_image=image, step_images=images)
         return Decision([*events, accepted, done])
     following = state.plan.steps[state.step + 1]
-    more, commands = _request_step(state.chain_id, following, 1, following.seed, image, state.plan.style)
+    more, commands = _request_step(state.chain_id, following, 1, following.seed, image, state.plan.style,
+                                   user_id=state.request.user_id if state.request else None)
     return Decision([*events, accepted, *more], commands)
 
 
@@ -248,7 +251,7 @@ def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_scor
                           previous_score=previous_score, reason=reason)
     assert state.plan is not None
     events, commands = _request_step(state.chain_id, state.planned_step, next_attempt, seed, current.input_image,
-                                     state.plan.style)
+                                     state.plan.style, user_id=state.request.user_id if state.request else None)
     return Decision([retried, *events], commands)
 
 
