@@ -93,8 +93,9 @@ class Scheduler:
                                load=b.in_flight + b.foreign, last_used=b.last_used)
             for b in self.pool.backends.values()
         ]
-        grants, self._shares = fair_share.plan([t.job for t in self._waiting.values()], backends, self._shares,
-                                               affinity_skips=self.affinity_skips)
+        # A ticket whose task was cancelled stays listed until that task runs again: it must not be granted.
+        live = [t.job for t in self._waiting.values() if not t.granted.done()]
+        grants, self._shares = fair_share.plan(live, backends, self._shares, affinity_skips=self.affinity_skips)
         for grant in grants:
             ticket = self._waiting.pop(grant.job)  # type: ignore[arg-type]
             self.pool.reserve(grant.url, ticket.job.model)
