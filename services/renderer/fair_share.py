@@ -6,10 +6,11 @@ Pure: jobs, backends and each user's share in, grants and the new shares out; no
 1. Fewest running first: a backend slot goes to a user with the fewest jobs running among the users that
    have a job able to run there. One user's batch of 50 therefore waits while five users with one job
    each run none: each of them gets a slot before the batch gets a second one.
-2. Among users tied on that, the least recently served goes first, with its oldest job. A job whose model
-   is already loaded on a free backend may go ahead of it (no model swap), but a user is passed over
-   like that at most `affinity_skips` times in a row; after that it gets the next slot that can run its
-   job, loaded or not. So affinity costs a user at most `affinity_skips` grants of delay, never its turn.
+2. Among users tied on that, the least recently served goes first, with its oldest job (the fair choice).
+   A job whose model is already loaded on a free backend may go ahead of it (no model swap), another
+   user's or a newer one of the same user's, but the fair choice is passed over like that at most
+   `affinity_skips` times; after that it gets the next slot that can run it, loaded or not. So affinity
+   delays a job by at most `affinity_skips` grants of slots it could have used, never by its turn.
 3. Never idle: while a backend has a free slot and some waiting job can run there, one is granted.
 
 A job's backend, when several are free: healthy first, then the job's model loaded there, then nothing
@@ -128,10 +129,13 @@ def plan(jobs: Sequence[Job], backends: Sequence[Backend], shares: Shares, *,
         grants.append(Grant(job.id, url, swap, affinity))
         state[url] = replace(backend, free=backend.free - 1, loaded=job.model, load=backend.load + 1)
         waiting.remove(job)
-        if job.user != head and any(url in runnable[j.id] for j in by_user[head]):
-            # The head could have had this slot: it was passed over for a loaded model.
+        fair = by_user[head][0]
+        if job is not fair and url in runnable[fair.id]:
+            # The fair choice could have had this slot: it was passed over for a loaded model.
             users[head] = replace(standing(head), skips=standing(head).skips + 1)
-        users[job.user] = UserShare(running=standing(job.user).running + 1, served=count, skips=0)
+        # Passes count until the user's oldest job runs (its own newer jobs may be the ones going ahead).
+        skips = 0 if job is by_user[job.user][0] else standing(job.user).skips
+        users[job.user] = UserShare(running=standing(job.user).running + 1, served=count, skips=skips)
         count += 1
 
 

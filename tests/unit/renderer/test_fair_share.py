@@ -132,3 +132,10 @@ def test_an_unhealthy_backend_is_tried_only_by_a_job_with_no_healthy_one() -> No
     grants, _ = plan(waiting, [down, busy_up], Shares())
     # "both" waits for b (up, busy); "only-a" has nothing better than a stale probe, so it tries a.
     assert [(g.job, g.url) for g in grants] == [("only-a", "http://a")]
+
+
+def test_a_users_own_newer_jobs_on_the_loaded_model_pass_its_oldest_over_at_most_the_bound() -> None:
+    waiting = jobs_of("u", 1, 0, "flux", ["http://a"]) + [
+        Job(f"u-q{i}", "u", "qwen", 1 + i, frozenset({"http://a"})) for i in range(5)]
+    started = rounds(waiting, [Backend("http://a", loaded="qwen")])
+    assert [s[0] for s in started][:3] == ["u-q0", "u-q1", "u-0"]
