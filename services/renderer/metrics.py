@@ -29,7 +29,8 @@ SCHEDULED = Gauge("likeness_renderer_scheduled_jobs", "Jobs this process holds t
                   "(the fair scheduler's queue; backends are up but busy)")
 MODEL_SWAPS = Counter("likeness_renderer_model_swaps_total", "Jobs started on a backend whose last job of ours used "
                       "another model (the backend has to load this one)", ["backend"])
-JOBS_IN_FLIGHT = Gauge("likeness_renderer_jobs_in_flight", "Jobs this process is rendering now (waits included)")
+JOBS_IN_FLIGHT = Gauge("likeness_renderer_jobs_in_flight", "Jobs this process holds: rendering, or waiting for a "
+                       "backend slot or for a backend to come back")
 
 
 class _Backend(Protocol):
