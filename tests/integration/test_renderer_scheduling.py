@@ -6,18 +6,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import nats
 import pytest
 
 from contracts import REGISTRY, Envelope, RenderCompleted, RenderStep
 from contracts.subjects import COMMANDS_STREAM, command_subject
+from services.renderer.comfy_engine import ComfyUIEngine
+from services.renderer.comfyui.client import Timeouts
+from services.renderer.pool import BackendPool
 from services.renderer.service import CONSUMER, build_runtime
 from services.renderer.settings import RendererSettings
 from services.runtime.blobs import BlobStore
+from services.renderer.templates import TemplateLibrary
 from services.runtime.settings import RuntimeSettings
 from tests.factories import wrap
 from tests.fakes.comfyui import FakeComfyUI, Scenario
-from tests.integration.renderer_jobs import png
+from tests.integration.renderer_jobs import INPUT, job, png
 from tests.runtimes import running
 
 pytestmark = pytest.mark.integration
@@ -62,3 +67,25 @@ async def test_a_light_users_step_overtakes_a_heavy_users_queue(settings: Runtim
     # and the light user's is the very next one (in arrival order it would have been the last).
     assert order.index("light") == 1, order
     assert len(backend.prompts) == 9
+
+
+async def test_each_job_goes_to_the_backend_that_last_ran_its_model() -> None:
+    """Two fake ComfyUI servers, jobs of two models one after another: each model stays on one backend."""
+    async with httpx.AsyncClient(trust_env=False) as http, FakeComfyUI(Scenario()) as one, \
+            FakeComfyUI(Scenario()) as two:
+        pool = BackendPool([one.url, two.url], http)
+        render = ComfyUIEngine(pool, TemplateLibrary.load(), http, deadline_s=20.0,
+                               timeouts=Timeouts(connect_s=2.0, request_s=10.0, poll_s=0.5))
+        used = {}
+        # Not alternating: taking turns (least recently used first) would then put each model on both.
+        for model in ("qwen-image-edit", "flux-kontext-dev", "flux-kontext-dev", "qwen-image-edit", "qwen-image-edit",
+                      "flux-kontext-dev"):
+            out = await render.render(job(model=model, template="qwen_edit"), INPUT, _ignore)
+            used.setdefault(model, set()).add(out.backend)
+    assert len(used["qwen-image-edit"]) == len(used["flux-kontext-dev"]) == 1
+    assert used["qwen-image-edit"] != used["flux-kontext-dev"]
+    assert {b.loaded for b in pool.backends.values()} == {"qwen-image-edit", "flux-kontext-dev"}
+
+
+async def _ignore(update) -> None:
+    return None
