@@ -74,7 +74,8 @@ class Shares:
 
 @dataclass(frozen=True)
 class Grant:
-    """Run `job` on `url`; `swap`: the backend last ran another model for us (it must load this one)."""
+    """Run `job` on `url`; `swap`: the backend last ran another model for us (it must load this one);
+    `affinity`: the job went ahead of the fair choice because its model is loaded there."""
 
     job: Hashable
     url: str
@@ -121,7 +122,8 @@ def plan(jobs: Sequence[Job], backends: Sequence[Backend], shares: Shares, *,
         if standing(head).skips < affinity_skips:
             hit = _loaded_hit(tied, by_user, runnable, state)
             if hit is not None:
-                (job, url), affinity = hit, True
+                job, url = hit
+                affinity = job is not by_user[head][0]
         if url is None:
             url = best_backend(job, [state[u] for u in runnable[job.id]]).url
         backend = state[url]
