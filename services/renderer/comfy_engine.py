@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from contracts.render import RenderStep
 from services.renderer.comfyui.client import ClientResult, ComfyUIClient, Submission, Timeouts
 from services.renderer.images import image_kind
-from services.renderer.engine import Progress, RenderOutput, Waiting
+from services.renderer.engine import Progress, Queued, RenderOutput, RenderUpdate, Waiting
 from services.renderer.errors import BackendUnreachable, RenderError
 from services.renderer.backend_policy import next_probe_in, unreachable_reason
 from services.renderer.metrics import QUEUE_DEPTH
@@ -132,7 +132,8 @@ class ComfyUIEngine:
         tried: set[str] = set()
         while True:
             queued = loop.time()
-            url = await self.scheduler.acquire(user, job.model, [u for u in urls if u not in tried], wait.arrival)
+            url = await self.scheduler.acquire(user, job.model, [u for u in urls if u not in tried], wait.arrival,
+                                               on_place=lambda ahead: _tell(progress, Queued(ahead)))
             wait.queued_s += loop.time() - queued
             if url is None:
                 with QUEUE_DEPTH.track_inprogress():
@@ -227,7 +228,7 @@ def _sniff(data: bytes) -> tuple[str, str]:
     return kind
 
 
-async def _tell(progress: Progress, update: Waiting) -> None:
+async def _tell(progress: Progress, update: RenderUpdate) -> None:
     # Progress is a courtesy: a failing listener must never fail the render.
     try:
         await progress(update)

@@ -21,10 +21,11 @@ and trying it beats failing outright (a refused connection costs milliseconds).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Backend", "Grant", "Job", "Shares", "UserShare", "best_backend", "plan"]
+__all__ = ["Backend", "Grant", "Job", "Shares", "UserShare", "best_backend", "places", "plan"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,25 @@ def _loaded_hit(tied: Sequence[str], by_user: Mapping[str, Sequence[Job]], runna
             if hits:
                 return job, best_backend(job, hits).url
     return None
+
+
+def places(jobs: Sequence[Job], shares: Shares) -> dict[Hashable, int]:
+    """Each waiting job's estimated place in the queue (0: next), were slots to free one at a time.
+
+    The order `plan` gives them with one slot on one backend that serves everything, affinity left out:
+    what the page shows while a job waits, not a promise.
+    """
+    by_user: dict[str, list[Job]] = {}
+    for job in sorted(jobs, key=lambda j: j.arrival):
+        by_user.setdefault(job.user, []).append(job)
+    served = shares.grants
+    turns = [(shares.share(u).running, shares.share(u).served, mine[0].arrival, u) for u, mine in by_user.items()]
+    heapq.heapify(turns)
+    result: dict[Hashable, int] = {}
+    while turns:
+        running, _, first, user = heapq.heappop(turns)
+        result[by_user[user].pop(0).id] = len(result)
+        if by_user[user]:
+            heapq.heappush(turns, (running + 1, served, first, user))
+        served += 1
+    return result

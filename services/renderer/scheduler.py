@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from services.renderer import fair_share
@@ -22,6 +22,9 @@ from services.renderer.pool import BackendPool
 __all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
+
+# How often a waiting job looks at its place in the queue (to tell the page when it moves up).
+PLACE_POLL_S = 1.0
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Scheduler:
         self._waiting: dict[int, _Ticket] = {}
         self._shares = fair_share.Shares()
         self._ids = itertools.count()
+        self._places: dict[int, int] = {}
         pool.on_change = self.dispatch
 
     @property
@@ -52,8 +56,12 @@ class Scheduler:
         """A number ordering a job's arrival; keep it across a job's retries, so a failover keeps its place."""
         return float(next(self._ids))
 
-    async def acquire(self, user: str, model: str, urls: Sequence[str], arrival: float) -> str | None:
-        """Wait for a slot on one of `urls` and return that backend, reserved in the pool; None if `urls` is empty."""
+    async def acquire(self, user: str, model: str, urls: Sequence[str], arrival: float,
+                      on_place: Callable[[int], Awaitable[None]] | None = None) -> str | None:
+        """Wait for a slot on one of `urls` and return that backend, reserved in the pool; None if `urls` is empty.
+
+        While it waits, `on_place(n)` hears its estimated place in the queue (0: next) whenever that changes.
+        """
         if not urls:
             return None
         ticket = _Ticket(fair_share.Job(next(self._ids), user, model, arrival, frozenset(urls)))
@@ -61,6 +69,13 @@ class Scheduler:
         SCHEDULED.inc()
         try:
             self.dispatch()
+            told = None
+            while on_place is not None and not ticket.granted.done():
+                place = self._places.get(ticket.job.id)
+                if place is not None and place != told:
+                    await on_place(place)
+                    told = place
+                await asyncio.wait([ticket.granted], timeout=PLACE_POLL_S)
             return await ticket.granted
         except asyncio.CancelledError:
             # Shutting down (or the deadline) while waiting; a slot granted meanwhile goes back.
@@ -69,6 +84,7 @@ class Scheduler:
             raise
         finally:
             self._waiting.pop(ticket.job.id, None)
+            self._places.pop(ticket.job.id, None)
             SCHEDULED.dec()
 
     def release(self, url: str, user: str) -> None:
@@ -103,3 +119,5 @@ class Scheduler:
             if grant.affinity:
                 log.debug("%s's %s job goes to %s, which has its model loaded", ticket.job.user, ticket.job.model,
                           grant.url)
+        self._places = fair_share.places([t.job for t in self._waiting.values() if not t.granted.done()],
+                                         self._shares)

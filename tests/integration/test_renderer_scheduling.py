@@ -3,6 +3,7 @@ queue of renders does not hold back another user's single one."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,7 @@ from contracts import REGISTRY, Envelope, RenderCompleted, RenderStep
 from contracts.subjects import COMMANDS_STREAM, command_subject
 from services.renderer.comfy_engine import ComfyUIEngine
 from services.renderer.comfyui.client import Timeouts
+from services.renderer.engine import Queued, Tick
 from services.renderer.pool import BackendPool
 from services.renderer.service import CONSUMER, build_runtime
 from services.renderer.settings import RendererSettings
@@ -89,3 +91,24 @@ async def test_each_job_goes_to_the_backend_that_last_ran_its_model() -> None:
 
 async def _ignore(update) -> None:
     return None
+
+
+async def test_a_job_waiting_for_a_slot_hears_its_place_before_it_renders() -> None:
+    first, second = [], []
+
+    def recorder(into: list):
+        async def record(update) -> None:
+            into.append(update)
+        return record
+
+    async with httpx.AsyncClient(trust_env=False) as http, FakeComfyUI(Scenario(step_delay_s=0.05)) as fake:
+        render = ComfyUIEngine(BackendPool([fake.url], http), TemplateLibrary.load(), http, deadline_s=20.0,
+                               timeouts=Timeouts(connect_s=2.0, request_s=10.0, poll_s=0.5))
+        await asyncio.gather(render.render(job(steps=6), INPUT, recorder(first)),
+                             render.render(job(steps=6, seed=8), INPUT, recorder(second)))
+    # One backend, one of our jobs on it at a time: the other waited in the scheduler, first in line,
+    # and heard so before its first tick; ComfyUI's own queue stayed empty (nothing queued behind a prompt).
+    waited = first if Queued(0) in first else second
+    ticks = [i for i, u in enumerate(waited) if isinstance(u, Tick)]
+    assert waited.index(Queued(0)) < ticks[0]
+    assert Queued(1) not in first + second

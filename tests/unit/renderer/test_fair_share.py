@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from services.renderer.fair_share import Backend, Job, Shares, UserShare, best_backend, plan
+from services.renderer.fair_share import Backend, Job, Shares, UserShare, best_backend, places, plan
 
 URLS = ("http://a", "http://b", "http://c")
 
@@ -139,3 +139,19 @@ def test_a_users_own_newer_jobs_on_the_loaded_model_pass_its_oldest_over_at_most
         Job(f"u-q{i}", "u", "qwen", 1 + i, frozenset({"http://a"})) for i in range(5)]
     started = rounds(waiting, [Backend("http://a", loaded="qwen")])
     assert [s[0] for s in started][:3] == ["u-q0", "u-q1", "u-0"]
+
+
+def test_a_waiting_jobs_place_is_its_round_robin_turn() -> None:
+    waiting = jobs_of("heavy", 4, 0) + jobs_of("light", 2, 10)
+    shares = Shares({"heavy": UserShare(running=1, served=5)}, grants=6)
+    # light runs nothing: first; then heavy (served before light's grant), then turn by turn.
+    assert places(waiting, shares) == {"light-0": 0, "heavy-0": 1, "light-1": 2, "heavy-1": 3, "heavy-2": 4,
+                                       "heavy-3": 5}
+    # The same order as the grants on one slot freed one at a time.
+    order, state = [], shares
+    left = list(waiting)
+    while left:
+        (grant,), state = plan(left, [Backend("http://a")], state)
+        order.append(grant.job)
+        left = [j for j in left if j.id != grant.job]
+    assert order == sorted(places(waiting, shares), key=places(waiting, shares).get)

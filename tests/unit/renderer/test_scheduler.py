@@ -92,3 +92,22 @@ async def test_a_backend_going_down_lets_a_waiting_job_try_another() -> None:
         pool.mark_down("http://a", "refused")  # now neither is up: b's probe may be stale, try it
         await asyncio.sleep(0)
         assert await waiter == "http://b"
+
+
+async def test_a_waiting_job_hears_its_place_as_it_moves_up() -> None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ok)) as http:
+        scheduler = Scheduler(BackendPool(["http://a"], http))
+        held = await scheduler.acquire("u1", "qwen", ["http://a"], scheduler.arrival())
+        heard: list[int] = []
+
+        async def told(place: int) -> None:
+            heard.append(place)
+
+        ahead = asyncio.create_task(scheduler.acquire("u2", "qwen", ["http://a"], scheduler.arrival()))
+        waiter = asyncio.create_task(scheduler.acquire("u3", "qwen", ["http://a"], scheduler.arrival(), told))
+        await asyncio.sleep(0.01)
+        assert heard == [1]
+        scheduler.release(held, "u1")
+        scheduler.release(await ahead, "u2")
+        assert await asyncio.wait_for(waiter, 5) == "http://a"
+        assert heard == [1]  # granted before its next look: nothing more to say
