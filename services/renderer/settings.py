@@ -68,7 +68,8 @@ class RendererSettings(RuntimeSettings):
     # With ComfyUI backends: RenderStep jobs this process holds at once (rendering, or waiting for the fair
     # scheduler to grant them a backend). Only jobs held here can be reordered, so keep it above the
     # largest batch one user sends; their messages stay in progress at JetStream while they wait.
-    render_hold: int = Field(default=64, ge=1, le=4096)
+    # (At most the consumer's max_ack_pending, 1000: JetStream hands out no more unacked messages than that.)
+    render_hold: int = Field(default=64, ge=1, le=1000)
     # Our jobs at once on one ComfyUI backend: it runs one prompt at a time, and a second one queued there
     # is out of the scheduler's reach (2 hides the upload of the next input behind the running render).
     backend_slots: int = Field(default=1, ge=1, le=64)
