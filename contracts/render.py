@@ -20,6 +20,7 @@ from contracts.fields import (
     SamplerSteps,
     Seed,
     Timings,
+    UserId,
 )
 
 __all__ = ["RenderCompleted", "RenderFailed", "RenderPreview", "RenderProgress", "RenderStep", "RenderWaiting"]
@@ -52,6 +53,9 @@ class RenderStep(StepAttempt, Command):
     # Lets the backend pool route to a backend that serves this art style.
     style: str | None = None
     deadline_s: float | None = Field(default=None, gt=0)
+    # Whose picture it is: the renderer shares its backends fairly between users (None: each chain is
+    # its own share, as for commands sent before the field existed).
+    user_id: UserId | None = None
 
 
 class RenderProgress(StepAttempt, Ephemeral):

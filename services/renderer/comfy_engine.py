@@ -1,4 +1,8 @@
-"""The ComfyUI engine: bind the job into its template, pick a backend, render there, fail over if it is down.
+"""The ComfyUI engine: bind the job into its template, wait for the scheduler to grant a backend, render there,
+fail over if it is down.
+
+Jobs wait for a free backend slot in `scheduler.Scheduler`, which shares the backends fairly between users
+and prefers a backend that has the job's model loaded; that wait is not counted in the render deadline.
 
 When no backend can take the job, it waits (at most `backend_wait_s`) for one to come back,
 re-probing with the back-off of `policy.next_probe_in`; a ComfyUI restart then costs a delay, not the attempt.
@@ -23,11 +27,12 @@ from prometheus_client import Counter
 from contracts.render import RenderStep
 from services.renderer.comfyui.client import ClientResult, ComfyUIClient, Submission, Timeouts
 from services.renderer.images import image_kind
-from services.renderer.engine import Progress, RenderOutput, Waiting
+from services.renderer.engine import Progress, Queued, RenderOutput, RenderUpdate, Waiting
 from services.renderer.errors import BackendUnreachable, RenderError
 from services.renderer.backend_policy import next_probe_in, unreachable_reason
 from services.renderer.metrics import QUEUE_DEPTH
 from services.renderer.pool import BackendPool
+from services.renderer.scheduler import Scheduler
 from services.renderer.templates import TemplateLibrary
 
 __all__ = ["UPLOAD_FOLDER", "ComfyUIEngine"]
@@ -58,6 +63,9 @@ class _Wait:
     limit_s: float
     waited_s: float = 0.0
     probes: int = 0
+    # Seconds spent in the scheduler's queue (backends up, all busy) and the job's place in it.
+    queued_s: float = 0.0
+    arrival: float = 0.0
 
 
 class ComfyUIEngine:
@@ -67,8 +75,9 @@ class ComfyUIEngine:
 
     def __init__(self, pool: BackendPool, templates: TemplateLibrary, http: httpx.AsyncClient, *,
                  timeouts: Timeouts, deadline_s: float, backend_wait_s: float = 0.0, infra_retries: int = 2,
-                 instance: str = "renderer") -> None:
+                 instance: str = "renderer", backend_slots: int = 1, affinity_skips: int = 2) -> None:
         self.pool = pool
+        self.scheduler = Scheduler(pool, slots=backend_slots, affinity_skips=affinity_skips)
         self.templates = templates
         self.http = http
         self.timeouts = timeouts
@@ -92,7 +101,7 @@ class ComfyUIEngine:
         deadline = began + min(job.deadline_s or self.deadline_s, self.deadline_s)
         template = self.templates.get(job.template)
         submission, workflow_hash = self._submission(job, template.edit, input_image, reference_image)
-        wait = _Wait(self.backend_wait_s)
+        wait = _Wait(self.backend_wait_s, arrival=self.scheduler.arrival())
         first: RenderError | None = None
         for retry in range(self.infra_retries + 1):
             try:
@@ -112,43 +121,55 @@ class ComfyUIEngine:
                 log.warning("chain %s step %s attempt %s: %s (%s); rendering it again with the same seed (%d of %d)",
                             job.chain_id, job.step, job.attempt, exc.reason, exc.kind, retry + 1, self.infra_retries)
         timings = {**result.timings, "backend_wait": round(wait.waited_s * 1000, 1),
-                   "total": round((loop.time() - began) * 1000, 1)}
+                   "schedule_wait": round(wait.queued_s * 1000, 1), "total": round((loop.time() - began) * 1000, 1)}
         return RenderOutput(result.image, result.media_type, workflow_hash, url, self.name, timings)
 
     async def _render_once(self, job: RenderStep, submission: Submission, deadline: float, wait: _Wait,
                            progress: Progress) -> tuple[ClientResult, str]:
         loop = asyncio.get_running_loop()
+        user = job.user_id or f"chain:{job.chain_id}"
         urls = self.pool.candidates(job.model, job.style)
         failures: dict[str, str] = {}
+        tried: set[str] = set()
         while True:
-            for url in urls:
-                remaining = deadline + wait.waited_s - loop.time()
+            queued = loop.time()
+            url = await self.scheduler.acquire(user, job.model, [u for u in urls if u not in tried], wait.arrival,
+                                               on_place=lambda ahead: _tell(progress, Queued(ahead)))
+            wait.queued_s += loop.time() - queued
+            if url is None:
+                with QUEUE_DEPTH.track_inprogress():
+                    urls = await self._wait_for_backend(job, wait, failures, progress)
+                if not urls:
+                    raise _NoBackend("unreachable", unreachable_reason(wait.waited_s, wait.limit_s, failures))
+                tried.clear()
+                continue
+            try:
+                remaining = deadline + wait.waited_s + wait.queued_s - loop.time()
                 if remaining <= 0:
                     raise RenderError("timeout", "render deadline passed while looking for a backend: "
                                       + "; ".join(failures.values()))
                 client = ComfyUIClient(url, self.http, self.timeouts)
-                async with self.pool.lease(url), self._slot(url, submission) as sent:
+                async with self._slot(url, submission) as sent:
                     try:
                         result = await client.render(sent, deadline_s=remaining, on_update=progress,
                                                      websocket_output=url not in self._file_output)
                     except BackendUnreachable as exc:
                         self.pool.mark_down(url, exc.reason)
                         failures[url] = exc.reason
+                        tried.add(url)
                         continue
                     except RenderError as exc:
                         if exc.kind == "unreachable":  # went away after queueing: tell the pool
                             self.pool.mark_down(url, exc.reason)
                         raise
-                if not result.websocket_output:
-                    self._file_output.add(url)
-                if wait.probes:
-                    log.info("chain %s step %s attempt %s: backend %s took the job after %.1f s of waiting",
-                             job.chain_id, job.step, job.attempt, url, wait.waited_s)
-                return result, url
-            with QUEUE_DEPTH.track_inprogress():
-                urls = await self._wait_for_backend(job, wait, failures, progress)
-            if not urls:
-                raise _NoBackend("unreachable", unreachable_reason(wait.waited_s, wait.limit_s, failures))
+            finally:
+                self.scheduler.release(url, user)
+            if not result.websocket_output:
+                self._file_output.add(url)
+            if wait.probes:
+                log.info("chain %s step %s attempt %s: backend %s took the job after %.1f s of waiting",
+                         job.chain_id, job.step, job.attempt, url, wait.waited_s)
+            return result, url
 
     async def _wait_for_backend(self, job: RenderStep, wait: _Wait, failures: dict[str, str],
                                 progress: Progress) -> list[str]:
@@ -220,7 +241,7 @@ def _sniff(data: bytes) -> tuple[str, str]:
     return kind
 
 
-async def _tell(progress: Progress, update: Waiting) -> None:
+async def _tell(progress: Progress, update: RenderUpdate) -> None:
     # Progress is a courtesy: a failing listener must never fail the render.
     try:
         await progress(update)

@@ -45,7 +45,8 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Queued:
-    """The job waits in the backend's own queue, behind `ahead` other prompts (0: next)."""
+    """The job waits behind `ahead` others (0: next): in the renderer's scheduler for a backend slot (an
+    estimate: the queue is fair between users), then in the backend's own queue."""
 
     ahead: int
 

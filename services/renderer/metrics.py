@@ -19,13 +19,18 @@ from prometheus_client.registry import Collector
 
 from services.runtime.metrics import label_value, observe_step_phase
 
-__all__ = ["JOBS_IN_FLIGHT", "QUEUE_DEPTH", "RENDERS", "BackendCollector", "backend_label", "record_render", "watch"]
+__all__ = ["JOBS_IN_FLIGHT", "MODEL_SWAPS", "QUEUE_DEPTH", "RENDERS", "SCHEDULED", "BackendCollector", "backend_label", "record_render", "watch"]
 
 RENDERS = Counter("likeness_renders_total", "Renders this process ran, by engine and outcome (completed, or the "
                   "RenderFailed error kind)", ["engine", "outcome"])
 QUEUE_DEPTH = Gauge("likeness_renderer_queue_depth", "Jobs this process holds that wait for a render backend to "
                     "come back (none can take them now)")
-JOBS_IN_FLIGHT = Gauge("likeness_renderer_jobs_in_flight", "Jobs this process is rendering now (waits included)")
+SCHEDULED = Gauge("likeness_renderer_scheduled_jobs", "Jobs this process holds that wait for a free backend slot "
+                  "(the fair scheduler's queue; backends are up but busy)")
+MODEL_SWAPS = Counter("likeness_renderer_model_swaps_total", "Jobs started on a backend whose last job of ours used "
+                      "another model (the backend has to load this one)", ["backend"])
+JOBS_IN_FLIGHT = Gauge("likeness_renderer_jobs_in_flight", "Jobs this process holds: rendering, or waiting for a "
+                       "backend slot or for a backend to come back")
 
 
 class _Backend(Protocol):

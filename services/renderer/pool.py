@@ -1,6 +1,7 @@
-"""The pool of ComfyUI backends: health probes, least-loaded choice, routing by model/style, idle VRAM freeing.
+"""The pool of ComfyUI backends: health probes, least-loaded choice, routing by model/style, idle VRAM freeing,
+and the model each backend last ran for us (what the scheduler's affinity goes by).
 
-Decisions are the pure functions of `policy`; this module keeps the state and does the I/O.
+Decisions are the pure functions of `backend_policy`; this module keeps the state and does the I/O.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class Backend:
     # Busy: at least one of our jobs in flight; `busy_s` sums the busy spells that ended.
     busy_s: float = 0.0
     busy_since: float | None = None
+    # The model of the last job we started there: ComfyUI keeps it loaded until /free or a restart.
+    # None: unknown (at start-up, after /free, after the backend was down). Other clients may load
+    # other models meanwhile; we cannot see that, so it is a hint for affinity, never a promise.
+    loaded: str | None = None
 
     def busy_seconds(self, now: float) -> float:
         """Seconds busy so far, the spell now running included."""
@@ -77,6 +82,8 @@ class BackendPool:
         self.probe_interval_s = probe_interval_s
         self.idle_free_s = idle_free_s
         self._clock = clock
+        # Called when a backend's health changes (the scheduler re-plans: a job may now try another one).
+        self.on_change: Callable[[], None] | None = None
         metrics.watch(self)
 
     def now(self) -> float:
@@ -94,28 +101,47 @@ class BackendPool:
         return order
 
     @asynccontextmanager
-    async def lease(self, url: str) -> AsyncIterator[Backend]:
+    async def lease(self, url: str, model: str | None = None) -> AsyncIterator[Backend]:
         """Count a job as in flight on `url` while the block runs."""
+        backend = self.reserve(url, model)
+        try:
+            yield backend
+        finally:
+            self.release(url)
+
+    def reserve(self, url: str, model: str | None = None) -> Backend:
+        """Count a job (of `model`) as in flight on `url` from now until `release`."""
         backend = self.backends[url]
         if backend.in_flight == 0:
             backend.busy_since = self._clock()
         backend.in_flight += 1
         backend.last_used = self._clock()
         backend.freed = False
-        try:
-            yield backend
-        finally:
-            backend.in_flight -= 1
-            backend.last_active = self._clock()
-            if backend.in_flight == 0 and backend.busy_since is not None:
-                backend.busy_s += backend.last_active - backend.busy_since
-                backend.busy_since = None
+        if model is not None:
+            if backend.loaded is not None and backend.loaded != model:
+                metrics.MODEL_SWAPS.labels(metrics.backend_label(url)).inc()
+            backend.loaded = model
+        return backend
+
+    def release(self, url: str) -> None:
+        backend = self.backends[url]
+        backend.in_flight -= 1
+        backend.last_active = self._clock()
+        if backend.in_flight == 0 and backend.busy_since is not None:
+            backend.busy_s += backend.last_active - backend.busy_since
+            backend.busy_since = None
 
     def mark_down(self, url: str, reason: str) -> None:
         backend = self.backends[url]
         if backend.healthy:
             log.warning("ComfyUI backend %s is down: %s", url, reason)
-        backend.healthy, backend.down_reason = False, reason
+        # It may come back restarted, with nothing loaded.
+        backend.healthy, backend.down_reason, backend.loaded = False, reason, None
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def probe(self, backend: Backend) -> bool:
         """GET /system_stats (health) and GET /prompt (queue depth of every client)."""
@@ -126,10 +152,13 @@ class BackendPool:
         except RenderError as exc:
             self.mark_down(backend.url, exc.reason)
             return False
-        if not backend.healthy:
+        came_back = not backend.healthy
+        if came_back:
             log.info("ComfyUI backend %s is back", backend.url)
         backend.healthy, backend.down_reason = True, None
         backend.foreign = foreign_load(remaining, backend.in_flight)
+        if came_back:
+            self._changed()
         return True
 
     async def probe_serving(self, model: str, style: str | None) -> list[str]:
@@ -154,7 +183,8 @@ class BackendPool:
             except RenderError as exc:
                 log.info("could not free %s: %s", backend.url, exc.reason)
                 continue
-            backend.freed = True
+            # /free unloads the models: the next job there loads its own, whichever it is.
+            backend.freed, backend.loaded = True, None
             freed.append(backend.url)
             log.info("asked idle ComfyUI backend %s to unload models and free memory", backend.url)
         return freed

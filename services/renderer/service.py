@@ -48,9 +48,10 @@ class RendererService:
                                  preview_interval_s=self.settings.preview_interval_s)
 
     def consumer(self) -> Consumer:
-        """RenderStep commands, `workers` at a time; in-progress acks keep a long render from redelivery."""
+        """RenderStep commands, `consumer_workers` at a time; in-progress acks keep a long render (or a long wait
+        in the scheduler's queue) from redelivery."""
         consumer = Consumer(ConsumerSpec(CONSUMER, COMMANDS_STREAM, command_subject("render.step"),
-                                         ack_wait_s=self.settings.ack_wait_s), workers=self.settings.workers)
+                                         ack_wait_s=self.settings.ack_wait_s), workers=self.settings.consumer_workers)
 
         @consumer.on(RenderStep)
         async def on_render(job: RenderStep, envelope: Envelope) -> None:
@@ -105,7 +106,8 @@ class RendererService:
                  ", ".join(self.templates.names))
         return ComfyUIEngine(pool, self.templates, http, timeouts=timeouts, deadline_s=s.render_timeout_s,
                              backend_wait_s=s.render_backend_wait_s, infra_retries=s.render_infra_retries,
-                             instance=s.renderer_instance)
+                             instance=s.renderer_instance, backend_slots=s.backend_slots,
+                             affinity_skips=s.affinity_skips)
 
 
 def build_runtime(settings: RendererSettings) -> Runtime:

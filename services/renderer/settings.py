@@ -65,6 +65,17 @@ class RendererSettings(RuntimeSettings):
     health_timeout_s: float = Field(default=5.0, gt=0)
     idle_free_s: float = Field(default=600.0, gt=0)
     workers: int = Field(default=4, ge=1, le=256)
+    # With ComfyUI backends: RenderStep jobs this process holds at once (rendering, or waiting for the fair
+    # scheduler to grant them a backend). Only jobs held here can be reordered, so keep it above the
+    # largest batch one user sends; their messages stay in progress at JetStream while they wait.
+    # (At most the consumer's max_ack_pending, 1000: JetStream hands out no more unacked messages than that.)
+    render_hold: int = Field(default=64, ge=1, le=1000)
+    # Our jobs at once on one ComfyUI backend: it runs one prompt at a time, and a second one queued there
+    # is out of the scheduler's reach (2 hides the upload of the next input behind the running render).
+    backend_slots: int = Field(default=1, ge=1, le=64)
+    # How many times in a row the fair scheduler may pass a user over for a job whose model a free backend
+    # has loaded (fewer model swaps); 0: strict fair order.
+    affinity_skips: int = Field(default=2, ge=0, le=100)
     preview_max_bytes: int = Field(default=48 * 1024, ge=1024, le=_PREVIEW_CEILING)
     preview_interval_s: float = Field(default=0.25, ge=0)
 
@@ -112,6 +123,11 @@ class RendererSettings(RuntimeSettings):
         """The engines set up, in the order unrouted jobs try them."""
         return tuple(name for name, on in (("comfyui", self.comfyui_urls), ("runpod", self.runpod_url),
                                            ("openai-images", self.image_api_url)) if on)
+
+    @property
+    def consumer_workers(self) -> int:
+        """Jobs handled at once: with ComfyUI, enough to hold `render_hold` (the scheduler limits the renders)."""
+        return max(self.workers, self.render_hold) if self.comfyui_urls else self.workers
 
     @property
     def reconnect_give_up_s(self) -> float:

@@ -34,10 +34,10 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def engine(http: httpx.AsyncClient, urls: list[str], *, timeouts: Timeouts = FAST, deadline_s: float = 20.0,
-           backend_wait_s: float = 0.0, **pool_kw) -> ComfyUIEngine:
+           backend_wait_s: float = 0.0, backend_slots: int = 1, **pool_kw) -> ComfyUIEngine:
     pool = BackendPool(urls, http, **pool_kw)
     return ComfyUIEngine(pool, TemplateLibrary.load(), http, timeouts=timeouts, deadline_s=deadline_s,
-                         backend_wait_s=backend_wait_s)
+                         backend_wait_s=backend_wait_s, backend_slots=backend_slots)
 
 
 class Recorder:
@@ -330,7 +330,8 @@ async def test_a_backend_restarted_mid_render_renders_it_again_with_the_same_see
 async def test_a_prompt_waiting_in_comfyuis_queue_says_how_many_are_ahead(http: httpx.AsyncClient) -> None:
     first, second = Recorder(), Recorder()
     async with FakeComfyUI(Scenario(step_delay_s=0.05)) as fake:
-        render = engine(http, [fake.url])
+        # Two of our jobs at once on the backend: the second queues in ComfyUI (with one, it waits in ours).
+        render = engine(http, [fake.url], backend_slots=2)
         await asyncio.gather(render.render(job(steps=10), INPUT, first),
                              render.render(job(steps=10, seed=8), png((1, 2, 3)), second))
     waited = first.queued + second.queued

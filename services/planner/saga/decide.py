@@ -170,7 +170,8 @@ def _start(state: ChainState, start: StartChain) -> Decision:
                                  request.reference_image)
     if anchored is not None:
         step_input = anchored.input_image
-    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style)
+    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style,
+                                     user_id=request.user_id)
     variants = [
         request.model_copy(update={"chain_id": variant_chain_id(request.chain_id, i), "variant_index": i})
         for i in range(1, siblings + 1)
@@ -179,13 +180,14 @@ def _start(state: ChainState, start: StartChain) -> Decision:
 
 
 def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef | None,
-                  style: str | None, reference: ImageRef | None = None):
+                  style: str | None, reference: ImageRef | None = None, *, user_id: str | None = None):
     requested = StepRequested(chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image)
     render = RenderStep(
         chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image, prompt=step.prompt,
         negative_prompt=step.negative_prompt, loras=step.loras, width=step.width, height=step.height,
         steps=step.steps, cfg=step.cfg, denoise=step.denoise, model=step.model, template=step.template, style=style,
         reference_image=reference,
+        user_id=user_id,
     )
     return [requested], [render]
 
@@ -270,7 +272,8 @@ def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: in
     anchored = drift.reanchoring(state.chain_id, following.index, cumulative or 0.0, state.plan.drift_budget,
                                  image, state.request.reference_image)
     step_input = anchored.input_image if anchored is not None else image
-    more, commands = _request_step(state.chain_id, following, 1, following.seed, step_input, state.plan.style)
+    more, commands = _request_step(state.chain_id, following, 1, following.seed, step_input, state.plan.style,
+                                   user_id=state.request.user_id)
     return Decision([*events, accepted, *([anchored] if anchored else []), *more], commands)
 
 
@@ -292,7 +295,7 @@ def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_scor
                           rung=rung.name if rung and not same_again else None,
                           denoise=rung.denoise if rung else None, loras=rung.loras if rung else None)
     events, commands = _request_step(state.chain_id, step, next_attempt, seed, current.input_image,
-                                     state.plan.style)
+                                     state.plan.style, user_id=state.request.user_id if state.request else None)
     return Decision([retried, *events], commands)
 
 
@@ -309,7 +312,7 @@ def _restore(state: ChainState, attempts: list[AttemptRecord], reason: str) -> D
                           previous_score=attempts[-1].score, reason=why, rung="face_restore",
                           template=plan.restore_template, restores_attempt=best.number)
     events, commands = _request_step(state.chain_id, step, next_attempt, seed, best.image, plan.style,
-                                     reference=request.reference_image)
+                                     reference=request.reference_image, user_id=request.user_id)
     return Decision([retried, *events], commands)
 
 

@@ -63,3 +63,16 @@ def test_the_backend_wait_bounds_a_refused_websocket(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LIKENESS_RENDER_BACKEND_WAIT_S", "-1")
     with pytest.raises(ValidationError):
         RendererSettings()
+
+
+def test_with_comfyui_the_consumer_holds_enough_jobs_for_the_scheduler_to_reorder(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LIKENESS_COMFYUI_URLS", "LIKENESS_WORKERS", "LIKENESS_RENDER_HOLD", "LIKENESS_RUNPOD_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert RendererSettings().consumer_workers == 4  # draft: as many as render at once
+    assert RendererSettings(runpod_url="https://api.runpod.ai/v2/x").consumer_workers == 4
+    comfy = RendererSettings(comfyui_urls=("http://gpu-a:8188",))
+    assert (comfy.consumer_workers, comfy.backend_slots, comfy.affinity_skips) == (64, 1, 2)
+    assert RendererSettings(comfyui_urls=("http://gpu-a:8188",), render_hold=8, workers=16).consumer_workers == 16
+    with pytest.raises(ValidationError):
+        RendererSettings(backend_slots=0)
