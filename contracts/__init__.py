@@ -75,6 +75,7 @@ from contracts.envelope import Envelope, TraceContext
 from contracts.usage import ModelUsage
 from contracts.errors import ContractError, MalformedMessage, UnknownMessageType, UnsupportedVersion
 from contracts.face import FaceBox, FaceCheckFailed, FaceScored, ReferenceCheckReply, ReferenceCheckRequest, ScoreFace
+from contracts.golden import GoldenChainRecorded, GoldenStep
 from contracts.fields import (
     Attempt,
     Cfg,
@@ -137,6 +138,8 @@ __all__ = [
     "FaceBox",
     "FaceCheckFailed",
     "FaceScored",
+    "GoldenChainRecorded",
+    "GoldenStep",
     "ImageRef",
     "ImageRequestedInChat",
     "LoraStrength",
@@ -263,6 +266,8 @@ REGISTRY = MessageRegistry(
         DeliverySucceeded,
         DeliveryFailed,
         Deliver,
+        # golden
+        GoldenChainRecorded,
     ]
 )
 

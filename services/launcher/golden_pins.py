@@ -1,0 +1,88 @@
+"""Pure: a completed chain's events folded into a pin (`GoldenChainRecorded`), and the latest pin of each chain.
+
+No I/O here: `services.launcher.golden` reads the log and appends what these functions build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+from uuid import UUID, uuid5
+
+from contracts import (
+    ChainCompleted,
+    ChainPlanned,
+    ChainRequested,
+    GoldenChainRecorded,
+    GoldenStep,
+    Message,
+    StepAccepted,
+    StepRendered,
+    StepRequested,
+)
+from contracts.chain import CHAIN_ENDS
+
+__all__ = ["GoldenError", "latest_pins", "pin_chain", "pin_event_id"]
+
+M = TypeVar("M", bound=Message)
+
+# Names the ids of pin events: the same pin recorded twice is one event (the log's append is idempotent).
+_PIN_NAMESPACE = UUID("6c1a0a4e-3f0b-4e55-9d8e-60f1d3a0c0de")
+
+
+class GoldenError(Exception):
+    """A chain cannot be pinned (or a pin cannot be checked); the message says why, for the user."""
+
+
+def pin_chain(chain_id: UUID, messages: Sequence[Message], *, recorded_by: str = "cli",
+              note: str | None = None) -> GoldenChainRecorded:
+    """The pin of a completed chain from its stream's messages, oldest first; GoldenError if it cannot be one."""
+    if not messages:
+        raise GoldenError(f"no chain {chain_id} in the log")
+    request = _only(messages, ChainRequested)
+    plan = _only(messages, ChainPlanned)
+    ended = next((m for m in messages if m.type in CHAIN_ENDS), None)
+    if request is None or plan is None or not isinstance(ended, ChainCompleted):
+        status = "still running" if ended is None else ended.type.removeprefix("chain.")
+        raise GoldenError(f"chain {chain_id} is not completed ({status}): only a completed chain can be pinned")
+    requested = {(m.step, m.attempt): m for m in messages if isinstance(m, StepRequested)}
+    rendered = {(m.step, m.attempt): m for m in messages if isinstance(m, StepRendered)}
+    # A step is accepted once; should a log hold two, the later one is what the next step edited.
+    accepted = {m.step: m for m in messages if isinstance(m, StepAccepted)}
+    steps = []
+    for planned in plan.steps:
+        keep = accepted.get(planned.index)
+        if keep is None:
+            raise GoldenError(f"chain {chain_id} step {planned.index + 1} has no accepted attempt")
+        key = (planned.index, keep.attempt)
+        if key not in requested or key not in rendered:
+            raise GoldenError(f"chain {chain_id} step {planned.index + 1} attempt {keep.attempt}: the log lacks "
+                              f"its {'request' if key not in requested else 'render'}")
+        asked, made = requested[key], rendered[key]
+        steps.append(GoldenStep(params=planned.model_copy(update={"seed": asked.seed}), attempt=keep.attempt,
+                                input_image=asked.input_image, image=keep.image, score=keep.score,
+                                workflow_hash=made.workflow_hash, engine=made.engine))
+    return GoldenChainRecorded(chain_id=chain_id, character_id=request.character_id,
+                               reference_image=request.reference_image, style=plan.style, threshold=plan.threshold,
+                               steps=tuple(steps), recorded_by=recorded_by, note=note)
+
+
+def pin_event_id(pin: GoldenChainRecorded) -> UUID:
+    """The pin's event id: derived from its content, so pinning an unchanged chain again adds nothing."""
+    digest = hashlib.sha256(json.dumps(pin.body(), sort_keys=True).encode()).hexdigest()
+    return uuid5(_PIN_NAMESPACE, f"{pin.chain_id}:{digest}")
+
+
+def latest_pins(messages: Iterable[Message]) -> dict[UUID, GoldenChainRecorded]:
+    """Each pinned chain's latest pin, in the order the chains were first pinned."""
+    pins: dict[UUID, GoldenChainRecorded] = {}
+    for message in messages:
+        if isinstance(message, GoldenChainRecorded):
+            pins[message.chain_id] = message
+    return pins
+
+
+def _only(messages: Sequence[Message], kind: type[M]) -> M | None:
+    return next((m for m in messages if isinstance(m, kind)), None)
