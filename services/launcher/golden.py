@@ -174,7 +174,7 @@ class _Session:
                                            "(`likeness status`)?")
         if isinstance(scored, FaceCheckFailed):
             return replace(base, failure=f"face check failed: {scored.reason}")
-        return replace(base, new_score=scored.score)
+        return replace(base, new_score=scored.score, face_note=scored.reason)
 
     async def _ask(self, command: RenderStep | ScoreFace, stage: str) -> Message | None:
         """Send `command` and wait for its result until the run's deadline; None when none came."""

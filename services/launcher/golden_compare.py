@@ -49,6 +49,8 @@ class StepCheck:
     new_score: float | None = None
     distance: float | None = None
     new_hash: str | None = None
+    # What facecheck said about the new picture beside its score (e.g. that it found no face).
+    face_note: str | None = None
     # The render or face check failed (a regression: the step no longer makes a picture).
     failure: str | None = None
     # The step could not be checked at all: no answer in time (the renderer or facecheck is not running), or
@@ -85,7 +87,8 @@ def regressions(check: StepCheck, tolerance: Tolerance) -> list[str]:
     if check.pinned_score is not None and check.new_score is not None:
         drop = check.pinned_score - check.new_score
         if drop > tolerance.max_score_drop:
-            reasons.append(f"score dropped {drop:.1f} points (> {tolerance.max_score_drop:g})")
+            note = f": {check.face_note}" if check.face_note else ""
+            reasons.append(f"score dropped {drop:.1f} points (> {tolerance.max_score_drop:g}){note}")
         if check.new_score < check.threshold <= check.pinned_score:
             reasons.append(f"score {check.new_score:.1f} is below the chain's threshold {check.threshold:g}")
     if check.distance is not None and check.distance > tolerance.max_distance:

@@ -136,6 +136,8 @@ def check(**changes) -> StepCheck:
     ({}, []),
     ({"new_score": 55.0, "distance": 8.0}, []),  # at the tolerance is still within it
     ({"new_score": 54.9}, ["score dropped 5.1 points (> 5)"]),
+    ({"new_score": 0.0, "pinned_score": 30.0, "threshold": 20.0, "face_note": "no face found"},
+     ["score dropped 30.0 points (> 5): no face found", "score 0.0 is below the chain's threshold 20"]),
     ({"new_score": 75.0, "distance": 8.5}, ["image distance 8.5 (> 8)"]),
     ({"pinned_score": 42.0, "new_score": 39.0}, ["score 39.0 is below the chain's threshold 40"]),
     ({"failure": "render failed (validation): no template 'x'"}, ["render failed (validation): no template 'x'"]),
