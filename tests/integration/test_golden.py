@@ -165,7 +165,14 @@ def table_rows(stdout: str) -> list[list[str]]:
 
 
 async def test_record_pins_every_accepted_step_once(system: System, pinned: GoldenChainRecorded) -> None:
-    assert len(await pins(system, pinned.chain_id)) == 1  # recorded twice, as is: one event
+    unknown = uuid.uuid4()
+    nothing = await system.likeness("golden", "record", str(pinned.chain_id), str(unknown))
+    unpinned = await system.likeness("golden", "verify", str(unknown))
+
+    assert (nothing.returncode, nothing.stderr) == (2, f"error: no chain {unknown} in the log\n")
+    assert (unpinned.returncode, unpinned.stderr) == (2, f"error: never pinned: {unknown} (pin with `likeness golden "
+                                                         "record CHAIN_ID...`)\n")
+    assert len(await pins(system, pinned.chain_id)) == 1  # recorded twice as is, and once with an unknown: one event
     assert [s.params.index for s in pinned.steps] == [0, 1] and pinned.note == "before the upgrade"
     assert all(s.score is not None and s.score >= pinned.threshold for s in pinned.steps)
     # Step 2 edited what step 1 kept.

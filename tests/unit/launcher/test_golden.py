@@ -85,6 +85,24 @@ def test_only_a_completed_chain_with_a_full_record_is_pinned(events: list, says:
         pin_chain(CHAIN, events)
 
 
+def test_a_text_to_image_chain_is_pinned_unscored_and_without_input() -> None:
+    drawn = PlannedStep(index=0, kind="generate", prompt="a lighthouse", width=1024, height=1024, seed=5,
+                        model="sdxl-base", template="sdxl_t2i", steps=30, cfg=5.0)
+    events = [
+        ChainRequested(chain_id=CHAIN, user_id="bot", request_text="a lighthouse", mode="t2i"),
+        ChainPlanned(chain_id=CHAIN, steps=(drawn,), planner="rules"),
+        StepRequested(chain_id=CHAIN, step=0, attempt=1, seed=5),
+        StepRendered(chain_id=CHAIN, step=0, attempt=1, image=ref(7), workflow_hash="t", backend="b", engine="draft"),
+        StepAccepted(chain_id=CHAIN, step=0, attempt=1, image=ref(7), decision="unscored"),
+        ChainCompleted(chain_id=CHAIN, final_image=ref(7), step_images=(ref(7),)),
+    ]
+
+    pin = pin_chain(CHAIN, events)
+
+    assert (pin.reference_image, pin.character_id) == (None, None)
+    assert [(s.input_image, s.score, s.image, s.engine) for s in pin.steps] == [(None, None, ref(7), "draft")]
+
+
 def test_the_same_pin_has_the_same_event_id_and_the_latest_pin_of_a_chain_wins() -> None:
     first = pin_chain(CHAIN, completed_chain())
     again = pin_chain(CHAIN, completed_chain())
