@@ -18,6 +18,7 @@ from contracts import (
     GoldenChainRecorded,
     GoldenStep,
     Message,
+    PlannedStep,
     StepAccepted,
     StepRendered,
     StepRequested,
@@ -61,12 +62,20 @@ def pin_chain(chain_id: UUID, messages: Sequence[Message], *, recorded_by: str =
             raise GoldenError(f"chain {chain_id} step {planned.index + 1} attempt {keep.attempt}: the log lacks "
                               f"its {'request' if key not in requested else 'render'}")
         asked, made = requested[key], rendered[key]
-        steps.append(GoldenStep(params=planned.model_copy(update={"seed": asked.seed}), attempt=keep.attempt,
+        steps.append(GoldenStep(params=_as_asked(planned, asked), attempt=keep.attempt,
                                 input_image=asked.input_image, image=keep.image, score=keep.score,
                                 workflow_hash=made.workflow_hash, engine=made.engine))
     return GoldenChainRecorded(chain_id=chain_id, character_id=request.character_id,
                                reference_image=request.reference_image, style=plan.style, threshold=plan.threshold,
                                steps=tuple(steps), recorded_by=recorded_by, note=note)
+
+
+def _as_asked(planned: PlannedStep, asked: StepRequested) -> PlannedStep:
+    """The plan's step with whatever the attempt's request set for itself: the seed today, and any other render
+    parameter a request may carry (an attempt that lowered the denoise, say), so the pin is what was rendered."""
+    own = {name: getattr(asked, name) for name in PlannedStep.model_fields
+           if name != "index" and name in type(asked).model_fields and getattr(asked, name) is not None}
+    return planned.model_copy(update=own)
 
 
 def pin_event_id(pin: GoldenChainRecorded) -> UUID:

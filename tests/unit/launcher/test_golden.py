@@ -85,6 +85,21 @@ def test_only_a_completed_chain_with_a_full_record_is_pinned(events: list, says:
         pin_chain(CHAIN, events)
 
 
+class RequestWithDenoise(StepRequested):
+    """A request that sets a render parameter of its own (as a retry at a lower denoise would)."""
+
+    denoise: float | None = None
+
+
+def test_a_render_parameter_the_attempt_set_for_itself_is_pinned_over_the_plan() -> None:
+    events = [RequestWithDenoise(**e.model_dump(exclude={"type", "version"}), denoise=0.6)
+              if isinstance(e, StepRequested) and (e.step, e.attempt) == (1, 2) else e for e in completed_chain()]
+
+    pin = pin_chain(CHAIN, events)
+
+    assert [(s.params.seed, s.params.denoise) for s in pin.steps] == [(11, 0.9), (99, 0.6)]
+
+
 def test_a_text_to_image_chain_is_pinned_unscored_and_without_input() -> None:
     drawn = PlannedStep(index=0, kind="generate", prompt="a lighthouse", width=1024, height=1024, seed=5,
                         model="sdxl-base", template="sdxl_t2i", steps=30, cfg=5.0)
