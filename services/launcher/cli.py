@@ -168,19 +168,23 @@ def cmd_audit(settings: LauncherSettings, args: argparse.Namespace) -> int:
 
 
 def cmd_golden(settings: LauncherSettings, args: argparse.Namespace) -> int:
-    """Pin completed chains (`record`) and render them again to gate a template, model or LoRA change (`verify`)."""
+    """Pin completed chains (`record`, `list`) and render them again to gate a template, model or LoRA change
+    (`verify`)."""
     from services.launcher.chain_commands import run
-    from services.launcher.golden import record, verify
+    from services.launcher.golden import list_pins, record, verify
     from services.launcher.golden_compare import Tolerance
 
     if args.action == "record":
         return run(record(_runtime_settings(settings), args.chain_ids, note=args.note))
+    if args.action == "list":
+        return run(list_pins(_runtime_settings(settings)))
     try:
         tolerance = Tolerance(max_score_drop=args.max_score_drop, max_distance=args.max_distance)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return run(verify(_runtime_settings(settings), tolerance, only=args.chain_ids, timeout_s=args.timeout))
+    return run(verify(_runtime_settings(settings), tolerance, only=args.chain_ids, swaps=args.swap,
+                      timeout_s=args.timeout))
 
 
 def _golden_arguments(sub: argparse.ArgumentParser) -> None:
@@ -189,6 +193,7 @@ def _golden_arguments(sub: argparse.ArgumentParser) -> None:
                                                "input, image, score and workflow hash, as events in the log")
     record.add_argument("chain_ids", nargs="+", type=uuid.UUID, metavar="CHAIN_ID")
     record.add_argument("--note", help="why these chains are pinned (kept with the pin)")
+    actions.add_parser("list", help="the pinned chains: when, how many steps, which templates and models")
     check = actions.add_parser("verify", help="render every pinned step again through the running system and "
                                               "compare; exit 1 when a step regresses past a tolerance")
     check.add_argument("chain_ids", nargs="*", type=uuid.UUID, metavar="CHAIN_ID",
@@ -198,6 +203,9 @@ def _golden_arguments(sub: argparse.ArgumentParser) -> None:
     check.add_argument("--max-distance", type=float, default=8.0, metavar="PERCENT",
                        help="image distance a step may move from its pinned picture: mean absolute pixel "
                             "difference at 64x64, 0-100 (default: 8)")
+    check.add_argument("--swap", action="append", default=[], metavar="KIND:OLD=NEW",
+                       help="render the pins with a new model, template or LoRA name in place of an old one, e.g. "
+                            "model:old.safetensors=new.safetensors (repeatable; KIND is model, template or lora)")
     check.add_argument("--timeout", type=float, default=300.0,
                        help="seconds for the whole run; a step without an answer by then is reported (exit 2)")
 

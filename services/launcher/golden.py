@@ -39,13 +39,13 @@ from contracts.streams import chain_stream, golden_stream
 from contracts.subjects import command_subject, stream_filter
 from services.launcher.chain_commands import CliError
 from services.launcher.golden_compare import StepCheck, Tolerance, exit_code, image_distance, render_table
-from services.launcher.golden_pins import GoldenError, latest_pins, pin_chain, pin_event_id
+from services.launcher.golden_pins import GoldenError, latest_pins, parse_swaps, pin_chain, pin_event_id, swapped
 from services.runtime.blobs import BlobError, BlobStore
 from services.runtime.database import create_engine
 from services.runtime.eventstore import ANY_VERSION, EventStore
 from services.runtime.settings import RuntimeSettings
 
-__all__ = ["record", "verify"]
+__all__ = ["list_pins", "record", "verify"]
 
 _STAGE = {"render.completed": "render", "render.failed": "render", "face.scored": "face", "face.check_failed": "face"}
 
@@ -76,14 +76,18 @@ async def record(settings: RuntimeSettings, chain_ids: Sequence[uuid.UUID], *, n
 
 
 async def verify(settings: RuntimeSettings, tolerance: Tolerance, *, only: Sequence[uuid.UUID] = (),
-                 timeout_s: float = 300.0, out: Callable[[str], None] = print) -> int:
-    """Render every pinned step again, compare, print the table; the exit code of `exit_code`."""
+                 swaps: Sequence[str] = (), timeout_s: float = 300.0, out: Callable[[str], None] = print) -> int:
+    """Render every pinned step again (with `swaps`: KIND:OLD=NEW), compare, print the table; see `exit_code`."""
+    try:
+        renames = parse_swaps(swaps)
+    except GoldenError as exc:
+        raise CliError(str(exc)) from None
     pins = await _pins(settings, only)
     nc = await nats.connect(settings.nats_servers, connect_timeout=settings.nats_timeout_s, max_reconnect_attempts=3)
     blobs: BlobStore | None = None
     try:
         blobs = await BlobStore.open(nc.jetstream(), settings=settings)
-        session = _Session(nc, blobs, settings, timeout_s)
+        session = _Session(nc, blobs, settings, timeout_s, renames)
         jobs = []
         for pin in pins:
             fresh = uuid.uuid4()
@@ -105,6 +109,24 @@ async def verify(settings: RuntimeSettings, tolerance: Tolerance, *, only: Seque
     return code
 
 
+async def list_pins(settings: RuntimeSettings, *, out: Callable[[str], None] = print) -> int:
+    """One line per pinned chain (its latest pin): when, how many steps, which templates and models, the note."""
+    engine = create_engine(settings)
+    try:
+        recorded = await EventStore(engine).read_stream(golden_stream())
+    finally:
+        await engine.dispose()
+    when = {r.envelope.data["chain_id"]: r.recorded_at for r in recorded}
+    pins = latest_pins(r.envelope.open(REGISTRY) for r in recorded)
+    if not pins:
+        out("no pinned chains: pin some with `likeness golden record CHAIN_ID...`")
+    for pin in pins.values():
+        used = sorted({f"{s.params.template}/{s.params.model}" for s in pin.steps})
+        out(f"{pin.chain_id}  {when[str(pin.chain_id)]:%Y-%m-%d %H:%M}  {len(pin.steps)} step(s)  {', '.join(used)}"
+            f"{f'  ({pin.note})' if pin.note else ''}")
+    return 0
+
+
 async def _pins(settings: RuntimeSettings, only: Sequence[uuid.UUID]) -> list[GoldenChainRecorded]:
     engine = create_engine(settings)
     try:
@@ -123,8 +145,9 @@ async def _pins(settings: RuntimeSettings, only: Sequence[uuid.UUID]) -> list[Go
 class _Session:
     """One verify run's connection: sends commands, and hands each result to the step waiting for it."""
 
-    def __init__(self, nc: nats.NATS, blobs: BlobStore, settings: RuntimeSettings, timeout_s: float) -> None:
-        self._nc, self._blobs, self._settings = nc, blobs, settings
+    def __init__(self, nc: nats.NATS, blobs: BlobStore, settings: RuntimeSettings, timeout_s: float,
+                 swaps: dict[str, dict[str, str]]) -> None:
+        self._nc, self._blobs, self._settings, self._swaps = nc, blobs, settings, swaps
         self._timeout_s, self._deadline = timeout_s, time.monotonic() + timeout_s
         self._waiting: dict[tuple[uuid.UUID, int, str], asyncio.Future[Message]] = {}
 
@@ -144,7 +167,7 @@ class _Session:
             waiting.set_result(message)
 
     async def check(self, pin: GoldenChainRecorded, pinned: GoldenStep, fresh: uuid.UUID) -> StepCheck:
-        params = pinned.params
+        params = swapped(pinned.params, self._swaps)
         base = StepCheck(chain_id=pin.chain_id, step=params.index, template=params.template,
                          threshold=pin.threshold, pinned_score=pinned.score, pinned_hash=pinned.workflow_hash)
         rendered = await self._ask(RenderStep(

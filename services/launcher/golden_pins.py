@@ -25,7 +25,11 @@ from contracts import (
 )
 from contracts.chain import CHAIN_ENDS
 
-__all__ = ["GoldenError", "latest_pins", "pin_chain", "pin_event_id"]
+__all__ = ["SWAPPABLE", "GoldenError", "latest_pins", "parse_swaps", "pin_chain", "pin_event_id", "swapped"]
+
+# What `verify --swap KIND:OLD=NEW` may replace in the pinned steps: a new checkpoint, template or LoRA file
+# under a new name is tested against pins made with the old one.
+SWAPPABLE = ("model", "template", "lora")
 
 M = TypeVar("M", bound=Message)
 
@@ -82,6 +86,27 @@ def pin_event_id(pin: GoldenChainRecorded) -> UUID:
     """The pin's event id: derived from its content, so pinning an unchanged chain again adds nothing."""
     digest = hashlib.sha256(json.dumps(pin.body(), sort_keys=True).encode()).hexdigest()
     return uuid5(_PIN_NAMESPACE, f"{pin.chain_id}:{digest}")
+
+
+def parse_swaps(given: Iterable[str]) -> dict[str, dict[str, str]]:
+    """`["model:a.safetensors=b.safetensors", ...]` as {kind: {old: new}}; GoldenError naming a bad one."""
+    swaps: dict[str, dict[str, str]] = {kind: {} for kind in SWAPPABLE}
+    for text in given:
+        kind, _, pair = text.partition(":")
+        old, _, new = pair.partition("=")
+        if kind not in SWAPPABLE or not old or not new:
+            raise GoldenError(f"--swap {text!r}: expected KIND:OLD=NEW with KIND one of {', '.join(SWAPPABLE)}")
+        if swaps[kind].setdefault(old, new) != new:
+            raise GoldenError(f"--swap: {kind} {old!r} is swapped for both {swaps[kind][old]!r} and {new!r}")
+    return swaps
+
+
+def swapped(params: PlannedStep, swaps: dict[str, dict[str, str]]) -> PlannedStep:
+    """The step with its model, template and LoRAs renamed as `swaps` says (strengths and roles kept)."""
+    loras = tuple(lora.model_copy(update={"name": swaps["lora"].get(lora.name, lora.name)}) for lora in params.loras)
+    return params.model_copy(update={"model": swaps["model"].get(params.model, params.model),
+                                     "template": swaps["template"].get(params.template, params.template),
+                                     "loras": loras})
 
 
 def latest_pins(messages: Iterable[Message]) -> dict[UUID, GoldenChainRecorded]:

@@ -64,8 +64,9 @@ def with_blur_nodes(graph: dict, input_bytes: bytes | None) -> bytes:
     return buffer.getvalue()
 
 
-def blurring_templates(folder: Path, names: set[str]) -> Path:
-    """Copies of the built-in templates `names` with an ImageBlur between the decoded picture and the output."""
+def blurring_templates(folder: Path, names: set[str], suffix: str = "") -> Path:
+    """Copies of the built-in templates `names` (named `<name><suffix>`) with an ImageBlur between the decoded
+    picture and the output."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         graph = json.loads((BUILTIN_DIR / f"{name}.json").read_text())
@@ -73,7 +74,7 @@ def blurring_templates(folder: Path, names: set[str]) -> Path:
         graph["blur"] = {"class_type": "ImageBlur", "_meta": {"title": "Image Blur"},
                          "inputs": {"image": output["inputs"]["images"], "blur_radius": BLUR_RADIUS, "sigma": 6.0}}
         output["inputs"]["images"] = ["blur", 0]
-        (folder / f"{name}.json").write_text(json.dumps(graph, indent=2))
+        (folder / f"{name}{suffix}.json").write_text(json.dumps(graph, indent=2))
     return folder
 
 
@@ -173,6 +174,11 @@ async def test_record_pins_every_accepted_step_once(system: System, pinned: Gold
     assert (unpinned.returncode, unpinned.stderr) == (2, f"error: never pinned: {unknown} (pin with `likeness golden "
                                                          "record CHAIN_ID...`)\n")
     assert len(await pins(system, pinned.chain_id)) == 1  # recorded twice as is, and once with an unknown: one event
+    listed = await system.likeness("golden", "list")
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [line for line in listed.stdout.splitlines() if line.startswith(str(pinned.chain_id))]
+    model = pinned.steps[0].params.model  # the checkpoint, e.g. qwen_image_edit_2509_fp8_e4m3fn.safetensors
+    assert line.endswith(f"  2 step(s)  qwen_edit/{model}  (before the upgrade)"), line
     assert [s.params.index for s in pinned.steps] == [0, 1] and pinned.note == "before the upgrade"
     assert all(s.score is not None and s.score >= pinned.threshold for s in pinned.steps)
     # Step 2 edited what step 1 kept.
@@ -228,3 +234,28 @@ async def test_verify_fails_naming_the_step_after_the_template_changed(
         assert f"chain {pinned.chain_id} step {step}: score dropped" in done.stdout
         assert f"chain {pinned.chain_id} step {step}: workflow" in done.stdout
     assert "FAIL: a pinned step regressed" in done.stdout
+
+
+async def test_verify_renders_the_pins_with_a_swapped_in_template(
+        system: System, pinned: GoldenChainRecorded, tmp_path: Path) -> None:
+    (template,) = {step.params.template for step in pinned.steps}
+    folder = blurring_templates(tmp_path / "templates", {template}, suffix="_v2")
+
+    async with system.services(templates_dir=folder):
+        kept = await system.likeness("golden", "verify", str(pinned.chain_id), "--timeout", "120")
+        new = await system.likeness("golden", "verify", str(pinned.chain_id), "--swap", f"template:{template}=x_v2",
+                                    "--swap", f"template:{template}={template}_v2", "--timeout", "120")
+        swapped = await system.likeness("golden", "verify", str(pinned.chain_id), "--timeout", "120",
+                                        "--swap", f"template:{template}={template}_v2")
+        missing = await system.likeness("golden", "verify", str(pinned.chain_id), "--timeout", "120",
+                                        "--swap", f"template:{template}=no_such_template")
+
+    assert kept.returncode == 0, kept.stdout + kept.stderr  # the new file alone changes nothing until swapped in
+    assert (new.returncode, new.stderr) == (2, f"error: --swap: template {template!r} is swapped for both 'x_v2' and "
+                                               f"'{template}_v2'\n")
+    assert swapped.returncode == 1, swapped.stdout + swapped.stderr
+    assert [(row[1], row[2], row[-1]) for row in table_rows(swapped.stdout)] == [
+        ("1", f"{template}_v2", "REGRESSED"), ("2", f"{template}_v2", "REGRESSED")]
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert f"chain {pinned.chain_id} step 1: render failed (validation)" in missing.stdout
+    assert "no_such_template" in missing.stdout

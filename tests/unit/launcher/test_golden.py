@@ -15,6 +15,7 @@ from contracts import (
     ChainPlanned,
     ChainRequested,
     ImageRef,
+    LoraUse,
     PlannedStep,
     StepAccepted,
     StepRendered,
@@ -23,7 +24,7 @@ from contracts import (
     StepScored,
 )
 from services.launcher.golden_compare import StepCheck, Tolerance, exit_code, image_distance, regressions, render_table
-from services.launcher.golden_pins import GoldenError, latest_pins, pin_chain, pin_event_id
+from services.launcher.golden_pins import GoldenError, latest_pins, parse_swaps, pin_chain, pin_event_id, swapped
 from tests.faces import face_of, same_face_variant
 
 CHAIN = UUID("00000000-0000-4000-8000-000000000001")
@@ -125,6 +126,32 @@ def test_the_same_pin_has_the_same_event_id_and_the_latest_pin_of_a_chain_wins()
 
     assert pin_event_id(first) == pin_event_id(again) != pin_event_id(noted)
     assert latest_pins([first, noted]) == {CHAIN: noted}
+
+
+# Swaps
+
+
+def test_swaps_rename_the_model_template_and_loras_of_a_pinned_step() -> None:
+    params = step(0, 11).model_copy(update={"loras": (LoraUse(name="anime", strength=0.7, role="style"),
+                                                      LoraUse(name="mira", strength=1.0, role="character"))})
+    swaps = parse_swaps(["model:qwen-image-edit=qwen-2", "template:qwen_edit=qwen_edit_v2", "lora:anime=anime_v3"])
+
+    new = swapped(params, swaps)
+
+    assert (new.model, new.template, new.seed, new.prompt) == ("qwen-2", "qwen_edit_v2", 11, "edit 0")
+    assert new.loras == (LoraUse(name="anime_v3", strength=0.7, role="style"),
+                         LoraUse(name="mira", strength=1.0, role="character"))
+    assert swapped(params, parse_swaps([])) == params
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    (["checkpoint:a=b"], "expected KIND:OLD=NEW with KIND one of model, template, lora"),
+    (["model:a="], "expected KIND:OLD=NEW"),
+    (["model:a=b", "model:a=c"], "model 'a' is swapped for both 'b' and 'c'"),
+])
+def test_a_swap_that_cannot_be_meant_is_refused(given: list[str], says: str) -> None:
+    with pytest.raises(GoldenError, match=re.escape(says)):
+        parse_swaps(given)
 
 
 # Image distance
