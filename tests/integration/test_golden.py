@@ -21,11 +21,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import nats
 import pytest
 from PIL import Image, ImageFilter
 
 from contracts import REGISTRY, GoldenChainRecorded
 from contracts.streams import chain_stream, golden_stream
+from contracts.subjects import COMMANDS_STREAM
 from services.facecheck.loading import load_encoder
 from services.facecheck.service import build_runtime as facecheck_runtime
 from services.facecheck.settings import FacecheckSettings
@@ -106,6 +108,20 @@ class System:
                 await stack.enter_async_context(running(facecheck_runtime(
                     FacecheckSettings(**self.common), encoder_factory=lambda _settings: self.encoder)))
             yield
+
+    async def drained(self, timeout_s: float = 60.0) -> None:
+        """Until the renderer's and facecheck's work queues hold no command, delivered or not."""
+        nc = await nats.connect(self.backends.nats_url, connect_timeout=5)
+        try:
+            js = nc.jetstream(timeout=5)
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    infos = [await js.consumer_info(COMMANDS_STREAM, name) for name in ("renderer", "facecheck")]
+                    if all(info.num_pending == 0 and info.num_ack_pending == 0 for info in infos):
+                        return
+                    await asyncio.sleep(0.2)
+        finally:
+            await nc.drain()
 
     async def likeness(self, *args: str, timeout_s: float = 180.0) -> Done:
         """The `likeness` command against these backends, in a subprocess (this loop keeps serving)."""
@@ -207,9 +223,10 @@ async def test_verify_says_which_service_did_not_answer(system: System, pinned: 
     no_renderer = await system.likeness("golden", "verify", str(pinned.chain_id), "--timeout", "3")
     async with system.services(facecheck=False):
         no_facecheck = await system.likeness("golden", "verify", str(pinned.chain_id), "--timeout", "10")
-    # Their commands wait in the work queue: the services take them when they come back, for a chain nobody knows.
+    # Their commands wait in the work queue: the services take them when they come back, for a chain nobody
+    # knows; drained here so that no later test's renderer or facecheck gets them.
     async with system.services():
-        await asyncio.sleep(1.0)
+        await system.drained()
 
     assert no_renderer.returncode == 2, no_renderer.stdout + no_renderer.stderr
     assert f"chain {pinned.chain_id} step 1: no answer from the renderer within 3s (--timeout)" in no_renderer.stdout
