@@ -63,13 +63,17 @@ async def record(settings: RuntimeSettings, chain_ids: Sequence[uuid.UUID], *, n
                 pins.append(pin_chain(chain_id, [r.envelope.open(REGISTRY) for r in recorded], note=note))
             except GoldenError as exc:
                 raise CliError(str(exc)) from None
+        pinned = await store.read_stream(golden_stream())
+        latest = latest_pins(r.envelope.open(REGISTRY) for r in pinned)
         for pin in pins:
-            envelope = Envelope.wrap(pin, event_id=pin_event_id(pin), stream=golden_stream(),
-                                     occurred_at=datetime.now(UTC), correlation_id=golden_stream(), actor="cli")
-            appended = await store.append(golden_stream(), ANY_VERSION, [envelope])
             steps = ", ".join(f"{s.params.template} seed {s.params.seed} score {_score(s.score)}" for s in pin.steps)
-            state = "already pinned as is" if appended.idempotent else "pinned"
-            out(f"chain {pin.chain_id}: {state}, {len(pin.steps)} step(s): {steps}")
+            if latest.get(pin.chain_id) == pin:
+                out(f"chain {pin.chain_id}: already pinned as is, {len(pin.steps)} step(s): {steps}")
+                continue
+            envelope = Envelope.wrap(pin, event_id=pin_event_id(pin, len(pinned)), stream=golden_stream(),
+                                     occurred_at=datetime.now(UTC), correlation_id=golden_stream(), actor="cli")
+            await store.append(golden_stream(), ANY_VERSION, [envelope])
+            out(f"chain {pin.chain_id}: pinned, {len(pin.steps)} step(s): {steps}")
     finally:
         await engine.dispose()
     return 0

@@ -33,7 +33,7 @@ SWAPPABLE = ("model", "template", "lora")
 
 M = TypeVar("M", bound=Message)
 
-# Names the ids of pin events: the same pin recorded twice is one event (the log's append is idempotent).
+# Names the ids of pin events (see `pin_event_id`).
 _PIN_NAMESPACE = UUID("6c1a0a4e-3f0b-4e55-9d8e-60f1d3a0c0de")
 
 
@@ -82,10 +82,11 @@ def _as_asked(planned: PlannedStep, asked: StepRequested) -> PlannedStep:
     return planned.model_copy(update=own)
 
 
-def pin_event_id(pin: GoldenChainRecorded) -> UUID:
-    """The pin's event id: derived from its content, so pinning an unchanged chain again adds nothing."""
+def pin_event_id(pin: GoldenChainRecorded, after_version: int) -> UUID:
+    """The pin's event id, from its content and the `golden` stream's version it was decided at: a retried
+    append of the same pin is one event, and pinning an older pin again after another one is a new event."""
     digest = hashlib.sha256(json.dumps(pin.body(), sort_keys=True).encode()).hexdigest()
-    return uuid5(_PIN_NAMESPACE, f"{pin.chain_id}:{digest}")
+    return uuid5(_PIN_NAMESPACE, f"{pin.chain_id}:{after_version}:{digest}")
 
 
 def parse_swaps(given: Iterable[str]) -> dict[str, dict[str, str]]:

@@ -195,6 +195,12 @@ async def test_record_pins_every_accepted_step_once(system: System, pinned: Gold
     (line,) = [line for line in listed.stdout.splitlines() if line.startswith(str(pinned.chain_id))]
     model = pinned.steps[0].params.model  # the checkpoint, e.g. qwen_image_edit_2509_fp8_e4m3fn.safetensors
     assert line.endswith(f"  2 step(s)  qwen_edit/{model}  (before the upgrade)"), line
+    # Pinned again with another note: a second event, and the one `list` and `verify` use.
+    renoted = await system.likeness("golden", "record", str(pinned.chain_id), "--note", "reviewed")
+    assert renoted.returncode == 0 and f"chain {pinned.chain_id}: pinned, 2 step(s)" in renoted.stdout
+    assert [pin.note for pin in await pins(system, pinned.chain_id)] == ["before the upgrade", "reviewed"]
+    listed = await system.likeness("golden", "list")
+    assert f"{pinned.chain_id}  " in listed.stdout and listed.stdout.rstrip().endswith("(reviewed)")
     assert [s.params.index for s in pinned.steps] == [0, 1] and pinned.note == "before the upgrade"
     assert all(s.score is not None and s.score >= pinned.threshold for s in pinned.steps)
     # Step 2 edited what step 1 kept.

@@ -119,13 +119,16 @@ def test_a_text_to_image_chain_is_pinned_unscored_and_without_input() -> None:
     assert [(s.input_image, s.score, s.image, s.engine) for s in pin.steps] == [(None, None, ref(7), "draft")]
 
 
-def test_the_same_pin_has_the_same_event_id_and_the_latest_pin_of_a_chain_wins() -> None:
+def test_a_pin_retried_at_one_version_is_one_event_and_the_latest_pin_of_a_chain_wins() -> None:
     first = pin_chain(CHAIN, completed_chain())
     again = pin_chain(CHAIN, completed_chain())
     noted = pin_chain(CHAIN, completed_chain(), note="re-pinned")
 
-    assert pin_event_id(first) == pin_event_id(again) != pin_event_id(noted)
+    assert pin_event_id(first, 3) == pin_event_id(again, 3) != pin_event_id(noted, 3)
+    # The first pin recorded again after `noted` is a new event, and the latest again.
+    assert pin_event_id(first, 3) != pin_event_id(first, 4)
     assert latest_pins([first, noted]) == {CHAIN: noted}
+    assert latest_pins([first, noted, again]) == {CHAIN: first}
 
 
 # Swaps
