@@ -11,6 +11,7 @@ post-processing node added to the graph), which is what a careless template edit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import re
@@ -27,7 +28,7 @@ from PIL import Image, ImageFilter
 
 from contracts import REGISTRY, GoldenChainRecorded
 from contracts.streams import chain_stream, golden_stream
-from contracts.subjects import COMMANDS_STREAM
+from contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM
 from services.facecheck.loading import load_encoder
 from services.facecheck.service import build_runtime as facecheck_runtime
 from services.facecheck.settings import FacecheckSettings
@@ -136,10 +137,31 @@ class System:
 @pytest.fixture(scope="module")
 async def system(backends: Backends) -> AsyncIterator[System]:
     """The planner for the whole module; the fake ComfyUI that applies the graph's blur nodes."""
+    before = await durables(backends.nats_url)
     async with FakeComfyUI(Scenario(image_for=with_blur_nodes)) as comfy:
         system = System(backends, comfy.url)
         async with running(planner_runtime(PlannerSettings(**system.common))):
             yield system
+    # The durable consumers these services made go with them, as in the other tests that run whole services.
+    nc = await nats.connect(backends.nats_url, connect_timeout=5)
+    try:
+        for stream_name, name in await durables(backends.nats_url) - before:
+            await nc.jetstream(timeout=5).delete_consumer(stream_name, name)
+    finally:
+        await nc.drain()
+
+
+async def durables(nats_url: str) -> set[tuple[str, str]]:
+    nc = await nats.connect(nats_url, connect_timeout=5)
+    try:
+        js = nc.jetstream(timeout=5)
+        found = set()
+        for stream_name in (COMMANDS_STREAM, EVENTS_STREAM):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                found |= {(stream_name, c.name) for c in await js.consumers_info(stream_name)}
+        return found
+    finally:
+        await nc.drain()
 
 
 @pytest.fixture(scope="module")
