@@ -153,7 +153,7 @@ class _Session:
                  swaps: dict[str, dict[str, str]]) -> None:
         self._nc, self._blobs, self._settings, self._swaps = nc, blobs, settings, swaps
         self._timeout_s, self._deadline = timeout_s, time.monotonic() + timeout_s
-        self._waiting: dict[tuple[uuid.UUID, int, str], asyncio.Future[Message]] = {}
+        self._waiting: dict[tuple[uuid.UUID, int, int, str], asyncio.Future[Message]] = {}
 
     async def listen(self, fresh: uuid.UUID) -> None:
         """Subscribe to the fresh chain's results before any command for it is sent: none can be missed."""
@@ -166,7 +166,7 @@ class _Session:
         except ContractError:
             return  # not ours to judge: the planner's dead-letter path deals with malformed results
         stage = _STAGE.get(message.type)
-        waiting = self._waiting.get((message.chain_id, message.step, stage)) if stage else None
+        waiting = self._waiting.get((message.chain_id, message.step, message.attempt, stage)) if stage else None
         if waiting is not None and not waiting.done():
             waiting.set_result(message)
 
@@ -193,19 +193,24 @@ class _Session:
         base = replace(base, distance=await asyncio.to_thread(image_distance, before, after))
         if pin.reference_image is None or pin.character_id is None or pinned.score is None:
             return base  # a text-to-image step: nothing to hold its face to
-        scored = await self._ask(ScoreFace(chain_id=fresh, step=params.index, attempt=1, image=rendered.image,
-                                           reference_image=pin.reference_image, character_id=pin.character_id),
-                                 "face")
-        if scored is None:
+        # The pinned picture is scored again beside the new one (as "attempt 2"): the face check may have changed
+        # since the pin (a new calibration), and only the same scorer on both says whether the render moved.
+        scored, rescored = await asyncio.gather(*(
+            self._ask(ScoreFace(chain_id=fresh, step=params.index, attempt=attempt, image=image,
+                                reference_image=pin.reference_image, character_id=pin.character_id), "face")
+            for attempt, image in ((1, rendered.image), (2, pinned.image))))
+        if scored is None or rescored is None:
             return replace(base, unchecked=f"no answer from facecheck within {self._waited()}: is it running "
                                            "(`likeness status`)?")
         if isinstance(scored, FaceCheckFailed):
             return replace(base, failure=f"face check failed: {scored.reason}")
-        return replace(base, new_score=scored.score, face_note=scored.reason)
+        if isinstance(rescored, FaceCheckFailed):
+            return replace(base, unchecked=f"the pinned picture cannot be face-checked now: {rescored.reason}")
+        return replace(base, new_score=scored.score, face_note=scored.reason, pinned_now=rescored.score)
 
     async def _ask(self, command: RenderStep | ScoreFace, stage: str) -> Message | None:
         """Send `command` and wait for its result until the run's deadline; None when none came."""
-        key = (command.chain_id, command.step, stage)
+        key = (command.chain_id, command.step, command.attempt, stage)
         self._waiting[key] = asyncio.get_running_loop().create_future()
         stream = chain_stream(command.chain_id)
         envelope = Envelope.wrap(command, event_id=uuid.uuid4(), stream=stream, occurred_at=datetime.now(UTC),

@@ -50,11 +50,23 @@ class StepCheck:
     new_hash: str | None = None
     # What facecheck said about the new picture beside its score (e.g. that it found no face).
     face_note: str | None = None
+    # The pinned picture's score under today's face check; the new score is compared with this one, so a
+    # recalibrated face check is not taken for a render that moved.
+    pinned_now: float | None = None
     # The render or face check failed (a regression: the step no longer makes a picture).
     failure: str | None = None
     # The step could not be checked at all: no answer in time (the renderer or facecheck is not running), or
     # the pinned picture is gone from the blob store. Not a regression, not a pass.
     unchecked: str | None = None
+
+    @property
+    def baseline(self) -> float | None:
+        """The score the new one is held to: the pinned picture's under today's face check, else as recorded."""
+        return self.pinned_score if self.pinned_now is None else self.pinned_now
+
+    @property
+    def scorer_moved(self) -> bool:
+        return None not in (self.pinned_now, self.pinned_score) and abs(self.pinned_now - self.pinned_score) >= 0.05
 
     @property
     def workflow_changed(self) -> bool:
@@ -84,12 +96,13 @@ def regressions(check: StepCheck, tolerance: Tolerance) -> list[str]:
     if check.failure is not None:
         return [check.failure]
     reasons = []
-    if check.pinned_score is not None and check.new_score is not None:
-        drop = check.pinned_score - check.new_score
+    baseline = check.baseline
+    if baseline is not None and check.new_score is not None:
+        drop = baseline - check.new_score
         if drop > tolerance.max_score_drop:
             note = f": {check.face_note}" if check.face_note else ""
             reasons.append(f"score dropped {drop:.1f} points (> {tolerance.max_score_drop:g}){note}")
-        if check.new_score < check.threshold <= check.pinned_score:
+        if check.new_score < check.threshold <= baseline:
             reasons.append(f"score {check.new_score:.1f} is below the chain's threshold {check.threshold:g}")
     if check.distance is not None and check.distance > tolerance.max_distance:
         reasons.append(f"image distance {check.distance:.1f} (> {tolerance.max_distance:g})")
@@ -111,7 +124,7 @@ def render_table(checks: Sequence[StepCheck], tolerance: Tolerance) -> str:
         failed = regressions(check, tolerance)
         result = "ok" if not failed else ("NOT CHECKED" if check.unchecked else "REGRESSED")
         rows.append((str(check.chain_id)[:8], str(check.step + 1), check.template,
-                     f"{_score(check.pinned_score)} -> {_score(check.new_score)}", _delta(check),
+                     f"{_score(check.baseline)} -> {_score(check.new_score)}", _delta(check),
                      "-" if check.distance is None else f"{check.distance:.1f}",
                      "-" if check.new_hash is None else ("changed" if check.workflow_changed else "same"), result))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -120,6 +133,10 @@ def render_table(checks: Sequence[StepCheck], tolerance: Tolerance) -> str:
         for reason in regressions(check, tolerance):
             lines.append(f"chain {check.chain_id} step {check.step + 1}: {reason}")
     for check in checks:
+        if check.scorer_moved:
+            lines.append(f"chain {check.chain_id} step {check.step + 1}: the pinned picture scores "
+                         f"{check.pinned_now:.1f} today, {check.pinned_score:.1f} when pinned (the face check "
+                         f"changed); the new picture is held to {check.pinned_now:.1f}")
         if check.workflow_changed:
             lines.append(f"chain {check.chain_id} step {check.step + 1}: workflow {check.pinned_hash[:12]} -> "
                          f"{check.new_hash[:12]} (template {check.template!r} or its bindings changed)")
@@ -131,6 +148,6 @@ def _score(score: float | None) -> str:
 
 
 def _delta(check: StepCheck) -> str:
-    if check.pinned_score is None or check.new_score is None:
+    if check.baseline is None or check.new_score is None:
         return "-"
-    return f"{check.new_score - check.pinned_score:+.1f}"
+    return f"{check.new_score - check.baseline:+.1f}"

@@ -114,6 +114,7 @@ async def test_verify_passes_on_an_unchanged_system_and_the_planner_ignores_the_
         assert row[3:5] == [f"{step.score:.1f}", "->"] and row[5] == f"{step.score:.1f}", done.stdout
         assert row[6:] == ["+0.0", "0.0", "same", "ok"], done.stdout
     assert "PASS: 2 step(s) of 1 chain(s) within tolerance" in done.stdout
+    assert "face check changed" not in done.stdout  # the pinned pictures, scored again, score as pinned
     # The fresh chain's results reached no chain of the planner: its stream holds nothing.
     fresh = uuid.UUID(_FRESH.search(done.stdout).group(2))
     assert fresh != pinned.chain_id

@@ -210,6 +210,19 @@ def test_a_step_regresses_past_either_tolerance_or_below_the_threshold(changes: 
     assert regressions(check(**changes), Tolerance(max_score_drop=5.0, max_distance=8.0)) == reasons
 
 
+def test_the_new_score_is_held_to_the_pinned_picture_scored_by_todays_face_check() -> None:
+    recalibrated = check(pinned_score=60.0, pinned_now=50.0, new_score=49.0)
+    worse_render = check(pinned_score=60.0, pinned_now=50.0, new_score=44.0)
+
+    assert regressions(recalibrated, Tolerance()) == []  # 11 below the pin as recorded, 1 below the same scorer's
+    assert regressions(worse_render, Tolerance()) == ["score dropped 6.0 points (> 5)"]
+    table = render_table([recalibrated], Tolerance())
+    assert table.splitlines()[1].split()[3:7] == ["50.0", "->", "49.0", "-1.0"]
+    assert (f"chain {CHAIN} step 2: the pinned picture scores 50.0 today, 60.0 when pinned (the face check "
+            "changed); the new picture is held to 50.0") in table
+    assert "face check changed" not in render_table([check(pinned_now=60.0)], Tolerance())
+
+
 def test_exit_code_is_1_for_a_regression_and_2_when_a_step_could_not_be_checked() -> None:
     tolerance = Tolerance()
     assert exit_code([check(), check(step=0)], tolerance) == 0
