@@ -78,6 +78,7 @@ from contracts.envelope import Envelope, TraceContext
 from contracts.usage import ModelUsage
 from contracts.errors import ContractError, MalformedMessage, UnknownMessageType, UnsupportedVersion
 from contracts.face import FaceBox, FaceCheckFailed, FaceScored, ReferenceCheckReply, ReferenceCheckRequest, ScoreFace
+from contracts.golden import GoldenChainRecorded, GoldenStep
 from contracts.fields import (
     Attempt,
     Cfg,
@@ -143,6 +144,8 @@ __all__ = [
     "FaceBox",
     "FaceCheckFailed",
     "FaceScored",
+    "GoldenChainRecorded",
+    "GoldenStep",
     "ImageRef",
     "ImageRequestedInChat",
     "LoraStrength",
@@ -272,6 +275,8 @@ REGISTRY = MessageRegistry(
         DeliverySucceeded,
         DeliveryFailed,
         Deliver,
+        # golden
+        GoldenChainRecorded,
     ]
 )
 

@@ -82,6 +82,8 @@ _ROUTES: dict[tuple[str, str], Route] = {
     ("delivery", "event"): Route("delivery (its log, through the outbox relay)",
                                  "the delivery service itself, from the log (the gateway reads it over "
                                  "`likeness.rpc.delivery.manage`)"),
+    ("golden", "event"): Route("`likeness golden record` (its log, through the outbox relay)",
+                               "`likeness golden verify`, from the log"),
     ("delivery", "command"): Route("delivery (with each request or retry, through the outbox)",
                                    "delivery (durable `delivery-attempts`)"),
 }

@@ -17,6 +17,7 @@ __all__ = [
     "conversation_stream",
     "delivery_stream",
     "delivery_user_stream",
+    "golden_stream",
     "reference_stream",
     "threshold_stream",
     "user_reference_stream",
@@ -52,6 +53,11 @@ def delivery_user_stream(user_id: str) -> str:
 def delivery_stream(delivery_id: UUID | str) -> str:
     """One chain event delivered to one destination: request, claims, attempts, end (the delivery service)."""
     return f"delivery-{delivery_id}"
+
+
+def golden_stream() -> str:
+    """The pinned chains of `likeness golden record`: one stream, so `verify` reads every pin in one go."""
+    return "golden"
 
 
 def user_reference_stream(character_id: str, user_id: str) -> str:

@@ -167,6 +167,49 @@ def cmd_audit(settings: LauncherSettings, args: argparse.Namespace) -> int:
     return run(audit(_runtime_settings(settings), args.chain_id))
 
 
+def cmd_golden(settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """Pin completed chains (`record`, `list`) and render them again to gate a template, model or LoRA change
+    (`verify`)."""
+    from services.launcher.chain_commands import run
+    from services.launcher.golden import list_pins, record, verify
+    from services.launcher.golden_compare import Tolerance
+
+    if args.action == "record":
+        return run(record(_runtime_settings(settings), args.chain_ids, note=args.note))
+    if args.action == "list":
+        return run(list_pins(_runtime_settings(settings)))
+    try:
+        tolerance = Tolerance(max_score_drop=args.max_score_drop, max_distance=args.max_distance)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run(verify(_runtime_settings(settings), tolerance, only=args.chain_ids, swaps=args.swap,
+                      timeout_s=args.timeout))
+
+
+def _golden_arguments(sub: argparse.ArgumentParser) -> None:
+    actions = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+    record = actions.add_parser("record", help="pin completed chains: every accepted step's parameters, seed, "
+                                               "input, image, score and workflow hash, as events in the log")
+    record.add_argument("chain_ids", nargs="+", type=uuid.UUID, metavar="CHAIN_ID")
+    record.add_argument("--note", help="why these chains are pinned (kept with the pin)")
+    actions.add_parser("list", help="the pinned chains: when, how many steps, which templates and models")
+    check = actions.add_parser("verify", help="render every pinned step again through the running system and "
+                                              "compare; exit 1 when a step regresses past a tolerance")
+    check.add_argument("chain_ids", nargs="*", type=uuid.UUID, metavar="CHAIN_ID",
+                       help="only these pinned chains (default: every pinned chain)")
+    check.add_argument("--max-score-drop", type=float, default=5.0, metavar="POINTS",
+                       help="face score points a step may lose against its pin (default: 5)")
+    check.add_argument("--max-distance", type=float, default=8.0, metavar="PERCENT",
+                       help="image distance a step may move from its pinned picture: mean absolute pixel "
+                            "difference at 64x64, 0-100 (default: 8)")
+    check.add_argument("--swap", action="append", default=[], metavar="KIND:OLD=NEW",
+                       help="render the pins with a new model, template or LoRA name in place of an old one, e.g. "
+                            "model:old.safetensors=new.safetensors (repeatable; KIND is model, template or lora)")
+    check.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds for the whole run; a step without an answer by then is reported (exit 2)")
+
+
 def _runtime_settings(settings: LauncherSettings):
     """URLs of the given servers, else those of the running `up`."""
     from services.runtime.settings import RuntimeSettings
@@ -188,7 +231,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Callable[[LauncherSettings, argparse.Namespace], int]] = {
         "up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate, "schemas": cmd_schemas,
-        "edit": cmd_edit, "audit": cmd_audit,
+        "edit": cmd_edit, "audit": cmd_audit, "golden": cmd_golden,
     }
     for name, handler in handlers.items():
         sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
@@ -209,6 +252,8 @@ def _parser() -> argparse.ArgumentParser:
                                   "`likeness up` runs)")
         if name == "audit":
             sub.add_argument("chain_id", type=uuid.UUID)
+        if name == "golden":
+            _golden_arguments(sub)
         if name == "migrate":
             sub.add_argument("--wait", action="store_true",
                              help="apply nothing: wait until the database is at this code's migration heads "

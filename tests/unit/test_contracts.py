@@ -47,6 +47,8 @@ from contracts import (
     FaceBox,
     FaceCheckFailed,
     FaceScored,
+    GoldenChainRecorded,
+    GoldenStep,
     ImageRef,
     ChatPictureSelected,
     ImageRequestedInChat,
@@ -103,7 +105,7 @@ CONVERSATION = UUID("00000000-0000-4000-8000-000000000002")
 MESSAGE = UUID("00000000-0000-4000-8000-000000000003")
 EVENT_ID = UUID("00000000-0000-4000-8000-0000000000ee")
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-FAMILY_MODULES = ("chain", "render", "face", "character", "chat", "delivery")
+FAMILY_MODULES = ("chain", "render", "face", "character", "chat", "delivery", "golden")
 
 
 DELIVERY = UUID("00000000-0000-4000-8000-0000000000d1")
@@ -318,6 +320,10 @@ SAMPLES: list[Message] = [
                        rule="chat.not_your_conversation"),
     ChatTokenDelta(conversation_id=CONVERSATION, message_id=UUID(int=4), delta="Here ", in_reply_to=MESSAGE, index=0),
     *DELIVERY_SAMPLES,
+    GoldenChainRecorded(chain_id=CHAIN, character_id="mira", reference_image=image(1), style="anime", threshold=40.0,
+                        steps=(GoldenStep(params=planned_step(0), attempt=2, input_image=image(1), image=image(2),
+                                          score=71.5, workflow_hash="ab" * 32, engine="comfyui"),),
+                        recorded_by="cli", note="before the flux upgrade"),
 ]
 SAMPLE_IDS = [sample.type for sample in SAMPLES]
 
