@@ -35,6 +35,9 @@ class GoldenStep(BaseModel):
     score: Score | None = None
     workflow_hash: str = Field(min_length=1)
     engine: str | None = None
+    # The accepted attempt was the retry ladder's face-restore pass: its template also reads the chain's
+    # reference picture, so a re-render must send it too.
+    with_reference: bool = False
 
 
 class GoldenChainRecorded(Event):

@@ -178,7 +178,8 @@ class _Session:
             chain_id=fresh, step=params.index, attempt=1, seed=params.seed, input_image=pinned.input_image,
             prompt=params.prompt, negative_prompt=params.negative_prompt, loras=params.loras, width=params.width,
             height=params.height, steps=params.steps, cfg=params.cfg, denoise=params.denoise, model=params.model,
-            template=params.template, style=pin.style, deadline_s=max(1.0, self._left())), "render")
+            template=params.template, style=pin.style, deadline_s=max(1.0, self._left()),
+            reference_image=pin.reference_image if pinned.with_reference else None), "render")
         if rendered is None:
             return replace(base, unchecked=f"no answer from the renderer within {self._waited()}: is it running "
                                            "(`likeness status`)?")

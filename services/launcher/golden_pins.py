@@ -22,6 +22,7 @@ from contracts import (
     StepAccepted,
     StepRendered,
     StepRequested,
+    StepRetried,
 )
 from contracts.chain import CHAIN_ENDS
 
@@ -54,6 +55,7 @@ def pin_chain(chain_id: UUID, messages: Sequence[Message], *, recorded_by: str =
         raise GoldenError(f"chain {chain_id} is not completed ({status}): only a completed chain can be pinned")
     requested = {(m.step, m.attempt): m for m in messages if isinstance(m, StepRequested)}
     rendered = {(m.step, m.attempt): m for m in messages if isinstance(m, StepRendered)}
+    rungs = {(m.step, m.next_attempt): m for m in messages if isinstance(m, StepRetried)}
     # A step is accepted once; should a log hold two, the later one is what the next step edited.
     accepted = {m.step: m for m in messages if isinstance(m, StepAccepted)}
     steps = []
@@ -65,10 +67,11 @@ def pin_chain(chain_id: UUID, messages: Sequence[Message], *, recorded_by: str =
         if key not in requested or key not in rendered:
             raise GoldenError(f"chain {chain_id} step {planned.index + 1} attempt {keep.attempt}: the log lacks "
                               f"its {'request' if key not in requested else 'render'}")
-        asked, made = requested[key], rendered[key]
-        steps.append(GoldenStep(params=_as_asked(planned, asked), attempt=keep.attempt,
+        asked, made, rung = requested[key], rendered[key], rungs.get(key)
+        steps.append(GoldenStep(params=_on_rung(_as_asked(planned, asked), rung), attempt=keep.attempt,
                                 input_image=asked.input_image, image=keep.image, score=keep.score,
-                                workflow_hash=made.workflow_hash, engine=made.engine))
+                                workflow_hash=made.workflow_hash, engine=made.engine,
+                                with_reference=rung is not None and rung.rung == "face_restore"))
     return GoldenChainRecorded(chain_id=chain_id, character_id=request.character_id,
                                reference_image=request.reference_image, style=plan.style, threshold=plan.threshold,
                                steps=tuple(steps), recorded_by=recorded_by, note=note)
@@ -80,6 +83,18 @@ def _as_asked(planned: PlannedStep, asked: StepRequested) -> PlannedStep:
     own = {name: getattr(asked, name) for name in PlannedStep.model_fields
            if name != "index" and name in type(asked).model_fields and getattr(asked, name) is not None}
     return planned.model_copy(update=own)
+
+
+def _on_rung(params: PlannedStep, retried: StepRetried | None) -> PlannedStep:
+    """The step as the retry ladder's rung rendered it: the parameters its `StepRetried` changed (a lower
+    denoise, lower LoRA weights; the face restore's own template, with no LoRAs and the template's denoise)."""
+    if retried is None or retried.rung is None:
+        return params
+    if retried.rung == "face_restore":
+        return params.model_copy(update={"template": retried.template or params.template, "loras": (),
+                                         "denoise": None})
+    return params.model_copy(update={"denoise": retried.denoise if retried.denoise is not None else params.denoise,
+                                     "loras": retried.loras if retried.loras is not None else params.loras})
 
 
 def pin_event_id(pin: GoldenChainRecorded, after_version: int) -> UUID:

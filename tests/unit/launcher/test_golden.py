@@ -101,6 +101,29 @@ def test_a_render_parameter_the_attempt_set_for_itself_is_pinned_over_the_plan()
     assert [(s.params.seed, s.params.denoise) for s in pin.steps] == [(11, 0.9), (99, 0.6)]
 
 
+def on_rung(**rung) -> list:
+    """`completed_chain` with step 1's accepted attempt 2 rendered on a retry-ladder rung."""
+    return [e.model_copy(update=rung) if isinstance(e, StepRetried) else e for e in completed_chain()]
+
+
+def test_a_step_accepted_on_a_ladder_rung_is_pinned_with_what_the_rung_changed() -> None:
+    lowered = (LoraUse(name="film.safetensors", strength=0.36, role="style"),)
+
+    pin = pin_chain(CHAIN, on_rung(rung="lower_lora", denoise=0.72, loras=lowered))
+
+    assert (pin.steps[1].params.denoise, pin.steps[1].params.loras, pin.steps[1].with_reference) == (0.72, lowered,
+                                                                                                     False)
+    assert pin.steps[0].params == step(0, 11)
+
+
+def test_a_step_accepted_on_the_face_restore_pass_is_pinned_with_its_template_and_the_reference() -> None:
+    pin = pin_chain(CHAIN, on_rung(rung="face_restore", template="face_restore", restores_attempt=1))
+
+    restored = pin.steps[1]
+    assert (restored.params.template, restored.params.loras, restored.params.denoise) == ("face_restore", (), None)
+    assert restored.with_reference and not pin.steps[0].with_reference
+
+
 def test_a_text_to_image_chain_is_pinned_unscored_and_without_input() -> None:
     drawn = PlannedStep(index=0, kind="generate", prompt="a lighthouse", width=1024, height=1024, seed=5,
                         model="sdxl-base", template="sdxl_t2i", steps=30, cfg=5.0)
