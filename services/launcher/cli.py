@@ -167,6 +167,13 @@ def cmd_audit(settings: LauncherSettings, args: argparse.Namespace) -> int:
     return run(audit(_runtime_settings(settings), args.chain_id))
 
 
+def cmd_facecheck(_settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """Face check tools: `calibrate` fits a recognizer's score mapping on labelled photo pairs."""
+    from services.facecheck.calibrate import main as calibrate
+
+    return calibrate(args)
+
+
 def _runtime_settings(settings: LauncherSettings):
     """URLs of the given servers, else those of the running `up`."""
     from services.runtime.settings import RuntimeSettings
@@ -188,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Callable[[LauncherSettings, argparse.Namespace], int]] = {
         "up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate, "schemas": cmd_schemas,
-        "edit": cmd_edit, "audit": cmd_audit,
+        "edit": cmd_edit, "audit": cmd_audit, "facecheck": cmd_facecheck,
     }
     for name, handler in handlers.items():
         sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
@@ -209,6 +216,12 @@ def _parser() -> argparse.ArgumentParser:
                                   "`likeness up` runs)")
         if name == "audit":
             sub.add_argument("chain_id", type=uuid.UUID)
+        if name == "facecheck":
+            from services.facecheck.calibrate import add_arguments
+
+            tools = sub.add_subparsers(dest="tool", required=True, metavar="TOOL")
+            add_arguments(tools.add_parser("calibrate", help="AUC, EER and error rates of the face check on "
+                                           "labelled pairs; fit and write its calibration"))
         if name == "migrate":
             sub.add_argument("--wait", action="store_true",
                              help="apply nothing: wait until the database is at this code's migration heads "
