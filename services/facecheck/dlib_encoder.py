@@ -33,9 +33,10 @@ NAME = "dlib/resnet_v1"
 DLIB_LICENCE = "CC0-1.0"
 _CHIP_SIZE = 150  # the size dlib's ResNet was trained on
 _CHIP_PADDING = 0.25
-# HOG without upsampling finds faces down to about 80 px; when every face found is well above that,
-# a smaller face the reduced pass could have missed is unlikely (a portrait, not a group photo).
-_SURE_FACE_PX = 120
+# HOG without upsampling draws its smallest boxes at about 73 px; when every face found is well above
+# that, a smaller face the reduced pass could have missed is unlikely (a portrait or a 256 px crop, whose
+# face measures ~104 px; not a group photo, whose faces measure 73 px at 640).
+_SURE_FACE_PX = 100
 
 
 class DlibEncoder:

@@ -81,8 +81,9 @@ def test_the_printed_rate_table_matches_the_pair_scores(run: Run) -> None:
         assert accepted == sum(1 for s, same in scores if not same and s >= threshold)
         assert (same_total, different_total) == (sum(r["same"] for r in run.rows),
                                                   sum(not r["same"] for r in run.rows))
-    # The scores written are the written calibration's, rounded as the service rounds.
-    assert all(r["score"] == round(run.written.score(r["raw"]), 2) for r in run.rows)
+    # The scores written are the written calibration's, rounded as the service rounds (the raw values in the
+    # CSV carry 6 decimals, so recomputing may land one hundredth off).
+    assert all(abs(r["score"] - run.written.score(r["raw"])) <= 0.011 for r in run.rows)
 
 
 def _meets_target(calibration: Calibration, rows: list[dict]) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import pytest
 
 from services.facecheck.dlib_encoder import DlibEncoder, load_dlib
 from services.facecheck.encoder import decode_image
-from tests.faces import PEOPLE, face_of, group_photo_path, no_face_image
+from tests.faces import PEOPLE, face_of, group_photo_path, no_face_image, two_faces_image
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,13 @@ def test_small_faces_of_a_group_photo_send_it_to_the_full_pass(encoders: tuple[D
     # The reduced pass finds only the larger faces, near HOG's limit there: the full pass runs and finds all six.
     assert recorder.runs == [(640, 0), (1024, 1)]
     assert len(faces) == PEOPLE == len(full.encode(photo))
+
+
+def test_a_256_px_crop_with_two_faces_needs_no_upsampling(encoders: tuple[DlibEncoder, DlibEncoder]) -> None:
+    reduced, _ = encoders
+    recorder = recorded(reduced)
+    assert len(reduced.encode(decode_image(two_faces_image()))) == 2
+    assert recorder.runs == [(512, 0)]  # faces of ~104 px: well above HOG's smallest boxes
 
 
 def test_no_face_tries_the_full_pass_before_saying_so(encoders: tuple[DlibEncoder, DlibEncoder]) -> None:
