@@ -7,8 +7,9 @@ the service's 0..100 scale.
 
 Detection runs on a reduced copy first (HOG's cost grows with pixels, and a render's face is large):
 at `detect_side` px without upsampling it finds faces of about 80 px there. When it finds none, or
-a face near that limit (so smaller ones may have been missed, as in a group photo), the full pass
-runs as before (`max_side`, upsampled), finding faces down to about 40 px.
+a face near that limit (so smaller ones may have been missed, as in a group photo), it looks at
+`max_side` px without upsampling, and upsamples (finding faces down to about 40 px, at about four
+times the cost) only when that finds nothing either.
 Landmarks, the aligned chip and the descriptor always come from the full-resolution picture,
 so a found face embeds the same whichever pass found it.
 """
@@ -81,19 +82,30 @@ class DlibEncoder:
         return faces
 
     def _detect(self, image: np.ndarray) -> list[tuple[object, float]]:
-        """Face rectangles in full-resolution pixels with their HOG scores: reduced pass, else the full one."""
-        found: list[tuple[object, float]] = []
-        if self._detect_side is not None and self._detect_side < self._max_side:
-            small, scale = _reduce(image, self._detect_side)
-            rects, scores, _ = self._detector.run(np.ascontiguousarray(small), 0, 0.0)
+        """Face rectangles in full-resolution pixels with their HOG scores, from the first pass that settles it.
+
+        1. the reduced copy, not upsampled: settles it when every face found is surely above HOG's limit;
+        2. the picture at `max_side`, not upsampled: settles it when it finds any face;
+        3. the same, upsampled `upsample` times (about 4x the cost each): whatever it finds.
+        A pass that would search the same pixels at the same upsampling as the one before is skipped.
+        """
+        full = _downscale(image, self._max_side)
+        passes = [(full, self._upsample, False)]  # detect_side None: the one pass of before issue 16
+        if self._detect_side is not None:
+            passes = [(_reduce(image, self._detect_side), 0, True), (full, 0, False), *passes]
+        searched: set[tuple[tuple[int, ...], int]] = set()
+        unsure: list[tuple[object, float]] = []
+        for (pixels, scale), upsample, must_be_sure in passes:
+            if (pixels.shape, upsample) in searched:
+                continue
+            searched.add((pixels.shape, upsample))
+            rects, scores, _ = self._detector.run(np.ascontiguousarray(pixels), upsample, 0.0)
             found = [(_scaled(self._dlib, rect, 1 / scale), float(score)) for rect, score in zip(rects, scores)]
-            # Faces near HOG's limit there hint at smaller ones it missed (a group photo): look at full size.
-            if found and min(rect.height() for rect in rects) >= _SURE_FACE_PX:
+            # Faces near HOG's limit in the reduced copy hint at smaller ones it missed (a group photo).
+            if found and (not must_be_sure or min(rect.height() for rect in rects) >= _SURE_FACE_PX):
                 return found
-        small, scale = _downscale(image, self._max_side)
-        rects, scores, _ = self._detector.run(np.ascontiguousarray(small), self._upsample, 0.0)
-        full = [(_scaled(self._dlib, rect, 1 / scale), float(score)) for rect, score in zip(rects, scores)]
-        return full or found
+            unsure = unsure or found
+        return unsure
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return self.calibration.score(float(np.linalg.norm(a - b)))
