@@ -102,3 +102,31 @@ def test_the_service_refuses_to_start_saying_what_to_set(tmp_path: Path, nats_ur
     assert done.returncode == 2, output
     assert "facecheck cannot start" in output and "LIKENESS_FACE_ALLOWED_LICENCES" in output
     assert "Traceback" not in output
+
+
+def test_calibrate_fits_the_recognizers_own_file_which_its_manifest_then_names(tmp_path: Path) -> None:
+    from tests.faces import PEOPLE, same_face_variant
+
+    folder = pack(tmp_path / "arcface_pack", detector=DETECTORS[0], recognizer=True, licence=None)
+    images = tmp_path / "photos"
+    images.mkdir()
+    rows = ["file_x,file_y,Decision"]
+    for person in range(PEOPLE):
+        (images / f"p{person}.png").write_bytes(face_of(person))
+        (images / f"p{person}b.png").write_bytes(same_face_variant(person, "brighter"))
+        rows.append(f"p{person}.png,p{person}b.png,Yes")
+        rows += [f"p{person}.png,p{other}b.png,No" for other in range(person + 1, PEOPLE)]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "services.launcher.cli", "facecheck", "calibrate", "--backend", "insightface",
+         "--model-dir", str(folder), "--pairs", str(tmp_path / "pairs.csv"), "--images", str(images),
+         "--write", str(folder / "calibration.json")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    # The stand-in recognizer is a random projection: whether it separates the people is not the point here.
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert "recognizer insightface/arcface_pack (cosine); pairs: 6 same person, 15 different" in done.stdout
+    written = json.loads((folder / "calibration.json").read_text())
+    assert written["recognizer"] == "insightface/arcface_pack" and written["metric"] == "cosine"
+    (folder / MANIFEST).write_text(json.dumps(
+        {"model": "w600k_r50.onnx", "licence": "MIT", "calibration": "calibration.json"}))
+    encoder = load_encoder(FacecheckSettings(face_model_dir=folder))
+    assert [list(k) for k in encoder.calibration.knots] == written["knots"]
