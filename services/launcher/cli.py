@@ -210,6 +210,13 @@ def _golden_arguments(sub: argparse.ArgumentParser) -> None:
                        help="seconds for the whole run; a step without an answer by then is reported (exit 2)")
 
 
+def cmd_facecheck(_settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """Face check tools: `calibrate` fits a recognizer's score mapping on labelled photo pairs."""
+    from services.facecheck.calibrate import main as calibrate
+
+    return calibrate(args)
+
+
 def _runtime_settings(settings: LauncherSettings):
     """URLs of the given servers, else those of the running `up`."""
     from services.runtime.settings import RuntimeSettings
@@ -231,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Callable[[LauncherSettings, argparse.Namespace], int]] = {
         "up": cmd_up, "down": cmd_down, "status": cmd_status, "migrate": cmd_migrate, "schemas": cmd_schemas,
-        "edit": cmd_edit, "audit": cmd_audit, "golden": cmd_golden,
+        "edit": cmd_edit, "audit": cmd_audit, "golden": cmd_golden, "facecheck": cmd_facecheck,
     }
     for name, handler in handlers.items():
         sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
@@ -254,6 +261,12 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("chain_id", type=uuid.UUID)
         if name == "golden":
             _golden_arguments(sub)
+        if name == "facecheck":
+            from services.facecheck.calibrate import add_arguments
+
+            tools = sub.add_subparsers(dest="tool", required=True, metavar="TOOL")
+            add_arguments(tools.add_parser("calibrate", help="AUC, EER and error rates of the face check on "
+                                           "labelled pairs; fit and write its calibration"))
         if name == "migrate":
             sub.add_argument("--wait", action="store_true",
                              help="apply nothing: wait until the database is at this code's migration heads "

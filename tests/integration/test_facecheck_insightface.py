@@ -7,6 +7,7 @@ routes, aligns for (`norm_crop`) and runs exactly as it would a real one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from services.facecheck.encoder import decode_image
 from services.facecheck.errors import ModelPackError
 from services.facecheck.insightface_encoder import InsightFaceEncoder, choose_providers, load_insightface
 from services.facecheck.loading import load_encoder
+from services.facecheck.manifest import MANIFEST
 from services.facecheck.scoring import NO_FACE
 from services.facecheck.settings import FacecheckSettings
 from tests.conftest import REPO
@@ -52,12 +54,15 @@ def stand_in_recognizer(path: Path, dims: int = 128) -> Path:
     return path
 
 
-def pack(folder: Path, *, detector: str | None, recognizer: bool) -> Path:
+def pack(folder: Path, *, detector: str | None, recognizer: bool, licence: str | None = "MIT") -> Path:
+    """A model folder; with a recognizer, its likeness-recognizer.json (licence None: no manifest)."""
     folder.mkdir()
     if detector is not None:
         (folder / "det_10g.onnx").symlink_to(SCRFD / detector)
     if recognizer:
         stand_in_recognizer(folder / "w600k_r50.onnx")
+        if licence is not None:
+            (folder / MANIFEST).write_text(json.dumps({"model": "w600k_r50.onnx", "licence": licence}))
     return folder
 
 

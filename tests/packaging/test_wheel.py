@@ -86,3 +86,16 @@ def _first_answer(client: httpx.Client, path: str, process: subprocess.Popen, lo
         except httpx.TransportError:
             time.sleep(0.2)
     pytest.fail(f"the gateway did not answer within 60 s:\n{log.read_text()[-3000:]}")
+
+
+def test_the_wheel_holds_the_face_checks_calibration(installed: Path, tmp_path: Path) -> None:
+    """The dlib backend scores through a calibration file shipped as package data (issue 16)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIKENESS_", "PYTHON"))}
+    code = ("import services.facecheck.calibration_files as c; "
+            "print(c.__file__); print(c.packaged_calibration(c.DLIB_CALIBRATION, recognizer='dlib/resnet_v1').raw_at(40))")
+    result = subprocess.run([str(installed), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    located, cut = result.stdout.split()
+    assert Path(located).is_relative_to(installed.parent.parent), f"imported from {located}, not the wheel"
+    assert 0.5 < float(cut) < 0.7

@@ -5,24 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.facecheck.dlib_encoder import SAME_PERSON_DISTANCE, distance_to_score
+from services.facecheck.calibration_files import DLIB_CALIBRATION, packaged_calibration
 from services.facecheck.insightface_encoder import InsightFaceEncoder
 
+DLIB = packaged_calibration(DLIB_CALIBRATION)
 
-@pytest.mark.parametrize(("distance", "score"), [(0.0, 100.0), (0.25, 70.0), (0.5, 40.0), (0.65, 20.0),
-                                                 (0.8, 0.0), (1.5, 0.0), (-0.1, 100.0)])
-def test_dlib_distance_maps_through_the_knots(distance: float, score: float) -> None:
-    assert distance_to_score(distance) == pytest.approx(score)
+
+def test_dlib_distance_maps_through_the_shipped_knots() -> None:
+    for distance, score in DLIB.knots:
+        assert DLIB.score(distance) == pytest.approx(score)
+    assert DLIB.score(-0.1) == 100.0 and DLIB.score(1.5) == 0.0
 
 
 def test_dlib_same_person_cutoff_lands_on_the_default_threshold() -> None:
-    assert distance_to_score(SAME_PERSON_DISTANCE) == pytest.approx(40.0)
-    assert distance_to_score(SAME_PERSON_DISTANCE - 1e-6) > 40 > distance_to_score(SAME_PERSON_DISTANCE + 1e-6)
+    cut = DLIB.raw_at(40.0)
+    assert DLIB.score(cut - 1e-6) > 40 > DLIB.score(cut + 1e-6)
 
 
 def test_dlib_mapping_is_monotone_and_continuous() -> None:
     grid = np.linspace(0, 1.2, 1201)
-    scores = np.array([distance_to_score(float(d)) for d in grid])
+    scores = np.array([DLIB.score(float(d)) for d in grid])
     assert np.all(np.diff(scores) <= 0)
     assert np.max(np.abs(np.diff(scores))) < 0.2  # no jump at a knot
     assert scores.min() == 0 and scores.max() == 100
