@@ -35,11 +35,12 @@ class PlannerSettings(RuntimeSettings):
 
     # A character's threshold learned from its kept scores (`services.planner.thresholds`): the quantile of
     # the last `window` scores minus the margin, within [floor, threshold], once `min_scores` were kept.
-    # The floor stays above what impostors score (dlib on real photos: never above 22 in shared/data/face-pairs).
+    # The floor stays above what impostors score: dlib with its shipped calibration on real photos
+    # (shared/data/face-pairs) scored different people at most 36.6, so 37 (CALIBRATION.md).
     threshold_learning: bool = True
     threshold_learn_quantile: float = Field(default=0.1, ge=0, le=1)
     threshold_learn_margin: float = Field(default=5.0, ge=0, le=100)
-    threshold_learn_floor: float = Field(default=25.0, ge=0, le=100)
+    threshold_learn_floor: float = Field(default=37.0, ge=0, le=100)
     threshold_learn_min_scores: int = Field(default=8, ge=1, le=1000)
     threshold_learn_window: int = Field(default=50, ge=1, le=1000)
     # Cumulative drift (sum over accepted steps of 100 - similarity to the picture each edited) past which the

@@ -30,7 +30,7 @@ __all__ = ["LearnedState", "ThresholdRule", "decide", "evolve", "learn", "lower_
 class ThresholdRule:
     quantile: float = 0.1
     margin: float = 5.0
-    floor: float = 25.0
+    floor: float = 37.0
     ceiling: float = 40.0
     min_scores: int = 8
     window: int = 50

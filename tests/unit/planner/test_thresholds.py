@@ -73,7 +73,8 @@ def test_learning_from_what_it_let_through_settles_instead_of_running_to_the_flo
     """Scores kept are those at or above the threshold in force; feed the learned threshold back and it
     settles near the low tail of the character's own scores, well above the floor."""
     rng = random.Random(7)
-    rule = ThresholdRule(min_scores=8, window=50)
+    # A floor low enough not to be what stops it (the default, 37, would hold it at 37).
+    rule = ThresholdRule(min_scores=8, window=50, floor=25.0)
     genuine = [rng.gauss(44.0, 8.0) for _ in range(2000)]
     threshold, kept_scores, path = 40.0, [], []
     for score in genuine:
@@ -88,8 +89,8 @@ def test_learning_from_what_it_let_through_settles_instead_of_running_to_the_flo
 
 
 def test_settings_give_the_rule_and_a_lowered_default_caps_the_floor() -> None:
-    rule = PlannerSettings(threshold=30.0, threshold_learn_min_scores=3).threshold_rule()
-    assert (rule.ceiling, rule.floor, rule.min_scores) == (30.0, 25.0, 3)
+    rule = PlannerSettings(threshold=39.0, threshold_learn_min_scores=3).threshold_rule()
+    assert (rule.ceiling, rule.floor, rule.min_scores) == (39.0, 37.0, 3)
     assert PlannerSettings(threshold=20.0).threshold_rule().floor == 20.0
     with pytest.raises(ValueError, match="WINDOW"):
         PlannerSettings(threshold_learn_min_scores=10, threshold_learn_window=5)
