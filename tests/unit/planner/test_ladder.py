@@ -84,6 +84,8 @@ def test_rungs_climb_reseed_lower_denoise_lower_lora_then_restore_the_best_attem
     restore = sent[4]
     assert (restore.input_image, restore.reference_image, restore.loras) == (image(2), REFERENCE, ())
     assert all(r.reference_image is None for r in sent[:4])
+    # Every rung, the restore included, is the same user's work to the renderer's fair share.
+    assert {r.user_id for r in sent} == {run.state.request.user_id}
 
 
 def test_a_restore_that_passes_is_accepted() -> None:
