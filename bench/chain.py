@@ -41,8 +41,7 @@ Measured (one clock: perf_counter, shifted to wall time so the planner's timesta
                      delivery to the planner's consumer, decoding, loading the chain, deciding
       A2             decision -> the append's transaction start (recorded_at = Postgres now())
       A3             transaction start -> the publish of ScoreFace, seen by a core-NATS subscriber in
-                     this process (insert, commit, then the writer's own hand-off publishes it; the
-                     relay only for what the hand-off left)
+                     this process (insert, commit, the relay woken, its outbox read and publish)
       A4             that publish -> ScoreFace received by the pull consumer (JetStream store + delivery)
     facecheck sim    ScoreFace received -> FaceScored published
     planner B        FaceScored published -> RenderStep of the next step received

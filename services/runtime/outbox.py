@@ -1,5 +1,4 @@
-"""The outbox relay: moves committed outbox rows to JetStream, then deletes them; and the in-process
-hand-off that publishes a process's own commits at once.
+"""The outbox relay: moves committed outbox rows to JetStream, then deletes them.
 
 At most one relay publishes at a time (a Postgres advisory lock held on its own connection;
 the others wait as standbys and take over when that connection drops), so rows leave in id
@@ -7,11 +6,11 @@ order and a stream's events reach NATS in stream order. A relay that dies after 
 but before deleting republishes those rows on restart; the `Nats-Msg-Id` header (the event
 id) lets JetStream's de-duplication window drop the repeats.
 
-The hand-off (`OutboxPublisher`) takes the rows an append has just committed, publishes them from
-the writing process in commit order and deletes them: no wake-up, outbox read or leader in between.
-The relay stays the crash-safe path (a process that dies between its commit and the hand-off
-leaves rows the relay's poll publishes), and whenever the hand-off cannot keep order (NATS away,
-a full queue) it steps aside for the relay until the outbox has no row left from before.
+A committed append wakes the relay at once: the writer's own relay when it leads, else a NOTIFY to the
+one that does (`OutboxNotifier`); the relay's poll covers a wake-up lost to a crash or an outage.
+(An in-process hand-off that published each commit from the writing process itself was tried for
+issue 15 and removed: bench/scale.py measured no gain on the step transition, at the cost of a second
+publishing path and one more database connection per process.)
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ import asyncio
 import logging
 import os
 import signal
-from collections import deque
-from collections.abc import Callable
 from contextlib import suppress
 
 import asyncpg
@@ -30,13 +27,12 @@ import nats
 from nats.js import JetStreamContext
 from prometheus_client import Counter, Gauge
 
-from services.runtime.eventstore import OutboxRow
 from services.runtime.eventstore.tables import OUTBOX_CHANNEL
 from services.runtime import publish_errors  # noqa: F401  (an error reply fails a pipelined publish at once)
 from services.runtime.faults import Outage
 from services.runtime.settings import RuntimeSettings, to_asyncpg_dsn
 
-__all__ = ["OutboxNotifier", "OutboxPublisher", "OutboxRelay"]
+__all__ = ["OutboxNotifier", "OutboxRelay"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +40,6 @@ log = logging.getLogger(__name__)
 _RELAY_LOCK = 7_341_220_002
 
 PUBLISHED = Counter("likeness_outbox_published_total", "Outbox messages published to JetStream")
-HANDED_OFF = Counter("likeness_outbox_handed_off_total", "Outbox messages published by the writing process itself")
 LEADER = Gauge("likeness_outbox_relay_leader", "1 while this process is the publishing relay")
 
 
@@ -81,110 +76,6 @@ class OutboxNotifier:
             except Exception as exc:  # noqa: BLE001 - every database error class: reconnect, never die
                 # A poke lost meanwhile costs at most the relay's poll interval.
                 await _sleep_or_stop(stop, outage.failed(exc))
-
-
-class OutboxPublisher:
-    """The in-process hand-off: `hand_off(rows)` (a store's commit listener) publishes them at once, in
-    the order given, then deletes their outbox rows.
-
-    A stream's events are written by one process at a time and each append starts after the previous
-    one committed, so publishing in hand-off order keeps every stream in order. When a publish fails
-    or the queue overflows, the hand-off is suspended: the rows stay in the outbox, `fallback()` wakes
-    the relay, and the hand-off resumes once no row up to the last one it gave up is left there.
-    """
-
-    def __init__(self, database_url: str, js: JetStreamContext, *, fallback: Callable[[], None],
-                 batch_size: int = 256, max_pending: int = 10_000, publish_timeout_s: float = 5.0,
-                 db_timeout_s: float = 10.0, check_interval_s: float = 0.5) -> None:
-        self._dsn = to_asyncpg_dsn(database_url)
-        self.js = js  # what it publishes on
-        self._fallback = fallback
-        self._batch_size = batch_size
-        self._max_pending = max_pending
-        self._publish_timeout_s = publish_timeout_s
-        self._db_timeout_s = db_timeout_s
-        self._check_interval_s = check_interval_s
-        self._pending: deque[OutboxRow] = deque()
-        self._ready = asyncio.Event()
-        self._published: list[int] = []
-        self._to_delete = asyncio.Event()
-        # While not None the relay owns every row up to this id, and new rows too: order first.
-        self.suspended_upto: int | None = None
-
-    def hand_off(self, rows: list[OutboxRow]) -> None:
-        """Queue an append's committed rows for publishing (called right after the commit)."""
-        if self.suspended_upto is not None or len(self._pending) + len(rows) > self._max_pending:
-            self._suspend(rows[-1].id if rows else 0, "queue full" if self.suspended_upto is None else None)
-            return
-        self._pending.extend(rows)
-        self._ready.set()
-
-    def _suspend(self, upto: int, why: str | None) -> None:
-        if why is not None:
-            log.warning("outbox hand-off suspended (%s): the relay publishes until it has caught up", why)
-        upto = max([upto, self.suspended_upto or 0, *(row.id for row in self._pending)])
-        self._pending.clear()
-        self.suspended_upto = upto
-        self._fallback()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Publish what is handed off and delete it, until `stop` is set."""
-        cleaner = asyncio.ensure_future(self._clean(stop))
-        try:
-            while not stop.is_set():
-                await _wait_any(stop, self._ready, 60.0)
-                self._ready.clear()
-                while self._pending and not stop.is_set():
-                    await self._publish([self._pending.popleft()
-                                         for _ in range(min(len(self._pending), self._batch_size))])
-        finally:
-            cleaner.cancel()
-            with suppress(asyncio.CancelledError):
-                await cleaner
-
-    async def _publish(self, rows: list[OutboxRow]) -> None:
-        try:
-            # Pipelined on one connection, so JetStream stores them in this order.
-            acks = [await self.js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": str(row.message_id)})
-                    for row in rows]
-            await asyncio.wait_for(asyncio.gather(*acks), self._publish_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - every failure: the rows stay in the outbox for the relay
-            self._suspend(rows[-1].id, f"{type(exc).__name__}: {exc}")
-            return
-        HANDED_OFF.inc(len(rows))
-        self._published.extend(row.id for row in rows)
-        self._to_delete.set()
-
-    async def _clean(self, stop: asyncio.Event) -> None:
-        """Delete published rows in batches; while suspended, watch for the relay to have caught up."""
-        outage = Outage("outbox hand-off cleaner", log)
-        while not stop.is_set():
-            try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._db_timeout_s, command_timeout=self._db_timeout_s)
-                try:
-                    outage.over()
-                    while not stop.is_set():
-                        await _wait_any(stop, self._to_delete, self._check_interval_s)
-                        self._to_delete.clear()
-                        done, self._published = self._published, []
-                        if done:
-                            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
-                        await self._resume_if_caught_up(conn)
-                finally:
-                    with suppress(Exception):
-                        await asyncio.wait_for(conn.close(), self._db_timeout_s)
-            except Exception as exc:  # noqa: BLE001 - rows not deleted are published again: JetStream drops them
-                await _sleep_or_stop(stop, outage.failed(exc))
-
-    async def _resume_if_caught_up(self, conn: asyncpg.Connection) -> None:
-        upto = self.suspended_upto
-        if upto is None:
-            return
-        left = await conn.fetchval("SELECT EXISTS (SELECT FROM outbox WHERE id <= $1)", upto)
-        # Rows handed off meanwhile raised the mark: those are the relay's too, so look again later.
-        if not left and self.suspended_upto == upto:
-            self.suspended_upto = None
-            log.info("outbox hand-off resumed: the relay has published every row it was left")
 
 
 class OutboxRelay:

@@ -31,7 +31,7 @@ from services.runtime.database import create_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.logs import configure_logging
 from services.runtime.ops import ReadinessCheck, add_ops_routes
-from services.runtime.outbox import OutboxNotifier, OutboxPublisher, OutboxRelay
+from services.runtime.outbox import OutboxNotifier, OutboxRelay
 from services.runtime.settings import RuntimeSettings
 from services.runtime import tracing
 
@@ -122,12 +122,8 @@ class Runtime:
         if self.store is not None:
             notifier = OutboxNotifier(self.settings.database_url, timeout_s=self.settings.db_timeout_s)
             self.spawn(functools.partial(notifier.run, relay_stop), "outbox-notifier")
-            # Our own commits are published by the hand-off, at once; the relay (woken only when the
-            # hand-off steps aside, else on its poll) publishes what a crash or an outage left behind.
-            publisher = OutboxPublisher(self.settings.database_url, self.bus.js, fallback=_wake_relay(relay, notifier),
-                                        db_timeout_s=self.settings.db_timeout_s)
-            self.spawn(functools.partial(publisher.run, relay_stop), "outbox-hand-off")
-            self.store.on_commit(publisher.hand_off)
+            # Each commit wakes the publishing relay at once (ours, or the leader elsewhere by NOTIFY).
+            self.store.on_append(_wake_relay(relay, notifier))
         server = _QuietServer(uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
                                              log_level="warning", log_config=None, access_log=False,
                                              lifespan="off", backlog=self.settings.http_backlog,
@@ -188,7 +184,7 @@ async def _supervised(work: Callable[[], Awaitable[None]], name: str) -> None:
 
 
 def _wake_relay(relay: OutboxRelay | None, notifier: OutboxNotifier) -> Callable[[], None]:
-    """Wake our own relay if it is the one publishing, else NOTIFY the one that is (the hand-off steps aside)."""
+    """Wake our own relay if it is the one publishing, else NOTIFY the one that is."""
 
     def wake() -> None:
         if relay is not None and relay.is_leader:

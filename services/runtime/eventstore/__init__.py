@@ -3,11 +3,9 @@
 from services.runtime.eventstore.store import (
     ANY_VERSION,
     AppendResult,
-    CommitListener,
     DuplicateEventId,
     EventStore,
     EventStoreError,
-    OutboxRow,
     RecordedEvent,
     WrongExpectedVersion,
 )
@@ -15,11 +13,9 @@ from services.runtime.eventstore.store import (
 __all__ = [
     "ANY_VERSION",
     "AppendResult",
-    "CommitListener",
     "DuplicateEventId",
     "EventStore",
     "EventStoreError",
-    "OutboxRow",
     "RecordedEvent",
     "WrongExpectedVersion",
 ]

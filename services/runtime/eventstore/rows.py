@@ -11,14 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import pydantic_core
 
 from contracts.envelope import Envelope
 
-__all__ = ["OutboxRow", "RecordedEvent", "json_text", "metadata_json", "no_collection", "recorded"]
+__all__ = ["RecordedEvent", "json_text", "metadata_json", "no_collection", "recorded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,16 +28,6 @@ class RecordedEvent:
     recorded_at: datetime
     envelope: Envelope
 
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """A message an append committed to the outbox: its row id, the `Nats-Msg-Id`, where and what to publish."""
-
-    id: int
-    message_id: UUID
-    subject: str
-    payload: bytes
 
 
 @contextmanager

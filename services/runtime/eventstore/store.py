@@ -26,7 +26,6 @@ from contracts.registry import MessageRegistry
 from contracts.subjects import command_subject, event_subject
 from services.runtime.database import DriverPool, driver_pool
 from services.runtime.eventstore.rows import (
-    OutboxRow,
     RecordedEvent,
     json_text,
     metadata_json,
@@ -37,11 +36,9 @@ from services.runtime.eventstore.rows import (
 __all__ = [
     "ANY_VERSION",
     "AppendResult",
-    "CommitListener",
     "DuplicateEventId",
     "EventStore",
     "EventStoreError",
-    "OutboxRow",
     "RecordedEvent",
     "WrongExpectedVersion",
 ]
@@ -70,11 +67,9 @@ _APPEND = """
         SELECT m.message_id, m.subject, m.payload
         FROM unnest($8::uuid[], $9::text[], $10::bytea[]) WITH ORDINALITY AS m(message_id, subject, payload, n)
         WHERE EXISTS (SELECT FROM appended)
-        ORDER BY m.n
-        RETURNING id
+        ORDER BY m.n  -- outbox ids (the relay's publishing order) in the order given
     )
-    SELECT head.version AS head, appended.global_position,
-           (SELECT array_agg(id ORDER BY id) FROM published) AS outbox_ids
+    SELECT head.version AS head, appended.global_position
     FROM head LEFT JOIN appended ON true
 """
 
@@ -119,10 +114,6 @@ _event_subject = lru_cache(maxsize=4096)(event_subject)
 _command_subject = lru_cache(maxsize=256)(command_subject)
 
 
-# Called with an append's outbox rows, in id order (the order to publish them in), right after its commit.
-CommitListener = Callable[[list[OutboxRow]], None]
-
-
 class EventStoreError(Exception):
     """Root of the event store's errors."""
 
@@ -160,15 +151,10 @@ class EventStore:
     def __init__(self, engine: AsyncEngine, *, pool: asyncpg.Pool | None = None) -> None:
         self._driver: DriverPool = driver_pool(engine) if pool is None else DriverPool.wrapping(pool)
         self._append_listeners: list[Callable[[], None]] = []
-        self._commit_listeners: list[CommitListener] = []
 
     def on_append(self, listener: Callable[[], None]) -> None:
         """Call `listener()` after every committed append (wakes the outbox relay at once)."""
         self._append_listeners.append(listener)
-
-    def on_commit(self, listener: CommitListener) -> None:
-        """Call `listener(rows)` with the outbox rows of every committed append (the in-process hand-off)."""
-        self._commit_listeners.append(listener)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """One statement on a pooled connection; asyncpg reuses its prepared form per connection."""
@@ -263,12 +249,6 @@ class EventStore:
         positions = tuple(row[1] for row in rows if row[1] is not None)
         if not positions:
             raise WrongExpectedVersion(stream_id, head, rows[0][0])
-        if self._commit_listeners:
-            # Ids are numbered in the order the messages were given (ORDER BY m.n): pair them back up.
-            outgoing = [OutboxRow(row_id, message_id, subject, payload) for row_id, message_id, subject, payload
-                        in zip(rows[0][2], message_ids, subjects, payloads, strict=True)]
-            for commit_listener in self._commit_listeners:
-                commit_listener(outgoing)
         for listener in self._append_listeners:
             listener()
         return AppendResult(head + len(batch), positions)
