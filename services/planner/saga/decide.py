@@ -7,10 +7,8 @@ or a cancel) decides nothing, which is what makes the planner's handlers idempot
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from typing import Literal
-from uuid import UUID
 
 from contracts import (
     AttemptScore,
@@ -28,20 +26,18 @@ from contracts import (
     PlannedStep,
     RenderCompleted,
     RenderFailed,
-    RenderStep,
     RequestChain,
     ScoreFace,
     StepAccepted,
     StepFailed,
     StepRendered,
-    StepRequested,
-    StepRetried,
     StepScored,
     variant_chain_id,
 )
 from contracts.decision import Decision
 from contracts.usage import ModelUsage
-from services.planner.saga.ladder import best_attempt, is_restore, restore_due, restore_step, retry_rung, rung_step
+from services.planner.saga.attempts import attempts_left, request_step, restore, retry, retry_seed
+from services.planner.saga.ladder import is_restore, restore_due
 from services.planner.saga import drift
 from services.planner.saga.state import AttemptRecord, ChainState, Status
 
@@ -139,12 +135,6 @@ def decide(state: ChainState, trigger: Trigger) -> Decision:
     return Decision()
 
 
-def retry_seed(chain_id: UUID, step: int, attempt: int) -> int:
-    """A new seed for a retry, the same every time the same attempt is decided."""
-    digest = hashlib.sha256(f"{chain_id}:{step}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
-
-
 def _start(state: ChainState, start: StartChain) -> Decision:
     if state.status is not Status.NEW:
         return Decision()
@@ -170,26 +160,13 @@ def _start(state: ChainState, start: StartChain) -> Decision:
                                  request.reference_image)
     if anchored is not None:
         step_input = anchored.input_image
-    events, commands = _request_step(request.chain_id, first, 1, first.seed, step_input, plan.style,
-                                     user_id=request.user_id)
+    events, commands = request_step(request.chain_id, first, 1, first.seed, step_input, plan.style,
+                                    user_id=request.user_id)
     variants = [
         request.model_copy(update={"chain_id": variant_chain_id(request.chain_id, i), "variant_index": i})
         for i in range(1, siblings + 1)
     ]
     return Decision([requested, planned, *([anchored] if anchored else []), *events], [*commands, *variants])
-
-
-def _request_step(chain_id: UUID, step: PlannedStep, attempt: int, seed: int, image: ImageRef | None,
-                  style: str | None, reference: ImageRef | None = None, *, user_id: str | None = None):
-    requested = StepRequested(chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image)
-    render = RenderStep(
-        chain_id=chain_id, step=step.index, attempt=attempt, seed=seed, input_image=image, prompt=step.prompt,
-        negative_prompt=step.negative_prompt, loras=step.loras, width=step.width, height=step.height,
-        steps=step.steps, cfg=step.cfg, denoise=step.denoise, model=step.model, template=step.template, style=style,
-        reference_image=reference,
-        user_id=user_id,
-    )
-    return [requested], [render]
 
 
 def _rendered(state: ChainState, done: RenderCompleted) -> Decision:
@@ -216,11 +193,11 @@ def _render_failed(state: ChainState, current: AttemptRecord, failed: RenderFail
         # The restore pass is a bonus on top of the retries: without it the step ends as the retries left it.
         attempts = [*state.attempts[:-1], replace(current, reason=reason)]
         return _exhausted(state, attempts, [step_failed], state.plan.threshold)
-    if may_retry and failed.error_kind in _TRANSIENT_RENDER_FAILURES and _attempts_left(state, current):
+    if may_retry and failed.error_kind in _TRANSIENT_RENDER_FAILURES and attempts_left(state, current):
         # Nothing was wrong with the picture, there was none: the same seed is asked for again, so a
         # user's `--seed` survives a backend that went away.
-        retry = _retry(state, current, reason, previous_score=None, seed=current.seed)
-        return Decision([step_failed, *retry.events], retry.commands)
+        again = retry(state, current, reason, previous_score=None, seed=current.seed)
+        return Decision([step_failed, *again.events], again.commands)
     return Decision([step_failed, _chain_failed(state, reason, replace(current, reason=reason))])
 
 
@@ -234,14 +211,14 @@ def _scored(state: ChainState, current: AttemptRecord, scored: FaceScored) -> De
     reason = f"face score {scored.score:.1f} below threshold {threshold:g}"
     if scored.reason:
         reason += f" ({scored.reason})"
-    if _attempts_left(state, current):
-        retry = _retry(state, current, reason, previous_score=scored.score)
-        return Decision([step_scored, *retry.events], retry.commands)
+    if attempts_left(state, current):
+        again = retry(state, current, reason, previous_score=scored.score)
+        return Decision([step_scored, *again.events], again.commands)
     attempts = [*state.attempts[:-1], AttemptRecord(current.number, current.seed, current.input_image,
                                                      current.image, scored.score)]
     if restore_due(state.plan, state.request, current.number):
-        restore = _restore(state, attempts, reason)
-        return Decision([step_scored, *restore.events], restore.commands)
+        restored = restore(state, attempts, reason)
+        return Decision([step_scored, *restored.events], restored.commands)
     return _exhausted(state, attempts, [step_scored], threshold)
 
 
@@ -272,53 +249,9 @@ def _accept(state: ChainState, image: ImageRef, score: float | None, attempt: in
     anchored = drift.reanchoring(state.chain_id, following.index, cumulative or 0.0, state.plan.drift_budget,
                                  image, state.request.reference_image)
     step_input = anchored.input_image if anchored is not None else image
-    more, commands = _request_step(state.chain_id, following, 1, following.seed, step_input, state.plan.style,
-                                   user_id=state.request.user_id)
+    more, commands = request_step(state.chain_id, following, 1, following.seed, step_input, state.plan.style,
+                                  user_id=state.request.user_id)
     return Decision([*events, accepted, *([anchored] if anchored else []), *more], commands)
-
-
-def _retry(state: ChainState, current: AttemptRecord, reason: str, previous_score: float | None,
-           seed: int | None = None) -> Decision:
-    """The next attempt: a new seed (on the ladder, its next rung) after a drifted picture; `seed`: the same again."""
-    assert state.chain_id is not None and state.planned_step is not None and state.plan is not None
-    next_attempt = current.number + 1
-    same_again = seed is not None
-    seed = seed if seed is not None else retry_seed(state.chain_id, state.step, next_attempt)
-    step, rung = state.planned_step, None
-    # Rungs follow from how many attempts drifted (were scored): an attempt lost to a render failure climbs none.
-    drifted = sum(a.score is not None for a in state.attempts) + (0 if same_again else 1)
-    if state.plan.retry_ladder and drifted:
-        rung = retry_rung(step, edits=current.input_image is not None, drifted=drifted)
-        step = rung_step(step, rung)
-    retried = StepRetried(chain_id=state.chain_id, step=state.step, next_attempt=next_attempt, new_seed=seed,
-                          previous_score=previous_score, reason=reason,
-                          rung=rung.name if rung and not same_again else None,
-                          denoise=rung.denoise if rung else None, loras=rung.loras if rung else None)
-    events, commands = _request_step(state.chain_id, step, next_attempt, seed, current.input_image,
-                                     state.plan.style, user_id=state.request.user_id if state.request else None)
-    return Decision([retried, *events], commands)
-
-
-def _restore(state: ChainState, attempts: list[AttemptRecord], reason: str) -> Decision:
-    """The ladder's last rung: the restore template over the best attempt's picture, with the reference."""
-    plan, request, best = state.plan, state.request, best_attempt(attempts, lambda a: a.score)
-    assert state.chain_id and state.planned_step and plan and plan.restore_template and request and best
-    assert best.image is not None and best.score is not None
-    next_attempt = attempts[-1].number + 1
-    seed = retry_seed(state.chain_id, state.step, next_attempt)
-    step = restore_step(state.planned_step, plan.restore_template)
-    why = f"{reason}; retries used up: face restore of attempt {best.number} (score {best.score:.1f})"
-    retried = StepRetried(chain_id=state.chain_id, step=state.step, next_attempt=next_attempt, new_seed=seed,
-                          previous_score=attempts[-1].score, reason=why, rung="face_restore",
-                          template=plan.restore_template, restores_attempt=best.number)
-    events, commands = _request_step(state.chain_id, step, next_attempt, seed, best.image, plan.style,
-                                     reference=request.reference_image, user_id=request.user_id)
-    return Decision([retried, *events], commands)
-
-
-def _attempts_left(state: ChainState, current: AttemptRecord) -> bool:
-    assert state.plan is not None
-    return current.number < 1 + state.plan.max_retries
 
 
 def _chain_failed(state: ChainState, reason: str, last: AttemptRecord,

@@ -29,7 +29,6 @@ class RecordedEvent:
     envelope: Envelope
 
 
-
 @contextmanager
 def no_collection() -> Iterator[None]:
     """Pause the cyclic collector while a read builds its objects (no awaits inside).
