@@ -6,7 +6,6 @@ whose output is the input through the graph's `ImageBlur` nodes, and the `likene
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import sys
@@ -21,7 +20,7 @@ from PIL import Image, ImageFilter
 
 from contracts import REGISTRY, GoldenChainRecorded
 from contracts.streams import golden_stream
-from contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM
+from contracts.subjects import COMMANDS_STREAM
 from services.facecheck.loading import load_encoder
 from services.facecheck.service import build_runtime as facecheck_runtime
 from services.facecheck.settings import FacecheckSettings
@@ -35,7 +34,7 @@ from tests.conftest import REPO, Backends, service_env
 from tests.fakes.comfyui import same_as_input
 from tests.runtimes import running
 
-__all__ = ["Done", "System", "blurring_templates", "durables", "pins", "stream", "with_blur_nodes"]
+__all__ = ["Done", "System", "blurring_templates", "pins", "stream", "with_blur_nodes"]
 
 BLUR_RADIUS = 20
 
@@ -122,20 +121,6 @@ class System:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
         assert proc.returncode is not None
         return Done(proc.returncode, stdout.decode(), stderr.decode())
-
-
-async def durables(nats_url: str) -> set[tuple[str, str]]:
-    """(stream, name) of every consumer on the commands and events streams."""
-    nc = await nats.connect(nats_url, connect_timeout=5)
-    try:
-        js = nc.jetstream(timeout=5)
-        found = set()
-        for stream_name in (COMMANDS_STREAM, EVENTS_STREAM):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                found |= {(stream_name, c.name) for c in await js.consumers_info(stream_name)}
-        return found
-    finally:
-        await nc.drain()
 
 
 async def stream(system: System, stream_id: str) -> list:

@@ -36,7 +36,7 @@ from contracts import (
 )
 from contracts.audit import build_audit
 from contracts.streams import chain_stream, threshold_stream
-from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, EVENTS_STREAM, command_subject
+from contracts.subjects import command_subject
 from services.facecheck.encoder import DetectedFace
 from services.facecheck.service import build_runtime as facecheck_runtime
 from services.facecheck.settings import FacecheckSettings
@@ -49,7 +49,7 @@ from services.runtime.blobs import BlobStore
 from services.runtime.eventstore import EventStore
 from tests.conftest import Backends
 from tests.factories import wrap
-from tests.runtimes import running
+from tests.runtimes import consumers_removed_after, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -82,31 +82,17 @@ class ScriptedFaces:
         return max(0.0, 100.0 - 25.0 * abs(float(a[0]) - float(b[0])))
 
 
-async def durables(nc: nats.NATS) -> set[tuple[str, str]]:
-    js = nc.jetstream(timeout=5)
-    found = set()
-    for stream in (COMMANDS_STREAM, EVENTS_STREAM, DEAD_LETTERS_STREAM):
-        try:
-            found |= {(stream, c.name) for c in await js.consumers_info(stream)}
-        except nats.js.errors.NotFoundError:
-            pass
-    return found
-
-
 @pytest.fixture
-async def system(backends: Backends, nc: nats.NATS) -> AsyncIterator[None]:
+async def system(backends: Backends) -> AsyncIterator[None]:
     """Planner (budget 120, learning after 2 kept scores), draft renderer, scripted facecheck; consumers removed after."""
-    before = await durables(nc)
     common = dict(nats_url=backends.nats_url, database_url=backends.database_url, environment="test",
                   ack_wait_s=10.0, retry_delay_s=0.2, max_deliver=3, graceful_timeout_s=5.0)
     planner = PlannerSettings(**common, drift_budget=120.0, threshold_learn_min_scores=2)
     faces = ScriptedFaces()
-    async with running(planner_runtime(planner)), running(renderer_runtime(RendererSettings(**common))), \
+    async with consumers_removed_after(backends.nats_url), running(planner_runtime(planner)), \
+            running(renderer_runtime(RendererSettings(**common))), \
             running(facecheck_runtime(FacecheckSettings(**common), encoder_factory=lambda _settings: faces)):
         yield
-    js = nc.jetstream(timeout=5)
-    for stream, name in await durables(nc) - before:
-        await js.delete_consumer(stream, name)
 
 
 async def reference_image(nc: nats.NATS) -> ImageRef:

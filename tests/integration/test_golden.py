@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 
 from contracts import GoldenChainRecorded
@@ -25,8 +24,8 @@ from services.planner.settings import PlannerSettings
 from tests.conftest import Backends
 from tests.faces import face_of
 from tests.fakes.comfyui import FakeComfyUI, Scenario
-from tests.integration.golden_system import System, blurring_templates, durables, pins, stream, with_blur_nodes
-from tests.runtimes import running
+from tests.integration.golden_system import System, blurring_templates, pins, stream, with_blur_nodes
+from tests.runtimes import consumers_removed_after, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -37,18 +36,11 @@ _FRESH = re.compile(r"^chain ([0-9a-f-]{36}): re-rendering \d+ step\(s\) as chai
 @pytest.fixture(scope="module")
 async def system(backends: Backends) -> AsyncIterator[System]:
     """The planner for the whole module; the fake ComfyUI that applies the graph's blur nodes."""
-    before = await durables(backends.nats_url)
-    async with FakeComfyUI(Scenario(image_for=with_blur_nodes)) as comfy:
+    # The durable consumers these services make go with them, as in the other tests that run whole services.
+    async with consumers_removed_after(backends.nats_url), FakeComfyUI(Scenario(image_for=with_blur_nodes)) as comfy:
         system = System(backends, comfy.url)
         async with running(planner_runtime(PlannerSettings(**system.common))):
             yield system
-    # The durable consumers these services made go with them, as in the other tests that run whole services.
-    nc = await nats.connect(backends.nats_url, connect_timeout=5)
-    try:
-        for stream_name, name in await durables(backends.nats_url) - before:
-            await nc.jetstream(timeout=5).delete_consumer(stream_name, name)
-    finally:
-        await nc.drain()
 
 
 @pytest.fixture(scope="module")

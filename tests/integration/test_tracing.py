@@ -14,14 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
 import httpx
-import nats
 import numpy as np
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from contracts.subjects import COMMANDS_STREAM, DEAD_LETTERS_STREAM, EVENTS_STREAM
 from services.chat.service import build_runtime as chat_runtime
 from services.chat.settings import ChatSettings
 from services.facecheck.encoder import DetectedFace
@@ -38,7 +36,7 @@ from tests.conftest import Backends
 from tests.fakes.gateway_world import RunningGateway
 from tests.fakes.otlp_collector import OtlpCollector
 from tests.integration.gateway_helpers import chat, create_character, sse_events
-from tests.runtimes import running
+from tests.runtimes import consumers_removed_after, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -59,24 +57,12 @@ class OneFace:
         return float(100 * np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-async def durables(nc: nats.NATS) -> set[tuple[str, str]]:
-    js = nc.jetstream(timeout=5)
-    found = set()
-    for stream in (COMMANDS_STREAM, EVENTS_STREAM, DEAD_LETTERS_STREAM):
-        try:
-            found |= {(stream, c.name) for c in await js.consumers_info(stream)}
-        except nats.js.errors.NotFoundError:
-            pass
-    return found
-
-
 @pytest.fixture
-async def system(backends: Backends, nc: nats.NATS, spans: InMemorySpanExporter) -> AsyncIterator[RunningGateway]:
+async def system(backends: Backends, spans: InMemorySpanExporter) -> AsyncIterator[RunningGateway]:
     """Every service of a chain, in this process, tracing into `spans`; their durable consumers removed after."""
-    before = await durables(nc)
     common = dict(nats_url=backends.nats_url, database_url=backends.database_url, environment="test",
                   ack_wait_s=10.0, retry_delay_s=0.2, max_deliver=3, graceful_timeout_s=5.0)
-    async with AsyncExitStack() as stack:
+    async with consumers_removed_after(backends.nats_url), AsyncExitStack() as stack:
         await stack.enter_async_context(running(chat_runtime(ChatSettings(**common, chat_offline_delay_s=0.0))))
         await stack.enter_async_context(running(planner_runtime(PlannerSettings(**common))))
         await stack.enter_async_context(running(renderer_runtime(RendererSettings(**common))))
@@ -87,9 +73,6 @@ async def system(backends: Backends, nc: nats.NATS, spans: InMemorySpanExporter)
         await gateway.start()
         stack.push_async_callback(gateway.stop)
         yield gateway
-    js = nc.jetstream(timeout=5)
-    for stream, name in await durables(nc) - before:
-        await js.delete_consumer(stream, name)
 
 
 def hex_id(value: int) -> str:
