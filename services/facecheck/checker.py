@@ -9,7 +9,7 @@ import hashlib
 
 import numpy as np
 
-from services.facecheck.encoder import FaceEncoder, decode_image
+from services.facecheck.encoder import DetectedFace, FaceEncoder, decode_image
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
 from services.facecheck.scoring import (
     MIN_REFERENCE_FACE_PX,
@@ -33,9 +33,14 @@ class FaceChecker:
 
     def score(self, image: bytes, reference: bytes, *, reference_sha256: str | None = None) -> Outcome:
         """Score the faces of `image` against the reference face; `UnreadableImage`, `NoReferenceFace` otherwise."""
+        return self.scored_faces(image, reference, reference_sha256=reference_sha256)[0]
+
+    def scored_faces(self, image: bytes, reference: bytes, *, reference_sha256: str | None = None
+                     ) -> tuple[Outcome, np.ndarray, list[DetectedFace]]:
+        """`score`'s outcome with what it was drawn from: the reference's embedding and the faces of `image`."""
         target = self.reference_embedding(reference, sha256=reference_sha256)
         faces = self.encoder.encode(decode_image(image))
-        return score_faces(target, faces, self.encoder.similarity)
+        return score_faces(target, faces, self.encoder.similarity), target, faces
 
     def reference_embedding(self, reference: bytes, *, sha256: str | None = None) -> np.ndarray:
         """The embedding of the reference's face (the largest), from the cache when its sha256 was seen."""

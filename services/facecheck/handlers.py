@@ -10,13 +10,15 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+import numpy as np
+
 from contracts.envelope import Envelope
 from contracts.face import FaceCheckFailed, FaceScored, ScoreFace
 from contracts.streams import chain_stream
 from contracts.subjects import COMMANDS_STREAM, command_subject
 from services.facecheck.checker import FaceChecker
 from services.facecheck.metrics import record_check
-from services.facecheck.previous import score_with_previous
+from services.facecheck.previous import cached_previous, score_with_previous
 from services.facecheck.errors import NoReferenceFace, UnreadableImage
 from services.runtime import tracing
 from services.runtime.blobs import BlobCorrupt, BlobNotFound, BlobStore
@@ -56,7 +58,7 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
         # Content-addressed blobs are stored before the command is sent; a missing one will not appear later.
         record_check("failed")
         return FaceCheckFailed(**ids, reason=f"cannot fetch image: {exc}")
-    previous = await _previous(blobs, command)
+    previous = await _previous(blobs, command, checker)
     began = time.monotonic()
     try:
         with tracing.span("face score", attributes={"likeness.encoder": checker.encoder.name,
@@ -80,10 +82,15 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
                       encoder=checker.encoder.name, reason=outcome.reason, previous_score=previous_score)
 
 
-async def _previous(blobs: BlobStore, command: ScoreFace) -> bytes | None:
-    """The picture the attempt edited; without it the attempt is still scored, only its drift goes unmeasured."""
+async def _previous(blobs: BlobStore, command: ScoreFace, checker: FaceChecker) -> bytes | np.ndarray | None:
+    """The picture the attempt edited, or its face's embedding when an earlier attempt of the step made it
+    (then it is not fetched again); without either the attempt is still scored, only its drift goes unmeasured."""
     if command.previous_image is None:
         return None
+    embedded = cached_previous(checker, reference_sha256=command.reference_image.sha256,
+                               previous_sha256=command.previous_image.sha256)
+    if embedded is not None:
+        return embedded
     try:
         return await blobs.get(command.previous_image.sha256)
     except (BlobNotFound, BlobCorrupt):

@@ -69,3 +69,27 @@ async def test_the_handler_answers_with_the_previous_score_and_survives_a_missin
     assert isinstance(lost, FaceScored) and lost.score == result.score and lost.previous_score is None
     plain = await score_command(command(ref(image)), MemoryBlobs(REFERENCE, image), FaceChecker(FakeEncoder()))
     assert isinstance(plain, FaceScored) and plain.previous_score is None
+
+
+class CountingBlobs(MemoryBlobs):
+    def __init__(self, *blobs: bytes) -> None:
+        super().__init__(*blobs)
+        self.fetched: list[str] = []
+
+    async def get(self, sha256: str) -> bytes:
+        self.fetched.append(sha256)
+        return await super().get(sha256)
+
+
+async def test_the_edited_picture_is_fetched_once_for_every_attempt_of_a_step() -> None:
+    edited = picture((30, 30, 60, PINK))
+    attempts = [picture((30, 30, 70, ALSO_RED)), picture((30, 30, 70, BLUE)), picture((30, 30, 70, RED))]
+    blobs, checker = CountingBlobs(REFERENCE, edited, *attempts), FaceChecker(FakeEncoder())
+    results = [await score_command(command(ref(image)).model_copy(update={"previous_image": ref(edited)}), blobs,
+                                   checker) for image in attempts]
+    assert all(isinstance(r, FaceScored) and r.previous_score is not None for r in results)
+    assert blobs.fetched.count(sha(edited)) == 1
+    # The same scores as a checker that embeds the edited picture afresh each time.
+    fresh = [await score_command(command(ref(image)).model_copy(update={"previous_image": ref(edited)}),
+                                 MemoryBlobs(REFERENCE, edited, image), FaceChecker(FakeEncoder())) for image in attempts]
+    assert [r.previous_score for r in results] == [r.previous_score for r in fresh]
