@@ -31,19 +31,22 @@ class FaceChecker:
         self.encoder = encoder
         self.cache = EmbeddingCache(cache_size)
 
-    def score(self, image: bytes, reference: bytes, *, reference_sha256: str | None = None) -> Outcome:
+    def score(self, image: bytes, reference: bytes | np.ndarray, *, reference_sha256: str | None = None) -> Outcome:
         """Score the faces of `image` against the reference face; `UnreadableImage`, `NoReferenceFace` otherwise."""
         return self.scored_faces(image, reference, reference_sha256=reference_sha256)[0]
 
-    def scored_faces(self, image: bytes, reference: bytes, *, reference_sha256: str | None = None
+    def scored_faces(self, image: bytes, reference: bytes | np.ndarray, *, reference_sha256: str | None = None
                      ) -> tuple[Outcome, np.ndarray, list[DetectedFace]]:
         """`score`'s outcome with what it was drawn from: the reference's embedding and the faces of `image`."""
         target = self.reference_embedding(reference, sha256=reference_sha256)
         faces = self.encoder.encode(decode_image(image))
         return score_faces(target, faces, self.encoder.similarity), target, faces
 
-    def reference_embedding(self, reference: bytes, *, sha256: str | None = None) -> np.ndarray:
-        """The embedding of the reference's face (the largest), from the cache when its sha256 was seen."""
+    def reference_embedding(self, reference: bytes | np.ndarray, *, sha256: str | None = None) -> np.ndarray:
+        """The embedding of the reference's face (the largest), from the cache when its sha256 was seen; `reference`
+        may be that embedding already (`cached_reference`), so a cached reference need not be fetched again."""
+        if isinstance(reference, np.ndarray):
+            return reference
         # Same bytes, same embedding: the sha256 names the picture, so a character's new reference is a new key.
         key = sha256 or hashlib.sha256(reference).hexdigest()
         cached = self.cache.get(key)
@@ -59,6 +62,10 @@ class FaceChecker:
                                   f"with one clear face")
         self.cache.put(key, face.embedding)
         return face.embedding
+
+    def cached_reference(self, sha256: str) -> np.ndarray | None:
+        """The reference's embedding when this process has made it (pass it as `reference`), else None."""
+        return self.cache.get(sha256)
 
     def validate_reference(self, image: bytes, *, min_face_px: int = MIN_REFERENCE_FACE_PX) -> ReferenceCheck:
         """Whether `image` can be a character's reference (see `validate_reference`)."""

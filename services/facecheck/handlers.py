@@ -52,7 +52,10 @@ async def score_command(command: ScoreFace, blobs: BlobStore, checker: FaceCheck
     """The event that answers one `ScoreFace`; NATS outages raise, so the command is retried."""
     ids = {"chain_id": command.chain_id, "step": command.step, "attempt": command.attempt}
     try:
-        reference = await blobs.get(command.reference_image.sha256)
+        # A reference seen before is its cached embedding: its picture is not fetched again for every attempt.
+        reference = checker.cached_reference(command.reference_image.sha256)
+        if reference is None:
+            reference = await blobs.get(command.reference_image.sha256)
         image = await blobs.get(command.image.sha256)
     except (BlobNotFound, BlobCorrupt) as exc:
         # Content-addressed blobs are stored before the command is sent; a missing one will not appear later.

@@ -22,8 +22,9 @@ def cached_previous(checker: FaceChecker, *, reference_sha256: str, previous_sha
     return checker.cache.get(_key(previous_sha256, reference_sha256))
 
 
-def score_with_previous(checker: FaceChecker, image: bytes, reference: bytes, previous: bytes | np.ndarray, *,
-                        reference_sha256: str, previous_sha256: str) -> tuple[Outcome, float | None]:
+def score_with_previous(checker: FaceChecker, image: bytes, reference: bytes | np.ndarray,
+                        previous: bytes | np.ndarray, *, reference_sha256: str,
+                        previous_sha256: str) -> tuple[Outcome, float | None]:
     """The outcome against the reference, and the character's face's similarity to its face in `previous`
     (the picture, or its embedding from `cached_previous`; None when either picture shows no face, or
     `previous` cannot be read: the step is then unmeasured)."""

@@ -81,14 +81,14 @@ class CountingBlobs(MemoryBlobs):
         return await super().get(sha256)
 
 
-async def test_the_edited_picture_is_fetched_once_for_every_attempt_of_a_step() -> None:
+async def test_the_reference_and_the_edited_picture_are_fetched_once_for_every_attempt_of_a_step() -> None:
     edited = picture((30, 30, 60, PINK))
     attempts = [picture((30, 30, 70, ALSO_RED)), picture((30, 30, 70, BLUE)), picture((30, 30, 70, RED))]
     blobs, checker = CountingBlobs(REFERENCE, edited, *attempts), FaceChecker(FakeEncoder())
     results = [await score_command(command(ref(image)).model_copy(update={"previous_image": ref(edited)}), blobs,
                                    checker) for image in attempts]
     assert all(isinstance(r, FaceScored) and r.previous_score is not None for r in results)
-    assert blobs.fetched.count(sha(edited)) == 1
+    assert blobs.fetched.count(sha(edited)) == 1 and blobs.fetched.count(sha(REFERENCE)) == 1
     # The same scores as a checker that embeds the edited picture afresh each time.
     fresh = [await score_command(command(ref(image)).model_copy(update={"previous_image": ref(edited)}),
                                  MemoryBlobs(REFERENCE, edited, image), FaceChecker(FakeEncoder())) for image in attempts]
